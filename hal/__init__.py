@@ -1,0 +1,66 @@
+"""hal: what the chip is.
+
+Constants of the resource model, typed coordinates, configuration containers with range checks and an
+exact binary encoding, spike events and time units, and the one small :class:`Backend` interface every
+device implements. ``hal`` imports nothing else of firstspike.
+"""
+
+from hal import chip
+from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from hal.config import ChipConfig, ConfigDiff, NeuronParams, Routing, RowMode, SynapseArrays
+from hal.coords import (
+    Column,
+    Half,
+    InputChannel,
+    NeuronId,
+    Row,
+    SynapseDriver,
+    SynapseLabel,
+    WeightValue,
+)
+from hal.errors import (
+    BackendError,
+    CapacityError,
+    ConfigDecodeError,
+    ConfigError,
+    DeviceBusyError,
+    FieldRangeError,
+    HalError,
+    LinkError,
+    UnknownBackendError,
+)
+from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+
+__all__ = [
+    "SPIKE_DTYPE",
+    "Backend",
+    "BackendError",
+    "CapacityError",
+    "ChipConfig",
+    "Column",
+    "ConfigDecodeError",
+    "ConfigDiff",
+    "ConfigError",
+    "DeviceBusyError",
+    "DeviceInfo",
+    "FieldRangeError",
+    "HalError",
+    "Half",
+    "InputChannel",
+    "InputSpikes",
+    "LinkError",
+    "NeuronId",
+    "NeuronParams",
+    "Routing",
+    "Row",
+    "RowMode",
+    "RunOptions",
+    "RunResult",
+    "SpikeEvents",
+    "SynapseArrays",
+    "SynapseDriver",
+    "SynapseLabel",
+    "UnknownBackendError",
+    "WeightValue",
+    "chip",
+]

@@ -1,0 +1,432 @@
+"""Configuration containers for the whole chip, with range checks, exact encoding and diffs.
+
+A :class:`ChipConfig` is everything a device needs to run a network:
+
+* :class:`NeuronParams`: digital parameters per neuron (512 each, see the table in ``NEURON_FIELDS``),
+  plus which columns join their two halves into one logical neuron (``merged_columns``);
+* :class:`SynapseArrays`: per half a 256 x 256 array of 6-bit weights and 6-bit labels (uint8);
+* row modes (off / excitatory / inhibitory) per half and row;
+* :class:`Routing`: which event source (an input channel or a neuron's output) reaches which row of
+  which half, carrying which 6-bit address. A synapse responds to an event on its row only when the
+  event's address equals the synapse's label.
+
+Every container exposes its state as named numpy arrays (``fields()``), which gives one generic path for
+validation, the binary encoding and :class:`ConfigDiff`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from hal import chip
+from hal.encoding import decode_arrays, encode_arrays
+from hal.errors import ConfigDecodeError, ConfigError, FieldRangeError
+
+CONFIG_MAGIC = b"FSCF"
+DIFF_MAGIC = b"FSCD"
+CONFIG_VERSION = 1
+
+
+class RowMode(IntEnum):
+    """What a synapse row does with its events."""
+
+    OFF = 0
+    EXCITATORY = 1
+    INHIBITORY = 2
+
+
+class SourceKind(IntEnum):
+    """Kind of event source in the routing table."""
+
+    INPUT = 0  # an external input channel 0..1023
+    NEURON = 1  # a neuron's spike output 0..511
+
+
+# name -> (dtype, low, high, default, meaning and unit)
+NEURON_FIELDS: dict[str, tuple[str, int, int, int, str]] = {
+    "leak": ("<u2", 0, chip.PARAM_MAX, 300, "leak (resting) potential, membrane LSB"),
+    "threshold": ("<u2", 0, chip.PARAM_MAX, 600, "spike threshold, membrane LSB"),
+    "reset": ("<u2", 0, chip.PARAM_MAX, 300, "reset potential, membrane LSB"),
+    "tau_mem": ("<u2", 1, chip.PARAM_MAX, 188, "membrane time constant code (x4 ticks nominal)"),
+    "tau_syn_exc": ("<u2", 1, chip.PARAM_MAX, 188, "excitatory synaptic time constant code (x4 ticks)"),
+    "tau_syn_inh": ("<u2", 1, chip.PARAM_MAX, 188, "inhibitory synaptic time constant code (x4 ticks)"),
+    "refractory": ("<u2", 0, chip.REFRACTORY_MAX, 0, "refractory period code (x8 ticks)"),
+    "gain_exc": ("<u2", 0, chip.PARAM_MAX, 64, "excitatory synaptic gain code (jump = w*gain/64 LSB)"),
+    "gain_inh": ("<u2", 0, chip.PARAM_MAX, 64, "inhibitory synaptic gain code (jump = w*gain/64 LSB)"),
+    "enabled": ("|b1", 0, 1, 0, "neuron integrates and emits spikes"),
+}
+
+
+def _check_range(name: str, arr: np.ndarray, low: int, high: int) -> None:
+    if arr.size == 0:
+        return
+    if arr.dtype == np.bool_:
+        return
+    a = arr.astype(np.int64, copy=False)
+    bad = np.flatnonzero((a < low) | (a > high))
+    if len(bad):
+        idx = np.unravel_index(bad[0], arr.shape)
+        where = ",".join(str(int(i)) for i in idx)
+        more = f"; {len(bad)} entries out of range" if len(bad) > 1 else ""
+        raise FieldRangeError(f"{name}[{where}]", int(a.flat[bad[0]]), low, high, more.lstrip("; "))
+
+
+def _check_array(name: str, arr: object, dtype: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        raise ConfigError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+    if arr.dtype != np.dtype(dtype):
+        raise ConfigError(f"{name}: dtype {arr.dtype} not allowed; expected {np.dtype(dtype)}")
+    if shape is not None and arr.shape != shape:
+        raise ConfigError(f"{name}: shape {arr.shape}; expected {shape}")
+    return arr
+
+
+@dataclass(eq=False)
+class NeuronParams:
+    """Digital parameters of all 512 neurons (struct of arrays, each shape (512,)).
+
+    Ranges and units are in :data:`NEURON_FIELDS`; ``merged_columns[c]`` joins neuron ``c`` of half 0 and
+    neuron ``c`` of half 1 into one logical neuron (both halves' synaptic input drive one membrane; it uses
+    the parameters of the half-0 neuron and spikes as that neuron).
+    """
+
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    merged_columns: np.ndarray = field(default_factory=lambda: np.zeros(chip.COLUMNS_PER_HALF, dtype=np.bool_))
+
+    def __post_init__(self) -> None:
+        for name, (dt, _, _, default, _) in NEURON_FIELDS.items():
+            if name not in self.values:
+                self.values[name] = np.full(chip.N_NEURONS, default, dtype=np.dtype(dt))
+        unknown = set(self.values) - set(NEURON_FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown neuron parameter(s) {sorted(unknown)}; allowed {list(NEURON_FIELDS)}")
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def set(self, neurons: np.ndarray | int | slice, **params: int | np.ndarray) -> None:
+        """Set parameters of the given neurons, range-checked before anything is written."""
+        for name, val in params.items():
+            if name not in NEURON_FIELDS:
+                raise ConfigError(f"unknown neuron parameter {name!r}; allowed {list(NEURON_FIELDS)}")
+            _, lo, hi, _, _ = NEURON_FIELDS[name]
+            _check_range(f"neurons.{name}", np.asarray(val, dtype=np.int64).reshape(-1), lo, hi)
+        for name, val in params.items():
+            self.values[name][neurons] = val
+
+    def fields(self) -> dict[str, np.ndarray]:
+        out = {f"neurons.{k}": self.values[k] for k in NEURON_FIELDS}
+        out["neurons.merged_columns"] = self.merged_columns
+        return out
+
+
+@dataclass(eq=False)
+class SynapseArrays:
+    """Both halves' synapse arrays: ``weights`` and ``labels`` uint8 of shape (2, 256 rows, 256 columns)."""
+
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(_SYN_SHAPE, dtype=np.uint8))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(_SYN_SHAPE, dtype=np.uint8))
+
+    def fields(self) -> dict[str, np.ndarray]:
+        return {"synapses.weights": self.weights, "synapses.labels": self.labels}
+
+
+_SYN_SHAPE = (chip.N_HALVES, chip.ROWS_PER_HALF, chip.COLUMNS_PER_HALF)
+
+ROUTE_DTYPE = np.dtype([("kind", "u1"), ("source", "<u2"), ("half", "u1"), ("row", "u1"), ("address", "u1")])
+
+
+@dataclass(eq=False)
+class Routing:
+    """The event crossbar: a table of routes ``(kind, source) -> (half, row, address)``.
+
+    One source may reach many rows; one row may receive many sources (distinguished by address). The
+    table is kept sorted and free of duplicates so equal routings encode to equal bytes.
+    """
+
+    routes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=ROUTE_DTYPE))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.routes, np.ndarray) or self.routes.dtype != ROUTE_DTYPE:
+            raise ConfigError(f"routing: routes must be a numpy array of dtype {ROUTE_DTYPE.descr}")
+        self.routes = np.unique(self.routes.reshape(-1))
+
+    @classmethod
+    def from_lists(
+        cls,
+        kind: np.ndarray | list[int],
+        source: np.ndarray | list[int],
+        half: np.ndarray | list[int],
+        row: np.ndarray | list[int],
+        address: np.ndarray | list[int],
+    ) -> Routing:
+        """Build from parallel sequences (range-checked)."""
+        cols = {"kind": kind, "source": source, "half": half, "row": row, "address": address}
+        arrs = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in cols.items()}
+        n = len(arrs["kind"])
+        if any(len(a) != n for a in arrs.values()):
+            raise ConfigError("routing: kind, source, half, row and address must have equal lengths")
+        for k, (lo, hi) in _ROUTE_RANGES.items():
+            _check_range(f"routing.{k}", arrs[k], lo, hi)
+        r = np.empty(n, dtype=ROUTE_DTYPE)
+        for k, a in arrs.items():
+            r[k] = a
+        out = cls(r)
+        out.validate()
+        return out
+
+    def add(self, kind: int, source: int, half: int, row: int, address: int) -> None:
+        """Add one route (range-checked)."""
+        extra = Routing.from_lists([kind], [source], [half], [row], [address])
+        self.routes = np.unique(np.concatenate([self.routes, extra.routes]))
+
+    def targets(self, kind: int, source: int) -> np.ndarray:
+        """All routes of one source."""
+        r = self.routes
+        return r[(r["kind"] == kind) & (r["source"] == source)]
+
+    def validate(self) -> None:
+        for k, (lo, hi) in _ROUTE_RANGES.items():
+            _check_range(f"routing.{k}", self.routes[k], lo, hi)
+        neuron = self.routes["kind"] == SourceKind.NEURON
+        _check_range("routing.source (neuron)", self.routes["source"][neuron], 0, chip.N_NEURONS - 1)
+
+    def fields(self) -> dict[str, np.ndarray]:
+        return {f"routing.{k}": np.ascontiguousarray(self.routes[k]) for k in ROUTE_DTYPE.names or ()}
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+
+_ROUTE_RANGES = {
+    "kind": (0, 1),
+    "source": (0, chip.N_INPUT_CHANNELS - 1),
+    "half": (0, chip.N_HALVES - 1),
+    "row": (0, chip.ROWS_PER_HALF - 1),
+    "address": (0, chip.N_LABELS - 1),
+}
+
+# Every field of a ChipConfig: name -> (dtype, fixed shape or None for variable length, low, high).
+_FIELD_SPECS: dict[str, tuple[str, tuple[int, ...] | None, int, int]] = {
+    **{f"neurons.{k}": (v[0], (chip.N_NEURONS,), v[1], v[2]) for k, v in NEURON_FIELDS.items()},
+    "neurons.merged_columns": ("|b1", (chip.COLUMNS_PER_HALF,), 0, 1),
+    "synapses.weights": ("|u1", _SYN_SHAPE, 0, chip.WEIGHT_MAX),
+    "synapses.labels": ("|u1", _SYN_SHAPE, 0, chip.N_LABELS - 1),
+    "rows.modes": ("|u1", (chip.N_HALVES, chip.ROWS_PER_HALF), 0, 2),
+    **{f"routing.{k}": (ROUTE_DTYPE[k].str, None, lo, hi) for k, (lo, hi) in _ROUTE_RANGES.items()},
+}
+
+
+@dataclass(eq=False)
+class ChipConfig:
+    """The complete configuration of one chip. Mutable; ``copy()`` before sharing."""
+
+    neurons: NeuronParams = field(default_factory=NeuronParams)
+    synapses: SynapseArrays = field(default_factory=SynapseArrays)
+    row_modes: np.ndarray = field(
+        default_factory=lambda: np.zeros((chip.N_HALVES, chip.ROWS_PER_HALF), dtype=np.uint8)
+    )
+    routing: Routing = field(default_factory=Routing)
+
+    # ---- generic views -------------------------------------------------------------------------
+    def fields(self) -> dict[str, np.ndarray]:
+        """All state as named arrays, in canonical order (the order of the encoding)."""
+        out: dict[str, np.ndarray] = {}
+        out.update(self.neurons.fields())
+        out.update(self.synapses.fields())
+        out["rows.modes"] = self.row_modes
+        out.update(self.routing.fields())
+        return out
+
+    @classmethod
+    def from_fields(cls, arrays: dict[str, np.ndarray], *, copy: bool = True) -> ChipConfig:
+        """Build from named arrays (as produced by :meth:`fields`); validates everything."""
+        missing = [k for k in _FIELD_SPECS if k not in arrays]
+        extra = [k for k in arrays if k not in _FIELD_SPECS]
+        if missing or extra:
+            raise ConfigError(f"config fields: missing {missing}, unknown {extra}")
+        a = {k: (np.array(v) if copy else v) for k, v in arrays.items()}
+        for name, (dt, shape, _, _) in _FIELD_SPECS.items():
+            _check_array(name, a[name], dt, shape)
+        n_routes = {len(a[f"routing.{k}"]) for k in _ROUTE_RANGES}
+        if len(n_routes) != 1:
+            raise ConfigError("routing: column arrays have different lengths")
+        neurons = NeuronParams(
+            {k: a[f"neurons.{k}"] for k in NEURON_FIELDS}, merged_columns=a["neurons.merged_columns"]
+        )
+        routes = np.empty(n_routes.pop(), dtype=ROUTE_DTYPE)
+        for k in _ROUTE_RANGES:
+            routes[k] = a[f"routing.{k}"]
+        cfg = cls(
+            neurons=neurons,
+            synapses=SynapseArrays(a["synapses.weights"], a["synapses.labels"]),
+            row_modes=a["rows.modes"],
+            routing=Routing(routes),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> ChipConfig:
+        """Check dtype, shape and range of every field; raises FieldRangeError/ConfigError naming it."""
+        f = self.fields()
+        for name, (dt, shape, lo, hi) in _FIELD_SPECS.items():
+            _check_array(name, f[name], dt, shape)
+            _check_range(name, f[name], lo, hi)
+        self.routing.validate()
+        return self
+
+    def copy(self) -> ChipConfig:
+        return ChipConfig.from_fields(self.fields(), copy=True)
+
+    # ---- encoding ------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Exact, versioned, CRC-checked encoding; equal configs give equal bytes."""
+        self.validate()
+        return encode_arrays(CONFIG_MAGIC, CONFIG_VERSION, self.fields())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ChipConfig:
+        """Decode :meth:`to_bytes` output; any defect raises :class:`ConfigDecodeError`."""
+        _, _, arrays = decode_arrays(data, CONFIG_MAGIC, (CONFIG_VERSION,))
+        try:
+            return cls.from_fields(arrays, copy=False)
+        except (ConfigError, FieldRangeError) as e:
+            raise ConfigDecodeError(f"decoded config is invalid: {e}") from e
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical encoding (32 bytes): identifies a configuration."""
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChipConfig):
+            return NotImplemented
+        a, b = self.fields(), other.fields()
+        return all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    # ---- diffs ---------------------------------------------------------------------------------
+    def diff(self, target: ChipConfig) -> ConfigDiff:
+        """The changes that turn ``self`` into ``target`` (only changed entries are carried)."""
+        a, b = self.fields(), target.fields()
+        patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        replaced: dict[str, np.ndarray] = {}
+        route_changed = any(a[k].shape != b[k].shape or not np.array_equal(a[k], b[k]) for k in _route_keys())
+        for name in a:
+            if name.startswith("routing."):
+                if route_changed:
+                    replaced[name] = b[name].copy()
+                continue
+            changed = np.flatnonzero(a[name].reshape(-1) != b[name].reshape(-1)).astype(np.uint32)
+            if len(changed):
+                patches[name] = (changed, b[name].reshape(-1)[changed].copy())
+        return ConfigDiff(self.digest(), target.digest(), patches, replaced)
+
+    def summary(self) -> dict[str, int]:
+        """Counts of what is in use (for reports and logs)."""
+        return {
+            "enabled_neurons": int(self.neurons.values["enabled"].sum()),
+            "merged_columns": int(self.neurons.merged_columns.sum()),
+            "nonzero_synapses": int(np.count_nonzero(self.synapses.weights)),
+            "active_rows": int(np.count_nonzero(self.row_modes)),
+            "routes": len(self.routing),
+        }
+
+
+def _route_keys() -> list[str]:
+    return [f"routing.{k}" for k in _ROUTE_RANGES]
+
+
+@dataclass(eq=False)
+class ConfigDiff:
+    """What changed between two configs: sparse patches per field (flat index, new value), whole
+    replacements for variable-length fields (routing), and the digests of base and target so a diff is
+    never applied to the wrong base nor produces a config other than its target."""
+
+    base_digest: bytes
+    target_digest: bytes
+    patches: dict[str, tuple[np.ndarray, np.ndarray]]
+    replaced: dict[str, np.ndarray]
+
+    @property
+    def empty(self) -> bool:
+        return not self.patches and not self.replaced
+
+    def changed_entries(self) -> int:
+        """Number of patched array entries (plus replaced entries)."""
+        return sum(len(i) for i, _ in self.patches.values()) + sum(len(v) for v in self.replaced.values())
+
+    def apply(self, base: ChipConfig) -> ChipConfig:
+        """Return a new config: ``base`` with the diff applied. ``base`` is never modified."""
+        if base.digest() != self.base_digest:
+            raise ConfigError("diff does not apply: the base configuration differs from the one it was made for")
+        arrays = {k: v.copy() for k, v in base.fields().items()}
+        for name, (idx, val) in self.patches.items():
+            if name not in _FIELD_SPECS or name.startswith("routing."):
+                raise ConfigError(f"diff patches unknown field {name!r}")
+            flat = arrays[name].reshape(-1)
+            if len(idx) and int(idx.max()) >= flat.size:
+                raise FieldRangeError(f"diff {name} index", int(idx.max()), 0, flat.size - 1)
+            flat[idx.astype(np.int64)] = val
+        for name, val in self.replaced.items():
+            if name not in _FIELD_SPECS:
+                raise ConfigError(f"diff replaces unknown field {name!r}")
+            arrays[name] = val.copy()
+        out = ChipConfig.from_fields(arrays, copy=False)
+        if out.digest() != self.target_digest:
+            raise ConfigError("diff result does not match its target digest")
+        return out
+
+    def to_bytes(self) -> bytes:
+        """Encode (same container as configs, magic FSCD; header = base digest + target digest)."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, (idx, val) in self.patches.items():
+            arrays[f"patch:{name}:index"] = np.asarray(idx, dtype=np.uint32)
+            arrays[f"patch:{name}:value"] = val
+        for name, val in self.replaced.items():
+            arrays[f"replace:{name}"] = val
+        return encode_arrays(DIFF_MAGIC, CONFIG_VERSION, arrays, header=self.base_digest + self.target_digest)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConfigDiff:
+        """Decode :meth:`to_bytes` output; any defect raises :class:`ConfigDecodeError`."""
+        _, header, arrays = decode_arrays(data, DIFF_MAGIC, (CONFIG_VERSION,))
+        if len(header) != 64:
+            raise ConfigDecodeError(f"diff header must be 64 bytes (two SHA-256 digests), got {len(header)}")
+        patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        replaced: dict[str, np.ndarray] = {}
+        for key, arr in arrays.items():
+            kind, _, rest = key.partition(":")
+            if kind == "patch":
+                name, _, part = rest.rpartition(":")
+                spec = _FIELD_SPECS.get(name)
+                if spec is None or name.startswith("routing.") or part not in ("index", "value"):
+                    raise ConfigDecodeError(f"diff: unknown entry {key!r}")
+                if part == "index":
+                    if arr.dtype != np.uint32 or arr.ndim != 1:
+                        raise ConfigDecodeError(f"diff: {key!r} must be 1-d uint32")
+                    continue
+                idx = arrays.get(f"patch:{name}:index")
+                if idx is None or arr.dtype != np.dtype(spec[0]) or arr.shape != idx.shape:
+                    raise ConfigDecodeError(f"diff: patch of {name!r} has mismatched index/value arrays")
+                patches[name] = (idx, arr)
+            elif kind == "replace":
+                spec = _FIELD_SPECS.get(rest)
+                if spec is None or arr.dtype != np.dtype(spec[0]) or arr.ndim != 1:
+                    raise ConfigDecodeError(f"diff: bad replacement {key!r}")
+                replaced[rest] = arr
+            else:
+                raise ConfigDecodeError(f"diff: unknown entry {key!r}")
+        orphan = [
+            k for k in arrays if k.endswith(":index") and k.rpartition(":")[0].partition(":")[2] not in patches
+        ]
+        if orphan:
+            raise ConfigDecodeError(f"diff: index arrays without values {orphan}")
+        return cls(header[:32], header[32:], patches, replaced)

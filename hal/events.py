@@ -1,0 +1,181 @@
+"""Spike events and time units.
+
+Events are structured numpy arrays of :data:`SPIKE_DTYPE`: ``batch`` (which batch entry), ``time`` (ticks
+of the 125 MHz clock since the start of that entry) and ``label`` (for inputs: the input channel; for
+recorded output: the neuron id). Times are integers in ticks; model time is ``ticks / tau_s_ticks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal import chip
+from hal.errors import FieldRangeError
+
+SPIKE_DTYPE = np.dtype([("batch", "<u4"), ("time", "<u4"), ("label", "<u2")])
+
+
+def ticks_to_seconds(ticks: np.ndarray | float) -> np.ndarray | float:
+    """Ticks of the 125 MHz clock -> seconds of chip (wall) time."""
+    if isinstance(ticks, np.ndarray):
+        return np.asarray(ticks, dtype=np.float64) * chip.TICK_S
+    return ticks * chip.TICK_S
+
+
+def seconds_to_ticks(seconds: float) -> int:
+    """Seconds of chip time -> nearest whole tick."""
+    return round(seconds * chip.CLOCK_HZ)
+
+
+def ticks_to_model(ticks: np.ndarray, tau_s_ticks: float) -> np.ndarray:
+    """Ticks -> model time (units of tau_s), float64."""
+    return np.asarray(ticks, dtype=np.float64) / float(tau_s_ticks)
+
+
+def model_to_ticks(t: np.ndarray, tau_s_ticks: float) -> np.ndarray:
+    """Model time (units of tau_s) -> nearest tick as int64; ``inf``/NaN (no spike) map to -1."""
+    t = np.asarray(t, dtype=np.float64)
+    out = np.full(t.shape, -1, dtype=np.int64)
+    ok = np.isfinite(t)
+    out[ok] = np.rint(t[ok] * float(tau_s_ticks)).astype(np.int64)
+    return out
+
+
+def _sorted(events: np.ndarray) -> np.ndarray:
+    order = np.lexsort((events["label"], events["time"], events["batch"]))
+    return events[order]
+
+
+def _check_events(events: np.ndarray, batch_size: int, label_max: int, what: str) -> np.ndarray:
+    if not isinstance(events, np.ndarray) or events.dtype != SPIKE_DTYPE or events.ndim != 1:
+        raise TypeError(f"{what}: events must be a 1-d numpy array of SPIKE_DTYPE {SPIKE_DTYPE.descr}")
+    if batch_size < 0 or batch_size > chip.MAX_BATCH:
+        raise FieldRangeError(f"{what}.batch_size", batch_size, 0, chip.MAX_BATCH)
+    if len(events):
+        b = int(events["batch"].max())
+        if b >= batch_size:
+            raise FieldRangeError(f"{what}.batch", b, 0, batch_size - 1, "batch index beyond batch_size")
+        lab = int(events["label"].max())
+        if lab > label_max:
+            raise FieldRangeError(f"{what}.label", lab, 0, label_max)
+    return events
+
+
+@dataclass(frozen=True, eq=False)
+class InputSpikes:
+    """Input spike trains for a batch: events on input channels, sorted by (batch, time, label).
+
+    ``batch_size`` is explicit because a batch entry may carry no events at all.
+    """
+
+    events: np.ndarray
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        ev = _check_events(self.events, self.batch_size, chip.N_INPUT_CHANNELS - 1, "InputSpikes")
+        object.__setattr__(self, "events", _sorted(ev))
+
+    @classmethod
+    def from_times(cls, times_ticks: np.ndarray, channels: np.ndarray | None = None) -> InputSpikes:
+        """Build from a (batch, n) array of spike times in ticks; negative, NaN or inf means no spike.
+
+        ``channels[j]`` is the input channel of column ``j`` (default ``0..n-1``).
+        """
+        t = np.asarray(times_ticks, dtype=np.float64)
+        if t.ndim != 2:
+            raise ValueError(f"times_ticks must be 2-d (batch, n), got shape {t.shape}")
+        b, n = t.shape
+        ch = np.arange(n) if channels is None else np.asarray(channels, dtype=np.int64)
+        if ch.shape != (n,):
+            raise ValueError(f"channels must have shape ({n},), got {ch.shape}")
+        if n and (ch.min() < 0 or ch.max() >= chip.N_INPUT_CHANNELS):
+            bad = int(ch.min() if ch.min() < 0 else ch.max())
+            raise FieldRangeError("InputSpikes.channel", bad, 0, chip.N_INPUT_CHANNELS - 1)
+        ok = np.isfinite(t) & (t >= 0)
+        if ok.any() and t[ok].max() > np.iinfo(np.uint32).max:
+            raise FieldRangeError("InputSpikes.time", float(t[ok].max()), 0, np.iinfo(np.uint32).max)
+        bi, ji = np.nonzero(ok)
+        ev = np.empty(len(bi), dtype=SPIKE_DTYPE)
+        ev["batch"] = bi
+        ev["time"] = np.rint(t[bi, ji]).astype(np.uint32)
+        ev["label"] = ch[ji]
+        return cls(ev, b)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def split(self, sizes: list[int]) -> list[InputSpikes]:
+        """Split into consecutive sub-batches of the given sizes (batch indices renumbered from 0)."""
+        if sum(sizes) != self.batch_size or any(s < 0 for s in sizes):
+            raise ValueError(f"sizes {sizes} must be non-negative and sum to batch_size {self.batch_size}")
+        out = []
+        start = 0
+        bounds = np.searchsorted(self.events["batch"], np.cumsum([0, *sizes]))
+        for k, s in enumerate(sizes):
+            ev = self.events[bounds[k] : bounds[k + 1]].copy()
+            ev["batch"] -= start
+            out.append(InputSpikes(ev, s))
+            start += s
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class SpikeEvents:
+    """Recorded spikes of a run: ``label`` is the neuron id (0..511), sorted by (batch, time, label)."""
+
+    events: np.ndarray
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        ev = _check_events(self.events, self.batch_size, chip.N_NEURONS - 1, "SpikeEvents")
+        object.__setattr__(self, "events", _sorted(ev))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SpikeEvents)
+            and self.batch_size == other.batch_size
+            and np.array_equal(self.events, other.events)
+        )
+
+    def first_spike_ticks(self, neurons: np.ndarray | None = None) -> np.ndarray:
+        """(batch, n) first spike time in ticks of each neuron in ``neurons`` (default all 512), -1 if silent."""
+        nrn = np.arange(chip.N_NEURONS) if neurons is None else np.asarray(neurons, dtype=np.int64)
+        lut = np.full(chip.N_NEURONS, -1, dtype=np.int64)
+        lut[nrn] = np.arange(len(nrn))
+        out = np.full((self.batch_size, len(nrn)), -1, dtype=np.int64)
+        ev = self.events
+        col = lut[ev["label"].astype(np.int64)]
+        keep = col >= 0
+        b = ev["batch"][keep].astype(np.int64)
+        c = col[keep]
+        t = ev["time"][keep].astype(np.int64)
+        # Events are time-sorted within a batch entry: the first occurrence of each (b, c) is its first spike.
+        key = b * len(nrn) + c
+        _, first = np.unique(key, return_index=True)
+        out[b[first], c[first]] = t[first]
+        return out
+
+    def first_spike_model_times(self, neurons: np.ndarray, tau_s_ticks: float) -> np.ndarray:
+        """(batch, n) first spike times in model units (tau_s), ``inf`` for silent neurons."""
+        ticks = self.first_spike_ticks(neurons)
+        out = ticks.astype(np.float64) / float(tau_s_ticks)
+        out[ticks < 0] = np.inf
+        return out
+
+    @staticmethod
+    def concatenate(parts: list[SpikeEvents]) -> SpikeEvents:
+        """Join results of consecutive sub-batches back into one (batch indices shifted)."""
+        offs = 0
+        chunks = []
+        for p in parts:
+            ev = p.events.copy()
+            ev["batch"] += offs
+            chunks.append(ev)
+            offs += p.batch_size
+        ev = np.concatenate(chunks) if chunks else np.empty(0, SPIKE_DTYPE)
+        return SpikeEvents(ev, offs)

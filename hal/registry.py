@@ -1,0 +1,114 @@
+"""Backend registry: URI scheme -> Backend factory, discovered through entry points.
+
+A package makes a device usable everywhere a URI is accepted by declaring, in its ``pyproject.toml``::
+
+    [project.entry-points."firstspike.backends"]
+    mydev = "mypackage.backend:MyBackend"
+
+The target is a callable ``factory(uri: DeviceURI) -> Backend`` (typically the Backend class itself with a
+``from_uri`` classmethod, or a function). Built-in backends register the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from urllib.parse import parse_qsl, urlsplit
+
+from hal.backend import Backend
+from hal.errors import UnknownBackendError
+
+ENTRY_POINT_GROUP = "firstspike.backends"
+
+BackendFactory = Callable[["DeviceURI"], Backend]
+
+_registered: dict[str, BackendFactory] = {}
+
+
+@dataclass(frozen=True)
+class DeviceURI:
+    """A parsed device URI such as ``sim://?serial=7&noise=0`` or ``grpc://127.0.0.1:50051``."""
+
+    raw: str
+    scheme: str
+    netloc: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, uri: str) -> DeviceURI:
+        """Parse ``scheme://netloc/path?key=value&...``; a bare scheme (``sim``) is accepted."""
+        if not isinstance(uri, str) or not uri.strip():
+            raise ValueError("device URI must be a non-empty string such as 'sim://' or 'grpc://host:port'")
+        text = uri.strip()
+        if "://" not in text:
+            if text.isidentifier():
+                text = text + "://"
+            else:
+                raise ValueError(f"device URI {uri!r} has no scheme; expected 'scheme://...', e.g. 'sim://'")
+        parts = urlsplit(text)
+        try:
+            params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        except ValueError:
+            raise ValueError(f"device URI {uri!r}: malformed query {parts.query!r}") from None
+        return cls(uri, parts.scheme.lower(), parts.netloc, parts.path, params)
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        return self.params.get(name, default)
+
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        """An integer query parameter, range-checked (the error names the parameter and the range)."""
+        v = self.params.get(name)
+        if v is None:
+            return default
+        try:
+            val = int(v, 0)
+        except ValueError:
+            raise ValueError(f"{self.scheme}:// parameter {name}={v!r} is not an integer") from None
+        if not low <= val <= high:
+            raise ValueError(f"{self.scheme}:// parameter {name}={val} out of range [{low}, {high}]")
+        return val
+
+    def check_params(self, allowed: set[str]) -> None:
+        """Reject unknown query parameters (typos must not be silently ignored)."""
+        unknown = sorted(set(self.params) - allowed)
+        if unknown:
+            raise ValueError(f"{self.scheme}:// does not take parameter(s) {unknown}; allowed {sorted(allowed)}")
+
+
+def register(scheme: str, factory: BackendFactory) -> None:
+    """Register a backend factory for a URI scheme at run time (entry points are the usual way)."""
+    _registered[scheme.lower()] = factory
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_schemes() -> list[str]:
+    """Every scheme that can be opened: registered at run time or declared by an installed package."""
+    return sorted(set(_registered) | set(_entry_points()))
+
+
+def resolve(scheme: str) -> BackendFactory:
+    """The factory for a scheme (loading its entry point on first use)."""
+    scheme = scheme.lower()
+    if scheme in _registered:
+        return _registered[scheme]
+    ep = _entry_points().get(scheme)
+    if ep is None:
+        raise UnknownBackendError(
+            f"no backend for scheme {scheme!r}; available: {', '.join(available_schemes()) or 'none'}"
+        )
+    factory = ep.load()
+    if hasattr(factory, "from_uri"):
+        factory = factory.from_uri
+    _registered[scheme] = factory
+    return factory
+
+
+def open_backend(uri: str) -> Backend:
+    """Open the device a URI names (``sim://``, ``grpc://host:port``, ``serial:///dev/ttyUSB0`` ...)."""
+    parsed = DeviceURI.parse(uri)
+    return resolve(parsed.scheme)(parsed)

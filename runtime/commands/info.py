@@ -1,0 +1,55 @@
+"""``firstspike info``: the chip's resource model, the package version and the available backends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import metadata
+
+from hal import chip
+from hal.registry import available_schemes
+
+
+def _version() -> str:
+    try:
+        return metadata.version("firstspike")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def run(args: argparse.Namespace) -> int:
+    model = chip.resource_model()
+    if args.json:
+        print(json.dumps({"version": _version(), "resource_model": model, "backends": available_schemes()}))
+        return 0
+    print(f"firstspike {_version()}")
+    print("chip resource model (BrainScaleS-2-like):")
+    print(f"  neurons            {chip.N_NEURONS} = {chip.N_HALVES} halves x {chip.COLUMNS_PER_HALF} columns")
+    print(
+        f"  synapse arrays     {chip.N_HALVES} x {chip.ROWS_PER_HALF} rows x {chip.COLUMNS_PER_HALF} columns"
+        f" = {chip.N_SYNAPSES} synapses"
+    )
+    print(
+        f"  synapse drivers    {chip.DRIVERS_PER_HALF} per half, {chip.ROWS_PER_DRIVER} rows each;"
+        " rows are excitatory, inhibitory or off"
+    )
+    print(
+        f"  fan-in             {chip.ROWS_PER_HALF} rows per half = {chip.MAX_SIGNED_INPUTS_PER_HALF} signed inputs"
+        " (x2 with merged columns)"
+    )
+    print(f"  weights            {chip.WEIGHT_BITS}-bit magnitude 0..{chip.WEIGHT_MAX}, sign from the row")
+    print(f"  labels             {chip.LABEL_BITS}-bit synapse address 0..{chip.N_LABELS - 1}")
+    print(f"  input channels     {chip.N_INPUT_CHANNELS}")
+    print(f"  neuron parameters  {chip.PARAM_BITS}-bit digital values 0..{chip.PARAM_MAX}")
+    print(
+        f"  clock              {chip.CLOCK_HZ / 1e6:.0f} MHz (1 tick = {chip.TICK_NS} ns),"
+        f" speed-up {chip.SPEEDUP}x, nominal tau_s = {chip.NOMINAL_TAU_S_TICKS} ticks"
+    )
+    print(f"backends: {', '.join(available_schemes())}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="print the chip's resource model and the package version")
+    p.add_argument("--json", action="store_true", help="print as one JSON object")
+    p.set_defaults(func=run)
