@@ -1,0 +1,93 @@
+"""Events: construction, ordering, first-spike extraction, units, split/concatenate."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from hal import chip
+from hal.errors import FieldRangeError
+from hal.events import (
+    SPIKE_DTYPE,
+    InputSpikes,
+    SpikeEvents,
+    model_to_ticks,
+    seconds_to_ticks,
+    ticks_to_model,
+    ticks_to_seconds,
+)
+
+
+def test_units():
+    assert seconds_to_ticks(1e-6) == 125
+    assert ticks_to_seconds(750) == pytest.approx(6e-6)
+    assert np.allclose(ticks_to_model(np.array([750, 1500]), 750), [1.0, 2.0])
+    t = model_to_ticks(np.array([0.5, np.inf, np.nan]), 752)
+    assert t.tolist() == [376, -1, -1]
+
+
+times_arrays = hnp.arrays(
+    np.float64,
+    st.tuples(st.integers(1, 6), st.integers(1, 8)),
+    elements=st.one_of(st.floats(0, 5000, allow_nan=False), st.just(np.inf), st.just(-1.0)),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(times_arrays)
+def test_from_times_encodes_exactly_the_finite_times(times):
+    spikes = InputSpikes.from_times(times)
+    assert spikes.batch_size == times.shape[0]
+    ok = np.isfinite(times) & (times >= 0)
+    assert len(spikes) == int(ok.sum())
+    ev = spikes.events
+    assert np.all(np.diff(ev["batch"].astype(np.int64)) >= 0)
+    # decode back: per (batch, channel) the time
+    back = np.full(times.shape, -1.0)
+    back[ev["batch"], ev["label"]] = ev["time"]
+    assert np.array_equal(back[ok], np.rint(times[ok]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 511)), max_size=60))
+def test_first_spike_ticks_is_the_minimum_time(triples):
+    ev = np.array(triples, dtype=[("batch", "<u4"), ("time", "<u4"), ("label", "<u2")]).astype(SPIKE_DTYPE)
+    spikes = SpikeEvents(ev, 4)
+    first = spikes.first_spike_ticks()
+    expect = np.full((4, chip.N_NEURONS), -1)
+    for b, t, n in triples:
+        if expect[b, n] < 0 or t < expect[b, n]:
+            expect[b, n] = t
+    assert np.array_equal(first, expect)
+    m = spikes.first_spike_model_times(np.array([0, 5, 511]), 750.0)
+    assert np.all(np.isinf(m[expect[:, [0, 5, 511]] < 0]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(times_arrays, st.data())
+def test_split_then_concatenate_preserves_order(times, data):
+    spikes = InputSpikes.from_times(times)
+    b = spikes.batch_size
+    cut = data.draw(st.integers(0, b))
+    parts = spikes.split([cut, b - cut])
+    as_out = [SpikeEvents(p.events, p.batch_size) for p in parts]
+    joined = SpikeEvents.concatenate(as_out)
+    assert np.array_equal(joined.events, spikes.events)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(FieldRangeError, match="channel"):
+        InputSpikes.from_times(np.zeros((1, 2)), channels=np.array([0, 5000]))
+    with pytest.raises(ValueError, match="2-d"):
+        InputSpikes.from_times(np.zeros(3))
+    ev = np.zeros(1, SPIKE_DTYPE)
+    ev["batch"] = 3
+    with pytest.raises(FieldRangeError, match="batch"):
+        InputSpikes(ev, 2)
+    ev = np.zeros(1, SPIKE_DTYPE)
+    ev["label"] = 600
+    with pytest.raises(FieldRangeError, match="label"):
+        SpikeEvents(ev, 1)
+    with pytest.raises(TypeError, match="SPIKE_DTYPE"):
+        InputSpikes(np.zeros(3), 1)
