@@ -1,0 +1,47 @@
+"""firstspike's network compiler: a layered TTFS network (model units) -> chip configuration(s).
+
+    net = Network(n_inputs=4, layers=(Layer(w1, bias_time=0.9), Layer(w2, bias_time=0.9)))
+    compiled = compile(net)                       # design rules -> placement -> quantisation
+    compiled.save("net.fsn")                      # one versioned, deterministic file
+    cfg = update_weights(compiled, new_weights)   # training fast path: only synapse weights change
+
+Imports only ``hal`` (and the ``nir`` package lazily in :mod:`compiler.nir_io`).
+"""
+
+from compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
+from compiler.errors import (
+    ArtifactDecodeError,
+    CompileError,
+    DesignRuleErrors,
+    DesignRuleViolation,
+    IRError,
+    NIRImportError,
+    PlacementError,
+)
+from compiler.ir import Layer, Network
+from compiler.options import CompileOptions
+from compiler.pipeline import compile, update_weights
+from compiler.readback import effective_weights
+from compiler.rules import RULES, check
+
+__all__ = [
+    "COMPILER_VERSION",
+    "RULES",
+    "ArtifactDecodeError",
+    "CompileError",
+    "CompileOptions",
+    "CompiledNetwork",
+    "DesignRuleErrors",
+    "DesignRuleViolation",
+    "IRError",
+    "Layer",
+    "LayerMap",
+    "NIRImportError",
+    "Network",
+    "PlacementError",
+    "Stage",
+    "check",
+    "compile",
+    "effective_weights",
+    "update_weights",
+]

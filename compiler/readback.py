@@ -1,0 +1,69 @@
+"""Read the effective signed weights back from chip configurations.
+
+Only the configuration's routing, labels, row modes, synapse weights and merged columns are used; the
+artifact contributes what a reader must know anyway: each layer's event sources (input channel or neuron
+id), its neuron ids, its stage and the model weight of one step q. This is the independent check that
+placement, labels and quantisation compose to the intended network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from compiler.artifact import CompiledNetwork, LayerMap
+from hal import chip
+from hal.config import ChipConfig, RowMode
+
+__all__ = ["effective_steps", "effective_weights"]
+
+_SIGN = np.zeros(3, dtype=np.int64)
+_SIGN[RowMode.EXCITATORY] = 1
+_SIGN[RowMode.INHIBITORY] = -1
+
+
+def effective_steps(config: ChipConfig, layer: LayerMap) -> np.ndarray:
+    """Signed digital weight (int64, shape (n_sources, n_out)) of every (source, neuron) pair of a layer:
+    the sum over every route of the source into a row of a half the neuron has a column in, of
+    ``sign(row mode) * weight`` where the synapse's label equals the route's address."""
+    n_src = layer.n_sources
+    lut = np.full(2 * chip.N_INPUT_CHANNELS, -1, dtype=np.int64)  # (kind, source) -> weight row
+    lut[layer.source_kind.astype(np.int64) * chip.N_INPUT_CHANNELS + layer.source_id] = np.arange(n_src)
+    r = config.routing.routes
+    src_row = lut[r["kind"].astype(np.int64) * chip.N_INPUT_CHANNELS + r["source"].astype(np.int64)]
+    keep = src_row >= 0
+    r, src_row = r[keep], src_row[keep]
+
+    ids = layer.neuron_ids
+    col = ids % chip.COLUMNS_PER_HALF
+    half = ids // chip.COLUMNS_PER_HALF
+    merged = (half == 0) & config.neurons.merged_columns[col]
+    # Columns of each logical neuron: its own, plus the half-1 column of a merged one.
+    col_half = np.concatenate([half, np.ones(int(merged.sum()), dtype=np.int64)])
+    col_col = np.concatenate([col, col[merged]])
+    col_nrn = np.concatenate([np.arange(len(ids)), np.flatnonzero(merged)])
+
+    out = np.zeros((n_src, len(ids)), dtype=np.int64)
+    for h in range(chip.N_HALVES):
+        rh = r["half"] == h
+        ch = col_half == h
+        if not rh.any() or not ch.any():
+            continue
+        rows = r["row"][rh].astype(np.int64)
+        addr = r["address"][rh].astype(np.int64)
+        cols = col_col[ch]
+        match = config.synapses.labels[h][np.ix_(rows, cols)] == addr[:, None]
+        w = config.synapses.weights[h][np.ix_(rows, cols)].astype(np.int64)
+        contrib = w * match * _SIGN[config.row_modes[h, rows]][:, None]
+        np.add.at(out, (src_row[rh][:, None], col_nrn[ch][None, :]), contrib)
+    return out
+
+
+def effective_weights(config: ChipConfig | Sequence[ChipConfig], compiled: CompiledNetwork) -> list[np.ndarray]:
+    """Each layer's signed model weights (n_sources, n_out) as the configuration(s) realise them:
+    ``effective_steps * q``. ``config`` is one ChipConfig for a single-stage network, else one per stage."""
+    configs = [config] if isinstance(config, ChipConfig) else list(config)
+    if len(configs) != compiled.n_stages:
+        raise ValueError(f"{len(configs)} config(s) given for a network of {compiled.n_stages} stage(s)")
+    return [effective_steps(configs[L.stage], L) * L.q for L in compiled.layers]

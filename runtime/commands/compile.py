@@ -1,0 +1,107 @@
+"""``firstspike compile MODEL -o NET.fsn``: compile a network for the chip and print a resource report.
+
+MODEL is a ``.nir`` graph, a ``.fsir`` file (the compiler's IR) or a ``.pt`` file: either a dict with key
+``network_ir`` (an IR dict, see ``compiler.ir.Network.to_dict``) or a TTFS model saved by
+``runtime.ttfs.TTFSNetwork.save``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from compiler import CompileError, CompileOptions, Network, compile
+from compiler.report import plot_occupancy, resource_report, resources
+
+
+class ModelLoadError(ValueError):
+    """The model file cannot be read as a network."""
+
+
+def _network_from_ttfs_dict(data: dict[str, Any]) -> Network:
+    from runtime.ttfs import TTFSNetwork
+
+    model = TTFSNetwork.from_dict(data)
+    to_network = getattr(model, "to_network", None)
+    if callable(to_network):
+        return to_network()
+    # TODO(lead): TTFSNetwork.to_network() is the agreed conversion; once it exists this fallback (which
+    # builds the IR from the saved architecture and weights, as runtime/ttfs/layers.py saves them) can go.
+    from compiler import Layer
+
+    arch = data["architecture"]
+    layers = tuple(
+        Layer(weights=w.detach().cpu().numpy(), bias_time=b, tau_ratio=arch.get("tau_ratio", 1.0))
+        for w, b in zip(data["weights"], arch["bias_times"], strict=True)
+    )
+    return Network(int(arch["n_inputs"]), layers)
+
+
+def load_network(path: str | Path) -> Network:
+    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as a compiler Network."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".nir":
+        from compiler.nir_io import read_nir
+
+        return read_nir(p)
+    if suffix == ".fsir":
+        return Network.load(p)
+    if suffix in (".pt", ".pth"):
+        import torch
+
+        try:
+            data = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for foreign files
+            raise ModelLoadError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
+        if isinstance(data, dict) and "network_ir" in data:
+            return Network.from_dict(data["network_ir"])
+        from runtime.ttfs import MODEL_FORMAT
+
+        if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:
+            return _network_from_ttfs_dict(data)
+        raise ModelLoadError(f"{p}: a .pt model must be a dict with key 'network_ir' or a TTFS model"
+                             f" (format {MODEL_FORMAT!r})")
+    raise ModelLoadError(f"{p}: unknown model type {suffix!r}; use .pt, .nir or .fsir")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        network = load_network(args.model)
+        options = CompileOptions(
+            weight_scale=args.weight_scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split
+        )
+        compiled = compile(network, options, keep_source=not args.no_source)
+    except (CompileError, ModelLoadError, ValueError) as e:
+        print(f"firstspike compile: {e}", file=sys.stderr)
+        return 2
+    compiled.save(args.output)
+    if args.json:
+        print(json.dumps({"output": str(args.output), **resources(compiled)}, sort_keys=True))
+    else:
+        print(resource_report(compiled))
+        print(f"\nwrote {args.output}")
+    if args.plot:
+        plot_occupancy(compiled, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile a network (.pt, .nir, .fsir) into a chip artifact (.fsn)")
+    p.add_argument("model", help="model file: .pt (TTFS model or {'network_ir': ...}), .nir or .fsir")
+    p.add_argument("-o", "--output", required=True, help="output artifact (.fsn)")
+    p.add_argument("--plot", metavar="PNG", help="draw the synapse-array occupancy of both halves")
+    p.add_argument("--weight-scale", type=float, default=None,
+                   help="fixed digital steps per model weight unit for all layers (default: per layer from max|w|)")
+    p.add_argument("--tau-s-ticks", type=float, default=750.0, help="target tau_s in ticks of 8 ns (default 750)")
+    p.add_argument("--no-split", action="store_true", help="fail instead of splitting a large network into stages")
+    p.add_argument("--no-source", action="store_true", help="do not store the source network in the artifact")
+    p.add_argument("--json", action="store_true", help="print the resource report as one JSON object")
+    p.set_defaults(func=run)
