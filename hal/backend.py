@@ -54,6 +54,9 @@ class RunOptions:
     ``duration_ticks``: run length per batch entry (ticks). ``record``: "first" keeps each neuron's first
     spike per entry, "all" keeps every spike. ``seed``: temporal-noise seed of this run (ignored by ideal
     devices). ``readout``: neuron ids whose membrane is sampled every ``readout_period`` ticks.
+    ``entry_offset``: global index of this call's batch entry 0; a noisy device keys the temporal noise of
+    entry ``b`` by ``(seed, entry_offset + b)``, so splitting a batch into chunks (pools, streaming) with the
+    right offsets reproduces the unsplit run exactly.
     """
 
     duration_ticks: int = 8 * chip.NOMINAL_TAU_S_TICKS
@@ -61,6 +64,7 @@ class RunOptions:
     seed: int = 0
     readout: tuple[int, ...] = ()
     readout_period: int = 8
+    entry_offset: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.duration_ticks) <= chip.MAX_DURATION_TICKS:
@@ -74,6 +78,8 @@ class RunOptions:
                 raise FieldRangeError("RunOptions.readout", n, 0, chip.N_NEURONS - 1)
         if not 1 <= int(self.readout_period) <= self.duration_ticks:
             raise FieldRangeError("RunOptions.readout_period", self.readout_period, 1, self.duration_ticks)
+        if not 0 <= int(self.entry_offset) < 2**63:
+            raise FieldRangeError("RunOptions.entry_offset", self.entry_offset, 0, 2**63 - 1)
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,9 +43,27 @@ def model_to_ticks(t: np.ndarray, tau_s_ticks: float) -> np.ndarray:
     return out
 
 
+def _is_sorted(events: np.ndarray) -> bool:
+    """True if events are already in (batch, time, label) order (O(n); devices return them sorted)."""
+    if len(events) < 2:
+        return True
+    b, t, lab = events["batch"], events["time"], events["label"]
+    later_b = b[1:] > b[:-1]
+    same_b = b[1:] == b[:-1]
+    if not (later_b | same_b).all():
+        return False
+    t0, t1 = t[:-1], t[1:]
+    return bool(np.all(later_b | (same_b & ((t1 > t0) | ((t1 == t0) & (lab[1:] >= lab[:-1]))))))
+
+
 def _sorted(events: np.ndarray) -> np.ndarray:
+    """A sorted copy (skipping the O(n log n) sort when the input is already sorted)."""
+    # Copy records as opaque bytes: ~100x faster than numpy's field-by-field structured copy.
+    raw = events.view(np.dtype((np.void, events.dtype.itemsize)))
+    if _is_sorted(events):
+        return raw.copy().view(events.dtype)
     order = np.lexsort((events["label"], events["time"], events["batch"]))
-    return events[order]
+    return raw[order].view(events.dtype)
 
 
 def _check_events(events: np.ndarray, batch_size: int, label_max: int, what: str) -> np.ndarray:

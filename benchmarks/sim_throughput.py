@@ -1,0 +1,114 @@
+"""Throughput of the simulated chip (``sim://``), in-process, batch 1000.
+
+Cases: ``yinyang`` / ``yinyang_noisy`` (4+1 -> 120+1 -> 3) and ``mnist16`` / ``mnist16_noisy`` (256 -> 246 -> 10,
+merged columns), on the ideal chip (``sim://?ideal=1``) and on the realistic one (mismatch and noise on). Random
+networks with the reference initialisation, yin-yang-like inputs and MNIST-like inputs (35 % of the pixels
+spike in 0.15..2 tau_s), duration 6000 ticks, record="first". Each case runs in its own subprocess so
+``peak_rss_mb`` is per case; ``samples_per_s`` is the median over repeats of ``Backend.run`` (input noise,
+simulation and result assembly included; the JIT cache is warmed first). ``samples_per_cpu_s`` divides by the
+CPU time of all threads instead (comparable across loads: on an otherwise idle machine wall throughput is up to
+``threads`` times it); ``load_avg_1min`` tells how busy the machine was.
+
+    python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy")
+
+
+def _run_case(name: str, batch: int, repeats: int) -> dict:
+    import numpy as np
+
+    from hal.backend import RunOptions
+    from hal.events import InputSpikes
+    from sim_device.backend import SimBackend
+    from sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+
+    rng = np.random.default_rng(1234)
+    noisy = name.endswith("_noisy")
+    dev = SimBackend(serial=7, mismatch=noisy, noise=noisy)
+    tau = 752
+    if name.startswith("yinyang"):
+        net = yinyang_network(rng)
+        t = yinyang_inputs(rng, batch)
+        times = np.concatenate([t, t[:, 4:5]], axis=1) * tau  # the bias spike enters both layers
+        channels = np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]]
+    else:
+        net = mnist16_network(rng)
+        times = mnist_like_inputs(rng, batch) * tau
+        channels = net.input_channels
+    inputs = InputSpikes.from_times(times, channels)
+    t0 = time.perf_counter()
+    dev.configure(net.config)
+    configure_s = time.perf_counter() - t0
+    opts = RunOptions(duration_ticks=6000, record="first", seed=3)
+    res = dev.run(inputs, opts)  # warm-up: loads (or compiles) the JIT cache
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = dev.run(inputs, opts)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    out_neurons = net.neurons[-1]
+    first = res.spikes.first_spike_ticks(out_neurons)
+    wall = statistics.median(walls)
+    return {
+        "benchmark": "sim_throughput",
+        "case": name,
+        "batch": batch,
+        "samples_per_s": round(batch / wall, 1),
+        "p50_ms": round(wall * 1000, 2),
+        "min_ms": round(min(walls) * 1000, 2),
+        "samples_per_cpu_s": round(batch / statistics.median(cpus), 1),
+        "configure_ms": round(configure_s * 1000, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "events_per_sample": round(len(res.spikes) / batch, 1),
+        "spikes_per_sample": round(res.stats["spikes"] / batch, 1),
+        "synaptic_events_per_sample": round(res.stats["synaptic_events"] / batch, 1),
+        "output_fired_fraction": round(float((first >= 0).mean()), 3),
+        "threads": _threads(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def _threads() -> int:
+    try:
+        import numba
+
+        return int(numba.get_num_threads())
+    except ImportError:
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--case", choices=CASES, action="append", help="run only these cases")
+    ap.add_argument("--inner", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.inner:
+        print(json.dumps(_run_case(args.inner, args.batch, args.repeats)))
+        return 0
+    for name in args.case or CASES:
+        cmd = [sys.executable, __file__, "--inner", name, "--batch", str(args.batch), "--repeats", str(args.repeats)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(json.dumps({"benchmark": "sim_throughput", "case": name, "error": proc.stderr.strip()[-500:]}))
+            continue
+        print(proc.stdout.strip().splitlines()[-1], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

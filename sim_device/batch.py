@@ -1,0 +1,96 @@
+"""What happens to a batch before and after the dynamics: input noise, per-entry threshold noise, and the
+assembly of recorded spikes into a :class:`~hal.backend.RunResult` (spec sections 5 and 6).
+
+Shared by the reference and the engine so both see exactly the same noisy inputs and report alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from sim_device.analog import input_noise, threshold_noise
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedInputs:
+    """Input events as the synapses see them, sorted by (batch, time, channel); ``lost`` were dropped."""
+
+    batch: np.ndarray  # int64
+    time: np.ndarray  # int64 ticks
+    channel: np.ndarray  # int64
+    batch_size: int
+    lost: int
+
+    def entry_bounds(self) -> np.ndarray:
+        """(batch_size + 1,) offsets: events of entry b are ``[bounds[b], bounds[b+1])``."""
+        return np.searchsorted(self.batch, np.arange(self.batch_size + 1)).astype(np.int64)
+
+
+def prepare_inputs(
+    inputs: InputSpikes, duration: int, *, noise: bool, seed: int, entry_offset: int
+) -> PreparedInputs:
+    """Apply input-event loss and jitter (if ``noise``); times stay inside ``[0, duration - 1]``."""
+    ev = inputs.events
+    b = ev["batch"].astype(np.int64)
+    t = ev["time"].astype(np.int64)
+    ch = ev["label"].astype(np.int64)
+    lost = 0
+    if noise and len(ev):
+        # occurrence k: how many earlier events of the same channel the same entry has (events are sorted)
+        key = b * 1024 + ch
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
+        run_start = np.repeat(starts, np.diff(np.r_[starts, len(ks)]))
+        occ = np.empty(len(ks), dtype=np.int64)
+        occ[order] = np.arange(len(ks)) - run_start
+        is_lost, jitter = input_noise(seed, b + entry_offset, ch, occ)
+        keep = ~is_lost
+        lost = int(is_lost.sum())
+        b, t, ch = b[keep], np.clip(t[keep] + jitter[keep], 0, duration - 1), ch[keep]
+        order = np.lexsort((ch, t, b))
+        b, t, ch = b[order], t[order], ch[order]
+    return PreparedInputs(b, t, ch, inputs.batch_size, lost)
+
+
+def entry_thresholds(
+    theta: np.ndarray, neurons: np.ndarray, batch_size: int, *, noise: bool, seed: int, entry_offset: int
+) -> np.ndarray:
+    """(batch_size, len(neurons)) effective threshold (Q12, relative to leak) of each neuron in each entry."""
+    base = np.broadcast_to(theta[neurons], (batch_size, len(neurons)))
+    if not noise or len(neurons) == 0:
+        return np.ascontiguousarray(base, dtype=np.int64)
+    entries = np.arange(batch_size, dtype=np.int64) + entry_offset
+    return base + threshold_noise(seed, entries, neurons)
+
+
+def assemble_spikes(
+    batch: np.ndarray,
+    time: np.ndarray,
+    neuron: np.ndarray,
+    batch_size: int,
+    record: str,
+    max_events: int,
+    *,
+    presorted: bool = False,
+) -> tuple[SpikeEvents, int]:
+    """Emitted spikes -> the recorded :class:`SpikeEvents` (first per neuron and entry, or all), sorted by
+    (batch, time, label) and cut to ``max_events``; returns (events, dropped). ``presorted``: the arrays are
+    already sorted and filtered for ``record`` (as the engine returns them)."""
+    b, t, n = batch, time, neuron
+    if not presorted:
+        order = np.lexsort((n, t, b))
+        b, t, n = b[order], t[order], n[order]
+        if record == "first" and len(b):
+            _, first = np.unique(b * 512 + n, return_index=True)
+            keep = np.sort(first)
+            b, t, n = b[keep], t[keep], n[keep]
+    dropped = max(0, len(b) - max_events)
+    if dropped:
+        b, t, n = b[:max_events], t[:max_events], n[:max_events]
+    ev = np.empty(len(b), dtype=SPIKE_DTYPE)
+    ev["batch"], ev["time"], ev["label"] = b, t, n
+    return SpikeEvents(ev, batch_size), dropped

@@ -1,0 +1,663 @@
+"""The fast engine: bit-identical to :mod:`sim_device.reference`, event-driven, parallel over batch entries.
+
+Why it is fast (see docs/device-spec.md section 8):
+
+* A neuron's trajectory depends only on the events it receives. When the neuron-to-neuron routing is acyclic
+  the engine processes neurons in topological order ("levels"), each one once per entry, walking its own
+  time-sorted events; the spikes of a level become events for the next. With recurrent routing it iterates
+  the whole network to the (unique) fixed point of the same semantics.
+* State is exact integers with O(1) propagation over any gap (tick table x step table), so time between
+  events costs nothing. The threshold is checked only on the update grid, and only while an integer upper
+  bound of the membrane (suffix maxima of the propagator) says a crossing is still possible.
+* Routing is pre-aggregated into dense (neuron x source) jump matrices of the *used* sources and neurons.
+* The kernels are compiled with numba and run batch entries on all cores (``prange``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal import chip
+from hal.config import RowMode, SourceKind
+from sim_device.model import DeviceModel
+from sim_device.spec import (
+    COEF_BITS,
+    I_MAX,
+    ROUTE_DELAY_TICKS,
+    UPDATE_PERIOD_TICKS,
+    V_FRAC_BITS,
+    V_MAX_LSB,
+)
+
+try:  # numba is a declared dependency; without it the same code runs (slowly) as plain Python
+    from numba import njit, prange
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    HAVE_NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+
+P = UPDATE_PERIOD_TICKS
+SHIFT_P = P.bit_length() - 1
+assert 1 << SHIFT_P == P, "the engine needs a power-of-two update period"
+B30 = COEF_BITS
+N_SOURCES = chip.N_INPUT_CHANNELS + chip.N_NEURONS  # source id: channel, or 1024 + neuron
+
+
+# ---- kernels ------------------------------------------------------------------------------------------------
+# Tables are shared by neurons with equal time constants: ``tid[i]`` is the table of engine neuron ``i``.
+
+
+@njit(cache=True, inline="always")
+def _prop(tick, step, jlen, t, u, ie, ii, d):  # pragma: no cover - compiled
+    """State after ``d`` ticks without events: tick table for ``d mod P``, then step table for ``d div P``."""
+    r = d & (P - 1)
+    j = d >> SHIFT_P
+    u1 = (tick[t, 0, r] * u + tick[t, 1, r] * ie - tick[t, 2, r] * ii) >> B30
+    e1 = (tick[t, 3, r] * ie) >> B30
+    i1 = (tick[t, 4, r] * ii) >> B30
+    if j > 0:
+        if j >= jlen[t]:
+            u1 = 0
+            e1 = 0
+            i1 = 0
+        else:
+            u1 = (step[t, 0, j] * u1 + step[t, 1, j] * e1 - step[t, 2, j] * i1) >> B30
+            e1 = (step[t, 3, j] * e1) >> B30
+            i1 = (step[t, 4, j] * i1) >> B30
+    return u1, e1, i1
+
+
+@njit(cache=True, inline="always")
+def _prop_i(tick, step, jlen, t, ie, ii, d):  # pragma: no cover - compiled
+    """Currents only (they do not depend on the membrane)."""
+    r = d & (P - 1)
+    j = d >> SHIFT_P
+    e1 = (tick[t, 3, r] * ie) >> B30
+    i1 = (tick[t, 4, r] * ii) >> B30
+    if j > 0:
+        if j >= jlen[t]:
+            e1 = 0
+            i1 = 0
+        else:
+            e1 = (step[t, 3, j] * e1) >> B30
+            i1 = (step[t, 4, j] * i1) >> B30
+    return e1, i1
+
+
+@njit(cache=True, inline="always")
+def _prop_u(tick, step, jlen, t, u, ie, ii, d):  # pragma: no cover - compiled
+    return _prop(tick, step, jlen, t, u, ie, ii, d)[0]
+
+
+@njit(cache=True, inline="always")
+def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no cover - compiled
+    """Predicted crossing tick from the anchor, considering grid intervals that start at or before ``limit``;
+    -1 if none there (or provably none at all)."""
+    up = u if u > 0 else 0
+    th30 = theta << B30
+    # cheap rigorous bound: every grid sample is <= u+ + kb * ie / 2^30 (see docs/device-spec.md section 8)
+    if (up << B30) + kb[t] * ie < th30:
+        return -1
+    g = (ta >> SHIFT_P) + 1
+    d0 = g * P - ta
+    r0 = d0 & (P - 1)
+    j = d0 >> SHIFT_P
+    u1 = (tick[t, 0, r0] * u + tick[t, 1, r0] * ie - tick[t, 2, r0] * ii) >> B30
+    e1 = (tick[t, 3, r0] * ie) >> B30
+    i1 = (tick[t, 4, r0] * ii) >> B30
+    up = u1 if u1 > 0 else 0
+    jl = jlen[t]
+    while (g - 1) * P <= limit:
+        if j < jl:
+            if step[t, 0, j] * up + step[t, 5, j] * e1 < th30:
+                return -1  # no grid point from here on can reach threshold
+            ug = (step[t, 0, j] * u1 + step[t, 1, j] * e1 - step[t, 2, j] * i1) >> B30
+        else:
+            ug = 0
+            if ug < theta:
+                return -1
+        if ug >= theta:
+            lo = (g - 1) * P
+            if ta > lo:
+                lo = ta
+            hi = g * P
+            while hi - lo > 1:
+                if lo > limit:
+                    return -1  # the crossing comes after the next event, which re-anchors the neuron first
+                mid = (lo + hi) >> 1
+                if _prop_u(tick, step, jlen, t, u, ie, ii, mid - ta) >= theta:
+                    hi = mid
+                else:
+                    lo = mid
+            if lo > limit:
+                return -1
+            if lo > ta:
+                u_hi = _prop_u(tick, step, jlen, t, u, ie, ii, hi - ta)
+                u_lo = _prop_u(tick, step, jlen, t, u, ie, ii, lo - ta)
+                if u_lo < theta and theta - u_lo < u_hi - theta:
+                    return lo
+            return hi
+        g += 1
+        j += 1
+    return -1
+
+
+@njit(cache=True)
+def _sample(mem, ns, t_end, tick, step, jlen, t, ta, u, ie, ii, refr, reset, leak, period):  # pragma: no cover
+    """Write readout samples for ticks in [ns * period, t_end) from the current anchor; returns the new ns."""
+    while ns < mem.shape[0] and ns * period < t_end:
+        s = ns * period
+        v = reset if refr else _prop_u(tick, step, jlen, t, u, ie, ii, s - ta)
+        x = (v + leak) >> V_FRAC_BITS
+        mem[ns] = 0 if x < 0 else (V_MAX_LSB if x > V_MAX_LSB else x)
+        ns += 1
+    return ns
+
+
+@njit(cache=True)
+def _neurons(
+    nrn, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
+    dur, spk, nsp, mem, period,
+):  # pragma: no cover - compiled
+    """Run engine neurons ``nrn`` of chunk entry ``e`` over the events ``src[lo:hi]``; append their spikes as rows
+    (entry, tick, neuron, nth) to ``spk``. If ``mem`` is non-empty (one neuron only) sample its membrane."""
+    sampling = mem.shape[0] > 0
+    for q in range(nrn.shape[0]):
+        i = nrn[q]
+        t = tid[i]
+        th = theta[i]
+        rs = reset[i]
+        lk = leak[i]
+        ta = 0
+        u = 0
+        ie = 0
+        ii = 0
+        refr = False
+        rel = 0
+        ns = 0
+        nth = 0
+        idx = lo
+        fetch = True
+        tn = dur
+        dje = 0
+        dji = 0
+        while True:
+            if fetch:  # the next tick at which this neuron receives a non-zero jump, and the summed jumps
+                fetch = False
+                tn = dur
+                dje = 0
+                dji = 0
+                while idx < hi:
+                    k = src_k[idx]
+                    if we[i, k] != 0 or wi[i, k] != 0:
+                        break
+                    idx += 1
+                if idx < hi:
+                    tn = src_t[idx]
+                    while idx < hi and src_t[idx] == tn:
+                        k = src_k[idx]
+                        dje += we[i, k]
+                        dji += wi[i, k]
+                        idx += 1
+            if refr:
+                if rel < dur and rel <= tn:  # release first (also at the tick of a delivery)
+                    if sampling:
+                        ns = _sample(mem, ns, rel, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+                    ie, ii = _prop_i(tick, step, jlen, t, ie, ii, rel - ta)
+                    ta = rel
+                    u = rs
+                    refr = False
+                    continue
+                if tn >= dur:
+                    break
+                if sampling:
+                    ns = _sample(mem, ns, tn, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, tn - ta)
+                ta = tn
+                ie = min(ie + dje, I_MAX)
+                ii = min(ii + dji, I_MAX)
+                fetch = True
+                continue
+            ts = _search(tick, step, jlen, kb, t, ta, u, ie, ii, th, tn)
+            if ts >= 0 and ts <= tn and ts < dur:
+                if sampling:
+                    ns = _sample(mem, ns, ts, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+                if nsp >= spk.shape[0]:
+                    bigger = np.empty((2 * spk.shape[0] + 16, 4), dtype=np.int64)
+                    bigger[:nsp] = spk[:nsp]
+                    spk = bigger
+                spk[nsp, 0] = e
+                spk[nsp, 1] = ts
+                spk[nsp, 2] = i
+                spk[nsp, 3] = nth
+                nsp += 1
+                nth += 1
+                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
+                ta = ts
+                u = rs
+                refr = True
+                rel = ts + refr_ticks[i]
+                continue
+            if tn >= dur:
+                break
+            if sampling:
+                ns = _sample(mem, ns, tn, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+            u, ie, ii = _prop(tick, step, jlen, t, u, ie, ii, tn - ta)
+            u = min(max(u, umin[i]), umax[i])
+            ie = min(ie + dje, I_MAX)
+            ii = min(ii + dji, I_MAX)
+            ta = tn
+            fetch = True
+        if sampling:
+            ns = _sample(mem, ns, dur, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+    return spk, nsp
+
+
+@njit(cache=True)
+def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur):  # pragma: no cover - compiled
+    """Per-entry source lists: the base events plus the routed events of spikes ``spk[lo:hi]``, time-sorted."""
+    cnt = np.zeros(n_entries, dtype=np.int64)
+    for s in range(lo, hi):
+        if nrn_src[spk[s, 2]] >= 0 and spk[s, 1] + ROUTE_DELAY_TICKS < dur:
+            cnt[spk[s, 0]] += 1
+    ptr = np.zeros(n_entries + 1, dtype=np.int64)
+    for e in range(n_entries):
+        ptr[e + 1] = ptr[e] + (base_ptr[e + 1] - base_ptr[e]) + cnt[e]
+    # the new events of each entry, grouped by entry, then sorted by time inside the entry
+    nptr = np.zeros(n_entries + 1, dtype=np.int64)
+    for e in range(n_entries):
+        nptr[e + 1] = nptr[e] + cnt[e]
+    nt = np.empty(max(nptr[n_entries], 1), dtype=np.int64)
+    nk = np.empty(max(nptr[n_entries], 1), dtype=np.int64)
+    fill = nptr[:n_entries].copy()
+    for s in range(lo, hi):
+        k = nrn_src[spk[s, 2]]
+        if k >= 0 and spk[s, 1] + ROUTE_DELAY_TICKS < dur:
+            e = spk[s, 0]
+            nt[fill[e]] = spk[s, 1] + ROUTE_DELAY_TICKS
+            nk[fill[e]] = k
+            fill[e] += 1
+    out_t = np.empty(max(ptr[n_entries], 1), dtype=np.int64)
+    out_k = np.empty(max(ptr[n_entries], 1), dtype=np.int64)
+    for e in range(n_entries):
+        a0, a1 = base_ptr[e], base_ptr[e + 1]
+        c0, c1 = nptr[e], nptr[e + 1]
+        if c1 - c0 > 1:
+            order = np.argsort(nt[c0:c1], kind="mergesort")
+            seg_t = nt[c0:c1][order]
+            seg_k = nk[c0:c1][order]
+        else:
+            seg_t = nt[c0:c1].copy()
+            seg_k = nk[c0:c1].copy()
+        q = ptr[e]
+        x = a0
+        y = 0
+        ny = c1 - c0
+        while x < a1 or y < ny:
+            if y >= ny or (x < a1 and base_t[x] <= seg_t[y]):
+                out_t[q] = base_t[x]
+                out_k[q] = base_k[x]
+                x += 1
+            else:
+                out_t[q] = seg_t[y]
+                out_k[q] = seg_k[y]
+                y += 1
+            q += 1
+    return ptr, out_t, out_k
+
+
+@njit(cache=True)
+def _run_group(
+    q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, leak, tick, step,
+    jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+):  # pragma: no cover - compiled
+    nrn = grp_nrn[q0:q1]
+    for e in range(n_entries):
+        spk, nsp = _neurons(
+            nrn, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, theta_be[b0 + e], reset, umin, umax,
+            refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, no_mem, period,
+        )
+    return spk, nsp
+
+
+@njit(cache=True)
+def _run_chunk(
+    entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb, we, wi,
+    nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
+    period, ids,
+):  # pragma: no cover - compiled
+    """Run the batch entries ``entries`` (a contiguous range) neuron by neuron, level by level."""
+    n_e = entries.shape[0]
+    b0 = entries[0]
+    src_ptr = np.empty(n_e + 1, dtype=np.int64)
+    for e in range(n_e + 1):
+        src_ptr[e] = in_ptr[b0 + e] - in_ptr[b0]
+    src_t = in_t[in_ptr[b0] : in_ptr[b0 + n_e]].copy()
+    src_k = in_k[in_ptr[b0] : in_ptr[b0 + n_e]].copy()
+    spk = np.empty((max(16, 2 * n_e * reset.shape[0]), 4), dtype=np.int64)
+    nsp = 0
+    no_mem = np.empty(0, dtype=np.int32)
+    for g in range(grp_ptr.shape[0] - 1):
+        first = nsp
+        if not grp_iter[g]:
+            spk, nsp = _run_group(
+                grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
+                refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+            )
+            src_ptr, src_t, src_k = _with_spikes(src_ptr, src_t, src_k, spk, first, nsp, n_e, nrn_src, dur)
+            continue
+        # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
+        # the group on the base events plus the events of the previous pass's spikes
+        base_ptr, base_t, base_k = src_ptr.copy(), src_t.copy(), src_k.copy()
+        prev = np.empty((0, 4), dtype=np.int64)
+        while True:
+            nsp = first
+            spk, nsp = _run_group(
+                grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
+                refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+            )
+            same = nsp - first == prev.shape[0]
+            if same:
+                for s in range(nsp - first):
+                    for c in range(4):
+                        if spk[first + s, c] != prev[s, c]:
+                            same = False
+                            break
+                    if not same:
+                        break
+            if same:
+                break
+            prev = spk[first:nsp].copy()
+            src_ptr, src_t, src_k = _with_spikes(base_ptr, base_t, base_k, spk, first, nsp, n_e, nrn_src, dur)
+    # record (first spike per neuron, or all), sorted by (tick, neuron id) inside each entry, and count
+    cap = out_t.shape[1]
+    rec = np.zeros(n_e + 1, dtype=np.int64)
+    for s in range(nsp):
+        b = b0 + spk[s, 0]
+        stats[b, 0] += 1
+        if spk[s, 1] + ROUTE_DELAY_TICKS < dur:
+            stats[b, 1] += act_nrn[spk[s, 2]]
+        if not (record_first and spk[s, 3] > 0):
+            rec[spk[s, 0] + 1] += 1
+    for e in range(n_e):
+        rec[e + 1] += rec[e]
+    keys = np.empty(max(rec[n_e], 1), dtype=np.int64)
+    fill = rec[:n_e].copy()
+    for s in range(nsp):
+        if not (record_first and spk[s, 3] > 0):
+            e = spk[s, 0]
+            keys[fill[e]] = spk[s, 1] * 1024 + ids[spk[s, 2]]
+            fill[e] += 1
+    for e in range(n_e):
+        b = b0 + e
+        c0 = rec[e]
+        c = rec[e + 1] - c0
+        seg = np.sort(keys[c0 : c0 + c])
+        out_cnt[b] = c
+        for q in range(min(c, cap)):
+            out_t[b, q] = seg[q] >> 10
+            out_n[b, q] = seg[q] & 1023
+    for r in range(ro_idx.shape[0]):
+        if ro_idx[r] < 0:
+            continue
+        one = ro_idx[r : r + 1]
+        for e in range(n_e):
+            _neurons(
+                one, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, theta_be[b0 + e], reset, umin, umax,
+                refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, mem[b0 + e, r], period,
+            )
+
+
+@njit(cache=True, parallel=True)
+def _run_batch(
+    chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
+    we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
+    mem, period, ids,
+):  # pragma: no cover - compiled
+    for c in prange(chunk_ptr.shape[0] - 1):
+        _run_chunk(
+            entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
+            refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids,
+        )
+
+
+# ---- host side ----------------------------------------------------------------------------------------------
+
+#: batch entries per work item: a thread runs a chunk neuron by neuron, so each neuron's tables stay in cache
+CHUNK_ENTRIES = 32
+
+
+@dataclass(frozen=True, eq=False)
+class EngineModel:
+    """A :class:`DeviceModel` compiled into the engine's dense arrays (built once per configuration)."""
+
+    model: DeviceModel
+    active: np.ndarray  # (A,) neuron ids of active logical neurons; engine index i <-> active[i]
+    index_of: np.ndarray  # (512,) engine index of each logical neuron id, -1 if inactive
+    src_index: np.ndarray  # (1536,) compact source index of each source id, -1 if it reaches no active neuron
+    act_count: np.ndarray  # (1536,) synapses an event of each source activates
+    we: np.ndarray  # (A, S) excitatory jump (Q12) of compact source s on neuron i
+    wi: np.ndarray  # (A, S) inhibitory jump
+    nrn_src: np.ndarray  # (A,) compact source index of neuron i's spikes (-1: they reach no active neuron)
+    act_nrn: np.ndarray  # (A,) synapses a spike of neuron i activates
+    tid: np.ndarray  # (A,) propagator table of neuron i
+    tick: np.ndarray  # (T, 5, P)
+    step: np.ndarray  # (T, 6, Jmax)
+    jlen: np.ndarray  # (T,)
+    kb: np.ndarray  # (T,) max tick-table u<-I_e + max step-table u<-I_e: every grid sample <= u+ + kb I_e / 2^30
+    reset: np.ndarray
+    umin: np.ndarray
+    umax: np.ndarray
+    refr: np.ndarray
+    leak: np.ndarray
+    grp_ptr: np.ndarray
+    grp_nrn: np.ndarray
+    grp_iter: np.ndarray
+    acyclic: bool
+
+
+def _routing_matrices(model: DeviceModel, index_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(1536, A) summed exc/inh jumps per source and active neuron, and (1536,) activated synapses per event."""
+    cfg = model.config
+    a = int((index_of >= 0).sum())
+    we = np.zeros((N_SOURCES, a), dtype=np.int64)
+    wi = np.zeros((N_SOURCES, a), dtype=np.int64)
+    count = np.zeros(N_SOURCES, dtype=np.int64)
+    r = cfg.routing.routes
+    labels = cfg.synapses.labels
+    weights = cfg.synapses.weights
+    cols = np.arange(chip.COLUMNS_PER_HALF)
+    for kind, src, half, row, addr in zip(
+        r["kind"].tolist(), r["source"].tolist(), r["half"].tolist(), r["row"].tolist(), r["address"].tolist(),
+        strict=True,
+    ):
+        mode = int(cfg.row_modes[half, row])
+        if mode == RowMode.OFF:
+            continue
+        sid = src + (chip.N_INPUT_CHANNELS if kind == SourceKind.NEURON else 0)
+        hit = (labels[half, row] == addr) & (weights[half, row] > 0)
+        count[sid] += int(hit.sum())
+        tgt = index_of[model.logical[half * chip.COLUMNS_PER_HALF + cols[hit]]]
+        ok = tgt >= 0
+        target = we if mode == RowMode.EXCITATORY else wi
+        np.add.at(target[sid], tgt[ok], model.jump[half, row][hit][ok])
+    return we, wi, count
+
+
+def _groups(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Topological levels of the active-neuron graph (adj[i, j]: i's spikes reach j), or one iterated group."""
+    a = adj.shape[0]
+    indeg = adj.sum(axis=0).astype(np.int64)
+    level_of = np.full(a, -1, dtype=np.int64)
+    frontier = np.flatnonzero(indeg == 0)
+    lvl = 0
+    done = 0
+    while len(frontier):
+        level_of[frontier] = lvl
+        done += len(frontier)
+        indeg = indeg - adj[frontier].sum(axis=0)
+        indeg[level_of >= 0] = -1
+        frontier = np.flatnonzero(indeg == 0)
+        lvl += 1
+    if done < a:
+        return np.array([0, a], dtype=np.int64), np.arange(a, dtype=np.int64), np.array([True]), False
+    order = np.argsort(level_of, kind="stable").astype(np.int64)
+    counts = np.bincount(level_of, minlength=lvl)
+    ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    return ptr, order, np.zeros(lvl, dtype=np.bool_), True
+
+
+def compile_model(model: DeviceModel) -> EngineModel:
+    """Dense arrays, shared propagator tables and processing order for the engine."""
+    active = model.active
+    a = len(active)
+    index_of = np.full(chip.N_NEURONS, -1, dtype=np.int64)
+    index_of[active] = np.arange(a)
+    we_full, wi_full, count = _routing_matrices(model, index_of)
+    used = np.flatnonzero((we_full != 0).any(axis=1) | (wi_full != 0).any(axis=1))
+    src_index = np.full(N_SOURCES, -1, dtype=np.int64)
+    src_index[used] = np.arange(len(used))
+    we = np.ascontiguousarray(we_full[used].T)
+    wi = np.ascontiguousarray(wi_full[used].T)
+    nrn_src = src_index[chip.N_INPUT_CHANNELS + active] if a else np.zeros(0, dtype=np.int64)
+    act_nrn = count[chip.N_INPUT_CHANNELS + active] if a else np.zeros(0, dtype=np.int64)
+
+    keys = [tuple(int(x) for x in model.tau_q[:, n]) for n in active]
+    uniq = sorted(set(keys))
+    table_of = {k: t for t, k in enumerate(uniq)}
+    tid = np.array([table_of[k] for k in keys], dtype=np.int64)
+    props = [model.props[int(active[keys.index(k)])] for k in uniq]
+    jmax = max([p.length for p in props], default=1)
+    tick = np.zeros((max(len(props), 1), 5, P), dtype=np.int64)
+    step = np.zeros((max(len(props), 1), 6, jmax), dtype=np.int64)
+    jlen = np.ones(max(len(props), 1), dtype=np.int64)
+    kb = np.zeros(max(len(props), 1), dtype=np.int64)
+    for t, pr in enumerate(props):
+        tick[t] = pr.tick
+        step[t, :, : pr.length] = pr.step
+        jlen[t] = pr.length
+        kb[t] = int(pr.tick[1].max()) + int(pr.step[1].max())
+
+    adj = np.zeros((a, a), dtype=np.int64)
+    has = nrn_src >= 0
+    if has.any():
+        adj[has] = ((we[:, nrn_src[has]] != 0) | (wi[:, nrn_src[has]] != 0)).T
+    grp_ptr, grp_nrn, grp_iter, acyclic = _groups(adj)
+    return EngineModel(
+        model=model,
+        active=active,
+        index_of=index_of,
+        src_index=src_index,
+        act_count=count,
+        we=we,
+        wi=wi,
+        nrn_src=np.ascontiguousarray(nrn_src, dtype=np.int64),
+        act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
+        tid=tid,
+        tick=tick,
+        step=step,
+        jlen=jlen,
+        kb=kb,
+        reset=model.reset[active].astype(np.int64),
+        umin=model.u_min[active].astype(np.int64),
+        umax=model.u_max[active].astype(np.int64),
+        refr=model.refractory[active].astype(np.int64),
+        leak=model.leak[active].astype(np.int64),
+        grp_ptr=grp_ptr,
+        grp_nrn=grp_nrn,
+        grp_iter=grp_iter,
+        acyclic=acyclic,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class EngineOutput:
+    """Raw result of a batch: every recorded spike (entry, tick, neuron id), sorted, and per-entry counters."""
+
+    batch: np.ndarray
+    time: np.ndarray
+    neuron: np.ndarray
+    spikes: np.ndarray  # (B,) spikes emitted per entry (recorded or not)
+    synaptic_from_neurons: np.ndarray  # (B,) synapse activations caused by neuron spikes
+    membrane: np.ndarray | None  # (B, R, S) int32
+
+
+def run_engine(
+    em: EngineModel,
+    batch_size: int,
+    in_batch: np.ndarray,
+    in_time: np.ndarray,
+    in_channel: np.ndarray,
+    theta_be: np.ndarray,
+    duration: int,
+    record_first: bool,
+    readout: tuple[int, ...] = (),
+    readout_period: int = 1,
+) -> EngineOutput:
+    """Run ``batch_size`` entries. Inputs are sorted by (batch, time); ``theta_be`` is (B, A) thresholds."""
+    k = em.src_index[in_channel] if len(in_channel) else np.zeros(0, dtype=np.int64)
+    keep = k >= 0
+    b_in = in_batch[keep]
+    in_t = np.ascontiguousarray(in_time[keep], dtype=np.int64)
+    in_k = np.ascontiguousarray(k[keep], dtype=np.int64)
+    in_ptr = np.searchsorted(b_in, np.arange(batch_size + 1)).astype(np.int64)
+    a = len(em.active)
+    ro_idx = np.array([em.index_of[em.model.logical[p]] for p in readout], dtype=np.int64)
+    n_samples = (duration - 1) // readout_period + 1 if readout else 0
+    mem = np.zeros((batch_size, len(readout), n_samples), dtype=np.int32)
+    cap = max(4, a) if record_first else max(8, 2 * a)
+    out_cnt = np.zeros(batch_size, dtype=np.int64)
+    stats = np.zeros((batch_size, 2), dtype=np.int64)
+    theta_be = np.ascontiguousarray(theta_be, dtype=np.int64)
+    # only the part of the step tables a run of this duration can reach (j <= (duration + P) / P + 1)
+    jcap = min(em.step.shape[2], duration // P + 3)
+    step = np.ascontiguousarray(em.step[:, :, :jcap])
+    jlen = np.minimum(em.jlen, jcap)
+
+    def call(chunk_ptr: np.ndarray, entries: np.ndarray, out_t: np.ndarray, out_n: np.ndarray) -> None:
+        _run_batch(
+            chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
+            em.tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
+            em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
+            int(readout_period), em.active,
+        )
+
+    out_t = np.zeros((batch_size, cap), dtype=np.int64)
+    out_n = np.zeros((batch_size, cap), dtype=np.int64)
+    if a and batch_size:
+        entries = np.arange(batch_size, dtype=np.int64)
+        call(np.r_[np.arange(0, batch_size, CHUNK_ENTRIES), batch_size].astype(np.int64), entries, out_t, out_n)
+    over = np.flatnonzero(out_cnt > cap)
+    if len(over):  # entries that recorded more than the first guess: run them again with enough room
+        counts = out_cnt.copy()
+        out_t = np.concatenate([out_t, np.zeros((batch_size, int(counts.max()) - cap), dtype=np.int64)], axis=1)
+        out_n = np.concatenate([out_n, np.zeros_like(out_t[:, cap:])], axis=1)
+        cap = out_t.shape[1]
+        stats[over] = 0
+        call(np.arange(len(over) + 1, dtype=np.int64), over.astype(np.int64), out_t, out_n)
+    # rows are entries and each row is sorted, so the row-major selection is sorted by (batch, time, neuron)
+    mask = np.arange(cap)[None, :] < out_cnt[:, None]
+    batch = np.broadcast_to(np.arange(batch_size, dtype=np.int64)[:, None], mask.shape)[mask]
+    time, neuron = out_t[mask], out_n[mask]
+    for r, p in enumerate(readout):
+        if ro_idx[r] < 0:
+            n = int(em.model.logical[p])
+            mem[:, r, :] = min(max(int(em.model.leak[n]) >> V_FRAC_BITS, 0), V_MAX_LSB)
+    return EngineOutput(
+        batch=batch,
+        time=time,
+        neuron=neuron,
+        spikes=stats[:, 0].copy(),
+        synaptic_from_neurons=stats[:, 1].copy(),
+        membrane=mem if readout else None,
+    )

@@ -1,0 +1,110 @@
+"""From a digital configuration (and a chip's mismatch) to the integers the dynamics use (spec sections 4-6).
+
+:func:`build_model` is shared by the reference and the fast engine: it maps codes to effective integer
+parameters per logical neuron and to a current jump per synapse. The dynamics themselves (routing, events,
+threshold, reset) are implemented separately in :mod:`sim_device.reference` and :mod:`sim_device.engine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal import chip
+from hal.calibration import GAIN_DIVISOR, REFRACTORY_TICKS_PER_CODE, TAU_TICKS_PER_CODE
+from hal.config import ChipConfig, RowMode
+from sim_device.analog import Mismatch, apply_factor
+from sim_device.fixedpoint import Propagator, propagator
+from sim_device.spec import FACTOR_BITS, TAU_FRAC_BITS, V_MAX, V_ONE
+
+N = chip.N_NEURONS
+C = chip.COLUMNS_PER_HALF
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceModel:
+    """Effective integer parameters of a configured chip (arrays indexed by neuron id 0..511, int64).
+
+    ``logical[p]``: the logical neuron physical neuron ``p`` belongs to (``p`` itself, or column ``c`` for the
+    half-1 neuron of a merged column). ``active``: sorted ids of logical neurons that integrate and spike.
+    Membrane quantities are Q12 LSB relative to the neuron's effective leak: ``theta`` (threshold before
+    temporal noise), ``reset``, ``u_min``/``u_max`` (the rails). ``refractory`` in ticks. ``tau_q``: (3, 512)
+    effective tau_m, tau_e, tau_i in 1/256 tick. ``jump``: (2, 256, 256) current jump in Q12 LSB of an event
+    through each synapse (sign from the row mode). ``props[n]``: the propagator of active neuron ``n``.
+    """
+
+    config: ChipConfig
+    logical: np.ndarray
+    active: np.ndarray
+    leak: np.ndarray
+    theta: np.ndarray
+    reset: np.ndarray
+    u_min: np.ndarray
+    u_max: np.ndarray
+    refractory: np.ndarray
+    tau_q: np.ndarray
+    jump: np.ndarray
+    props: dict[int, Propagator]
+
+
+def logical_map(merged: np.ndarray) -> np.ndarray:
+    """(512,) logical neuron of each physical neuron: half-1 neurons of merged columns map to the column."""
+    out = np.arange(N, dtype=np.int64)
+    cols = np.flatnonzero(merged)
+    out[C + cols] = cols
+    return out
+
+
+def _clip_v(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0, V_MAX)
+
+
+def build_model(config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
+    """Effective integers of ``config`` on a chip with ``mismatch`` (use ``Mismatch.ideal()`` for none)."""
+    v = config.neurons.values
+    merged = np.asarray(config.neurons.merged_columns, dtype=bool)
+    logical = logical_map(merged)
+    ids = np.arange(N)
+    own = logical == ids  # neurons that are a logical neuron of their own (emit spikes)
+    enabled = np.asarray(v["enabled"], dtype=bool) & own
+    active = np.flatnonzero(enabled).astype(np.int64)
+
+    code = {k: np.asarray(v[k], dtype=np.int64) for k in v if k != "enabled"}
+    leak = _clip_v(code["leak"] * V_ONE + mismatch.leak)
+    threshold = _clip_v(code["threshold"] * V_ONE + mismatch.threshold)
+    reset = _clip_v(code["reset"] * V_ONE + mismatch.reset)
+
+    tau_q = np.empty((3, N), dtype=np.int64)
+    scale = TAU_TICKS_PER_CODE << TAU_FRAC_BITS
+    for k, (name, f) in enumerate(
+        (("tau_mem", mismatch.tau_m), ("tau_syn_exc", mismatch.tau_e), ("tau_syn_inh", mismatch.tau_i))
+    ):
+        tau_q[k] = np.maximum(apply_factor(code[name] * scale, f), 1 << TAU_FRAC_BITS)
+
+    # Current jump of every synapse: (w * g * V_ONE / GAIN_DIVISOR) * f_neuron * f_synapse, one rounding.
+    modes = np.asarray(config.row_modes, dtype=np.int64)[:, :, None]
+    col_logical = logical.reshape(chip.N_HALVES, 1, C)
+    inh = modes == RowMode.INHIBITORY
+    gain = np.where(inh, code["gain_inh"][col_logical], code["gain_exc"][col_logical])
+    f_n = np.where(inh, mismatch.gain_i[col_logical], mismatch.gain_e[col_logical])
+    w = np.asarray(config.synapses.weights, dtype=np.int64)
+    base = w * gain * (V_ONE // GAIN_DIVISOR)
+    jump = (base * f_n * mismatch.synapse) >> (2 * FACTOR_BITS)
+    jump = np.where(modes == RowMode.OFF, 0, jump).astype(np.int64)
+
+    props = {int(n): propagator(int(tau_q[0, n]), int(tau_q[1, n]), int(tau_q[2, n])) for n in active}
+    return DeviceModel(
+        config=config,
+        logical=logical,
+        active=active,
+        leak=leak,
+        theta=threshold - leak,
+        reset=reset - leak,
+        u_min=-leak,
+        u_max=V_MAX - leak,
+        refractory=code["refractory"] * REFRACTORY_TICKS_PER_CODE,
+        tau_q=tau_q,
+        jump=jump,
+        props=props,
+    )
