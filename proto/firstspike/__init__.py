@@ -1,0 +1,1 @@
+"""firstspike protocol packages, one per major version."""

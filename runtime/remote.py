@@ -1,0 +1,699 @@
+"""``grpc://host:port``: a hal Backend on a firstspike device server (see docs/protocol.md).
+
+:class:`GrpcBackend` implements exactly the hal Backend interface (info/configure/run/close), so sessions
+and training work unchanged over the network. Underneath it
+
+* holds a lease, acquired on first use, renewed by a keepalive thread, released on :meth:`close`;
+* keeps the last full ChipConfig it configured; ``configure(ConfigDiff)`` sends only the diff
+  (UpdateConfig), and after a server restart (lease unknown) it acquires a new lease and uploads the
+  configuration again, then repeats the call;
+* puts a deadline on every call, retries UNAVAILABLE with exponential backoff only for idempotent calls
+  (everything but AcquireLease), and turns status codes into Python exceptions that are also hal errors
+  (:class:`RemoteError` and subclasses);
+* sends batches larger than ``stream_threshold`` entries as a pipelined RunStream of chunks.
+
+``grpc://h1:p1,h2:p2`` opens a :class:`runtime.devices.DevicePool` of one GrpcBackend per server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from hal.config import ChipConfig, ConfigDiff
+from hal.errors import BackendError, CapacityError, DeviceBusyError, LinkError
+from hal.events import InputSpikes
+from hal.registry import DeviceURI
+from proto.firstspike.v1 import device_pb2 as pb
+from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from runtime import wire
+from runtime.devices import DevicePool, join_results
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_RUN_TIMEOUT_S = 300.0
+DEFAULT_RETRIES = 4
+DEFAULT_LEASE_TTL_S = 30.0
+DEFAULT_STREAM_THRESHOLD = 4096
+DEFAULT_CHUNK_ENTRIES = 1024
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+_BACKOFF_START_S = 0.1
+_BACKOFF_MAX_S = 1.0
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+class RemoteError(BackendError):
+    """A call to a device server failed. ``code`` (grpc.StatusCode), ``reason`` (the server's fs-reason
+    metadata, may be empty), ``method`` and ``target`` say which call and why."""
+
+    def __init__(
+        self, message: str, *, code: grpc.StatusCode | None = None, reason: str = "", method: str = "", target: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.method = method
+        self.target = target
+
+
+class RemoteInvalidArgumentError(RemoteError, ValueError):
+    """The server rejected a request's values (INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION)."""
+
+
+class RemoteCapacityError(RemoteError, CapacityError):
+    """The request exceeds what the device or the server accepts (RESOURCE_EXHAUSTED)."""
+
+
+class RemoteBusyError(RemoteError, DeviceBusyError):
+    """Another client holds the device exclusively (ABORTED)."""
+
+
+class RemoteUnavailableError(RemoteError, LinkError):
+    """The server could not be reached in time (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED)."""
+
+
+class RemoteAuthError(RemoteError, PermissionError):
+    """Missing or wrong bearer token (UNAUTHENTICATED, PERMISSION_DENIED)."""
+
+
+class RemoteNotFoundError(RemoteError, LookupError):
+    """An id the server does not know (NOT_FOUND), e.g. an expired lease."""
+
+
+class RemoteUnimplementedError(RemoteError, NotImplementedError):
+    """The server does not support this call (UNIMPLEMENTED)."""
+
+
+_ERROR_TYPES: dict[grpc.StatusCode, type[RemoteError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: RemoteInvalidArgumentError,
+    grpc.StatusCode.OUT_OF_RANGE: RemoteInvalidArgumentError,
+    grpc.StatusCode.FAILED_PRECONDITION: RemoteInvalidArgumentError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RemoteCapacityError,
+    grpc.StatusCode.ABORTED: RemoteBusyError,
+    grpc.StatusCode.UNAVAILABLE: RemoteUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: RemoteUnavailableError,
+    grpc.StatusCode.CANCELLED: RemoteUnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: RemoteAuthError,
+    grpc.StatusCode.PERMISSION_DENIED: RemoteAuthError,
+    grpc.StatusCode.NOT_FOUND: RemoteNotFoundError,
+    grpc.StatusCode.UNIMPLEMENTED: RemoteUnimplementedError,
+}
+
+
+def _reason(e: grpc.RpcError) -> str:
+    try:
+        md = e.trailing_metadata() or ()  # type: ignore[attr-defined]
+    except Exception:  # some RpcErrors (e.g. raised before the call started) carry no metadata
+        return ""
+    for k, v in md:
+        if k == wire.REASON_KEY:
+            return v if isinstance(v, str) else v.decode("latin-1")
+    return ""
+
+
+def remote_error(e: grpc.RpcError, method: str, target: str, attempts: int = 1) -> RemoteError:
+    """Turn a grpc.RpcError into the matching :class:`RemoteError` subclass with a clear message."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = (e.details() if hasattr(e, "details") else str(e)) or ""
+    cls = _ERROR_TYPES.get(code, RemoteError)
+    msg = f"grpc://{target} {method}: {code.name}: {details}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        msg += f" (server unreachable or restarting; gave up after {attempts} attempt(s))"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        msg += " (the call's deadline passed: raise timeout/run_timeout for long runs)"
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        msg += " (pass ?token=... in the URI or set FIRSTSPIKE_TOKEN)"
+    return cls(msg, code=code, reason=_reason(e), method=method, target=target)
+
+
+_RECOVERABLE = (wire.REASON_LEASE_UNKNOWN, wire.REASON_CONFIG_MISMATCH, wire.REASON_DIFF_BASE)
+
+
+# ---- the backend -------------------------------------------------------------------------------------
+_DEFAULT_CONFIG: tuple[ChipConfig, bytes] | None = None
+
+
+def _default_config() -> tuple[ChipConfig, bytes]:
+    global _DEFAULT_CONFIG
+    if _DEFAULT_CONFIG is None:
+        cfg = ChipConfig()
+        _DEFAULT_CONFIG = (cfg, hashlib.sha256(cfg.to_bytes()).digest())
+    return _DEFAULT_CONFIG
+
+
+def _float_param(uri: DeviceURI, name: str, default: float, low: float, high: float) -> float:
+    v = uri.param(name)
+    if v is None:
+        return default
+    try:
+        val = float(v)
+    except ValueError:
+        raise ValueError(f"grpc:// parameter {name}={v!r} is not a number") from None
+    if not low <= val <= high:
+        raise ValueError(f"grpc:// parameter {name}={val} out of range [{low}, {high}]")
+    return val
+
+
+def _bool_param(uri: DeviceURI, name: str, default: bool) -> bool:
+    v = uri.param(name)
+    if v is None:
+        return default
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"grpc:// parameter {name}={v!r} is not a boolean; use 1/0, true/false")
+
+
+def parse_targets(netloc: str) -> list[str]:
+    """``h1:p1,h2:p2`` -> ["h1:p1", "h2:p2"]; every entry needs a host and a port 1..65535."""
+    if not netloc:
+        raise ValueError("grpc:// needs host:port, e.g. grpc://127.0.0.1:50051 (or h1:p1,h2:p2 for a pool)")
+    out = []
+    for part in netloc.split(","):
+        part = part.strip()
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"grpc:// target {part!r} is not host:port with a port in [1, 65535]")
+        if host.startswith("[") != host.endswith("]"):
+            raise ValueError(f"grpc:// target {part!r}: IPv6 addresses go in brackets, e.g. [::1]:50051")
+        out.append(f"{host}:{int(port)}")
+    return out
+
+
+URI_PARAMS = {
+    "token",
+    "tls",
+    "ca",
+    "server_name",
+    "timeout",
+    "run_timeout",
+    "retries",
+    "ttl",
+    "exclusive",
+    "wait",
+    "name",
+    "stream_threshold",
+    "chunk",
+    "max_message_mb",
+}
+
+
+class GrpcBackend(Backend):
+    """A device on a firstspike gRPC server (``grpc://host:port``). Not thread-safe for concurrent calls
+    from several threads except :meth:`close`; open one per thread (each holds its own lease).
+
+    Times are seconds. ``timeout_s`` bounds each non-run call (retries included), ``run_timeout_s`` each run.
+    """
+
+    scheme = "grpc"
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        server_name: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        exclusive: bool = False,
+        wait_s: float = 0.0,
+        client_name: str = "",
+        stream_threshold: int = DEFAULT_STREAM_THRESHOLD,
+        chunk_entries: int = DEFAULT_CHUNK_ENTRIES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if chunk_entries < 1 or stream_threshold < 1:
+            raise ValueError("chunk_entries and stream_threshold must be >= 1")
+        self.target = target
+        self.timeout_s = float(timeout_s)
+        self.run_timeout_s = float(run_timeout_s)
+        self.retries = int(retries)
+        self.lease_ttl_s = float(lease_ttl_s)
+        self.exclusive = bool(exclusive)
+        self.wait_s = float(wait_s)
+        self.client_name = client_name or f"pid{os.getpid()}"
+        self.stream_threshold = int(stream_threshold)
+        self.chunk_entries = int(chunk_entries)
+        token = token if token is not None else os.environ.get("FIRSTSPIKE_TOKEN")
+        self._metadata: tuple[tuple[str, str], ...] = ((wire.AUTH_KEY, f"Bearer {token}"),) if token else ()
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Reconnect quickly after a server restart (the default backoff grows to 2 minutes).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 500),  # < the retry window (0.1+0.2+0.4+0.8 s by default)
+            ("grpc.enable_retries", 0),  # we retry ourselves, idempotent calls only
+            ("grpc.use_local_subchannel_pool", 1),  # own connection: closing one backend never affects another
+        ]
+        if tls or ca_file:
+            root = None
+            if ca_file:
+                with open(ca_file, "rb") as f:
+                    root = f.read()
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root), options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = pb_grpc.DeviceStub(self._channel)
+        self._lock = threading.RLock()  # one call at a time; the keepalive thread only tries it
+        self._closed = False
+        self._lease: str | None = None
+        self._lease_ttl_s = self.lease_ttl_s
+        self._last_call = time.monotonic()
+        cfg, digest = _default_config()
+        self._config: ChipConfig = cfg  # the last full configuration (what a fresh lease must be given)
+        self._digest: bytes = digest
+        self._server_digest: bytes | None = None  # what the server's lease holds (None = unknown/no lease)
+        self._pending_diff: ConfigDiff | None = None  # a diff from _server_digest to _digest not yet sent
+        self._step = ""  # the RPC in progress (named in error messages)
+        self._stop = threading.Event()
+        self._keepalive: threading.Thread | None = None
+        try:
+            self._info = wire.info_from_pb(
+                self._call("GetInfo", self._stub.GetInfo, pb.GetInfoRequest, idempotent=True, session=False)
+            )
+        except BaseException:
+            self._channel.close()
+            raise
+
+    @classmethod
+    def from_uri(cls, uri: DeviceURI) -> Backend:
+        """``grpc://host:port?token=..&tls=1&ca=PATH&timeout=S&run_timeout=S&retries=N&ttl=S&exclusive=1&
+        wait=S&name=TEXT&stream_threshold=N&chunk=N&max_message_mb=MB``; several comma-separated
+        ``host:port`` give a :class:`runtime.devices.DevicePool`."""
+        uri.check_params(URI_PARAMS)
+        targets = parse_targets(uri.netloc)
+        kw: dict[str, Any] = {
+            "token": uri.param("token"),
+            "tls": _bool_param(uri, "tls", False),
+            "ca_file": uri.param("ca"),
+            "server_name": uri.param("server_name"),
+            "timeout_s": _float_param(uri, "timeout", DEFAULT_TIMEOUT_S, 0.01, 86400.0),
+            "run_timeout_s": _float_param(uri, "run_timeout", DEFAULT_RUN_TIMEOUT_S, 0.01, 7 * 86400.0),
+            "retries": uri.int_param("retries", DEFAULT_RETRIES, 0, 100),
+            "lease_ttl_s": _float_param(uri, "ttl", DEFAULT_LEASE_TTL_S, 0.1, 600.0),
+            "exclusive": _bool_param(uri, "exclusive", False),
+            "wait_s": _float_param(uri, "wait", 0.0, 0.0, 600.0),
+            "client_name": uri.param("name", "") or "",
+            "stream_threshold": uri.int_param("stream_threshold", DEFAULT_STREAM_THRESHOLD, 1, 1 << 16),
+            "chunk_entries": uri.int_param("chunk", DEFAULT_CHUNK_ENTRIES, 1, 1 << 16),
+            "max_message_bytes": int(_float_param(uri, "max_message_mb", 64.0, 0.01, 2047.0) * 2**20),
+        }
+        if len(targets) == 1:
+            return cls(targets[0], **kw)
+        return DevicePool.open([lambda t=t: cls(t, **kw) for t in targets])
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"grpc://{self.target} is closed")
+
+    def _call(
+        self,
+        method: str,
+        rpc: Callable[..., Any],
+        make_request: Callable[[], Any],
+        *,
+        idempotent: bool,
+        session: bool,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """One logical call: deadline over all attempts, backoff on UNAVAILABLE (idempotent calls only),
+        and for session calls a lease + uploaded configuration first, recovered once if the server lost them."""
+        budget = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + budget
+        backoff = _BACKOFF_START_S
+        attempts = 0
+        recoveries = 0
+        while True:
+            attempts += 1
+            try:
+                if session:
+                    self._ensure_session(deadline)
+                self._step = method
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteUnavailableError(
+                        f"grpc://{self.target} {method}: deadline of {budget} s passed after {attempts - 1} attempt(s)",
+                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                        method=method,
+                        target=self.target,
+                    )
+                resp = rpc(make_request(), timeout=remaining, metadata=self._metadata)
+                self._last_call = time.monotonic()
+                return resp
+            except grpc.RpcError as e:
+                code, reason = e.code(), _reason(e)
+                if session and reason in _RECOVERABLE and recoveries < 2:
+                    # The server restarted (lease unknown) or holds another config: set the session up again.
+                    recoveries += 1
+                    self._forget_session(lease_lost=reason == wire.REASON_LEASE_UNKNOWN)
+                    continue
+                retryable = code == grpc.StatusCode.UNAVAILABLE and (idempotent or self._step != method)
+                if retryable and attempts <= self.retries and deadline - time.monotonic() > backoff:
+                    time.sleep(backoff)
+                    backoff = min(2 * backoff, _BACKOFF_MAX_S)
+                    if reason == wire.REASON_SHUTTING_DOWN:
+                        self._forget_session(lease_lost=True)  # the next instance will not know our lease
+                    continue
+                raise remote_error(e, self._step, self.target, attempts) from None
+
+    def _forget_session(self, *, lease_lost: bool) -> None:
+        if lease_lost:
+            self._lease = None
+        self._server_digest = None
+        self._pending_diff = None
+
+    def _ensure_session(self, deadline: float) -> None:
+        """Hold a lease whose configuration is ours (acquire and/or upload as needed)."""
+        if self._lease is None:
+            timeout = max(0.001, deadline - time.monotonic())
+            req = pb.AcquireLeaseRequest(
+                client_name=self.client_name[:128],
+                exclusive=self.exclusive,
+                ttl_ms=int(self.lease_ttl_s * 1000),
+                wait_ms=int(self.wait_s * 1000),
+            )
+            self._step = "AcquireLease"
+            resp = self._stub.AcquireLease(req, timeout=timeout + self.wait_s, metadata=self._metadata)
+            self._lease = resp.lease_id
+            self._lease_ttl_s = resp.ttl_ms / 1000.0
+            self._server_digest = bytes.fromhex(resp.config_id)
+            self._pending_diff = None
+            self._start_keepalive()
+        if self._server_digest == self._digest:
+            return
+        timeout = max(0.001, deadline - time.monotonic())
+        diff = self._pending_diff
+        if diff is not None and self._server_digest == diff.base_digest:
+            self._step = "UpdateConfig"
+            req = pb.UpdateConfigRequest(lease_id=self._lease, diff=diff.to_bytes())
+            resp = self._stub.UpdateConfig(req, timeout=timeout, metadata=self._metadata)
+        else:
+            self._step = "LoadConfig"
+            req = pb.LoadConfigRequest(lease_id=self._lease, config=self._config.to_bytes())
+            resp = self._stub.LoadConfig(req, timeout=timeout, metadata=self._metadata)
+        got = bytes.fromhex(resp.config_id)
+        if got != self._digest:
+            raise RemoteError(
+                f"grpc://{self.target}: the server holds configuration {resp.config_id[:12]} after the upload, "
+                f"expected {self._digest.hex()[:12]} (encoding mismatch between client and server?)",
+                target=self.target,
+            )
+        self._server_digest = got
+        self._pending_diff = None
+
+    def _start_keepalive(self) -> None:
+        if self._keepalive is None or not self._keepalive.is_alive():
+            self._stop.clear()
+            # The thread holds only a weak reference: a backend nobody closed is still collected (its lease
+            # then simply expires on the server).
+            self._keepalive = threading.Thread(
+                target=_keepalive_loop,
+                args=(weakref.ref(self), self._stop),
+                name=f"fs-lease-{self.target}",
+                daemon=True,
+            )
+            self._keepalive.start()
+
+    def _renew_if_idle(self) -> None:
+        """One keepalive step: renew the lease if no call did recently and none is in flight."""
+        if time.monotonic() - self._last_call < self._lease_ttl_s / 3:
+            return  # a recent call renewed the lease
+        if not self._lock.acquire(blocking=False):
+            return  # a call is in flight: it renews the lease
+        try:
+            lease = self._lease
+            if lease is None or self._closed:
+                return
+            try:
+                self._stub.RenewLease(
+                    pb.RenewLeaseRequest(lease_id=lease),
+                    timeout=min(5.0, self._lease_ttl_s / 3),
+                    metadata=self._metadata,
+                )
+                self._last_call = time.monotonic()
+            except grpc.RpcError as e:
+                if _reason(e) == wire.REASON_LEASE_UNKNOWN:
+                    self._forget_session(lease_lost=True)  # next call re-acquires and re-uploads
+        finally:
+            self._lock.release()
+
+    # ---- the Backend interface -------------------------------------------------------------------
+    def info(self) -> DeviceInfo:
+        """The server's device info (fetched once at open; server fields in ``extra['server']``)."""
+        self._check_open()
+        return self._info
+
+    def configure(self, config: ChipConfig | ConfigDiff) -> None:
+        """Give the device a full ChipConfig (LoadConfig) or a diff against the last one (UpdateConfig).
+
+        Validated locally first; on any error the previous configuration stays in force.
+        """
+        self._check_open()
+        with self._lock:
+            if isinstance(config, ConfigDiff):
+                new = config.apply(self._config)  # ConfigError if the diff's base is not our config
+                data = new.to_bytes()
+                digest = hashlib.sha256(data).digest()
+                pending = config if self._server_digest == config.base_digest else None
+            elif isinstance(config, ChipConfig):
+                data = config.to_bytes()  # validates
+                digest = hashlib.sha256(data).digest()
+                if digest == self._digest and self._server_digest == digest:
+                    return
+                new = ChipConfig.from_bytes(data)  # a private copy: the caller may keep mutating theirs
+                pending = None
+            else:
+                raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
+            old = (self._config, self._digest, self._pending_diff)
+            self._config, self._digest, self._pending_diff = new, digest, pending
+            try:
+                self._call("Configure", lambda *a, **k: None, lambda: None, idempotent=True, session=True)
+            except BaseException:
+                self._config, self._digest, self._pending_diff = old
+                raise
+
+    @property
+    def config(self) -> ChipConfig:
+        """The last configuration given to this backend (a private copy; do not mutate)."""
+        return self._config
+
+    @property
+    def config_id(self) -> str:
+        """Hex SHA-256 of :attr:`config` (the id the server reports)."""
+        return self._digest.hex()
+
+    def run(self, inputs: InputSpikes, options: RunOptions) -> RunResult:
+        """Run on the server; batches above ``stream_threshold`` entries go as a pipelined RunStream."""
+        self._check_open()
+        self.check_run_request(inputs, options)
+        if inputs.batch_size > self.stream_threshold:
+            return self.run_stream(inputs, options)
+        with self._lock:
+            opts = wire.options_to_pb(options)
+            batch = wire.pack_events(inputs.events, inputs.batch_size)
+
+            def make() -> pb.RunRequest:
+                return pb.RunRequest(
+                    lease_id=self._lease or "", config_id=self._digest.hex(), inputs=batch, options=opts
+                )
+
+            resp = self._call("Run", self._stub.Run, make, idempotent=True, session=True, timeout_s=self.run_timeout_s)
+        return wire.result_from_pb(resp)
+
+    def run_stream(self, inputs: InputSpikes, options: RunOptions, chunk_entries: int | None = None) -> RunResult:
+        """Run as a RunStream of chunks of ``chunk_entries`` entries (server computes one while the next
+        travels); results joined in the original order. Noise keys are chunking-invariant (entry_offset)."""
+        self._check_open()
+        self.check_run_request(inputs, options)
+        n = int(chunk_entries or self.chunk_entries)
+        if n < 1:
+            raise ValueError(f"chunk_entries must be >= 1, got {n}")
+        sizes = [min(n, inputs.batch_size - s) for s in range(0, inputs.batch_size, n)] or [0]
+        chunks = inputs.split(sizes)
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        with self._lock:
+            base = wire.options_to_pb(options)
+
+            def requests() -> Iterator[pb.RunRequest]:
+                for k, (chunk, start) in enumerate(zip(chunks, starts, strict=True)):
+                    opts = pb.RunOptions()
+                    opts.CopyFrom(base)
+                    opts.entry_offset = options.entry_offset + int(start)
+                    yield pb.RunRequest(
+                        lease_id=self._lease or "",
+                        config_id=self._digest.hex(),
+                        sequence=k,
+                        inputs=wire.pack_events(chunk.events, chunk.batch_size),
+                        options=opts,
+                    )
+
+            def stream(req_iter: Iterator[pb.RunRequest], *, timeout: float, metadata: Any) -> list[pb.RunResponse]:
+                # Materialise inside the attempt so a broken stream is retried as a whole.
+                return list(self._stub.RunStream(req_iter, timeout=timeout, metadata=metadata))
+
+            responses = self._call(
+                "RunStream", stream, requests, idempotent=True, session=True, timeout_s=self.run_timeout_s
+            )
+        if [r.sequence for r in responses] != list(range(len(chunks))):
+            raise RemoteError(
+                f"grpc://{self.target} RunStream: answers out of order or missing "
+                f"({len(responses)} for {len(chunks)} chunks)",
+                target=self.target,
+            )
+        return join_results([wire.result_from_pb(r) for r in responses])
+
+    def close(self) -> None:
+        """Release the lease (best effort) and close the connection. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._stop.set()
+        with self._lock:
+            self._closed = True
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                # If the server is gone or forgot the lease there is nothing to release.
+                with contextlib.suppress(grpc.RpcError):
+                    self._stub.ReleaseLease(
+                        pb.ReleaseLeaseRequest(lease_id=lease),
+                        timeout=min(2.0, self.timeout_s),
+                        metadata=self._metadata,
+                    )
+            self._channel.close()
+        if self._keepalive is not None and self._keepalive is not threading.current_thread():
+            self._keepalive.join(timeout=1.0)
+
+    # ---- explicit session API --------------------------------------------------------------------
+    @property
+    def lease_id(self) -> str | None:
+        """The current lease id (None before the first configure/run or after the server lost it)."""
+        return self._lease
+
+    def acquire(self) -> str:
+        """Acquire the lease now (otherwise the first configure/run does); returns its id."""
+        self._check_open()
+        with self._lock:
+            self._call("AcquireLease", lambda *a, **k: None, lambda: None, idempotent=False, session=True)
+            assert self._lease is not None
+            return self._lease
+
+    def release(self) -> None:
+        """Release the lease now (a later call acquires a new one and uploads the configuration again)."""
+        self._check_open()
+        with self._lock:
+            lease = self._lease
+            if lease is None:
+                return
+            self._forget_session(lease_lost=True)
+            try:
+                self._stub.ReleaseLease(
+                    pb.ReleaseLeaseRequest(lease_id=lease), timeout=self.timeout_s, metadata=self._metadata
+                )
+            except grpc.RpcError as e:
+                if _reason(e) != wire.REASON_LEASE_UNKNOWN:
+                    raise remote_error(e, "ReleaseLease", self.target) from None
+
+    def reset(self) -> None:
+        """Reset: the lease's configuration becomes the default ChipConfig and the device is reconfigured."""
+        self._check_open()
+        with self._lock:
+            self._call(
+                "Reset",
+                self._stub.Reset,
+                lambda: pb.ResetRequest(lease_id=self._lease or ""),
+                idempotent=True,
+                session=True,
+            )
+            cfg, digest = _default_config()
+            self._config, self._digest, self._server_digest, self._pending_diff = cfg, digest, digest, None
+
+    def load_artifact(self, artifact: bytes, stage: int = 0) -> str:
+        """Configure from a compiled artifact (``CompiledNetwork.to_bytes()``), parsed by the server; returns
+        the configuration id. The client then fetches the resulting ChipConfig (GetConfig) and keeps it, for
+        diffs and for re-uploading after a server restart."""
+        self._check_open()
+        if not isinstance(artifact, bytes | bytearray | memoryview):
+            raise TypeError(f"load_artifact() takes the artifact's bytes, not {type(artifact).__name__}")
+        with self._lock:
+            self._call(
+                "LoadArtifact",
+                self._stub.LoadArtifact,
+                lambda: pb.LoadArtifactRequest(lease_id=self._lease or "", artifact=bytes(artifact), stage=int(stage)),
+                idempotent=True,
+                session=True,
+            )
+            # From here the server's lease holds the artifact's config, which we do not know yet.
+            self._server_digest = None
+            resp = self._call(
+                "GetConfig",
+                self._stub.GetConfig,
+                lambda: pb.GetConfigRequest(lease_id=self._lease or ""),
+                idempotent=True,
+                session=False,
+            )
+            cfg = ChipConfig.from_bytes(resp.config)
+            digest = hashlib.sha256(resp.config).digest()
+            if digest.hex() != resp.config_id:
+                raise RemoteError(
+                    f"grpc://{self.target} GetConfig: config bytes do not match config_id {resp.config_id[:12]}",
+                    target=self.target,
+                )
+            self._config, self._digest, self._server_digest, self._pending_diff = cfg, digest, digest, None
+            return resp.config_id
+
+    def health(self, service: str = "") -> str:
+        """The standard health check: "SERVING", "NOT_SERVING", ... (raises RemoteError if unreachable)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
+        except grpc.RpcError as e:
+            raise remote_error(e, "Health.Check", self.target) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+def _keepalive_loop(ref: weakref.ref[GrpcBackend], stop: threading.Event) -> None:
+    while True:
+        backend = ref()
+        if backend is None:
+            return
+        interval = max(0.05, backend._lease_ttl_s / 3)
+        del backend  # do not keep it alive while sleeping
+        if stop.wait(interval):
+            return
+        backend = ref()
+        if backend is None:
+            return
+        backend._renew_if_idle()
+        del backend
+
+
+__all__ = [
+    "GrpcBackend",
+    "RemoteAuthError",
+    "RemoteBusyError",
+    "RemoteCapacityError",
+    "RemoteError",
+    "RemoteInvalidArgumentError",
+    "RemoteNotFoundError",
+    "RemoteUnavailableError",
+    "RemoteUnimplementedError",
+    "remote_error",
+]

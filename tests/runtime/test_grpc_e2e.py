@@ -1,0 +1,267 @@
+"""End to end through real server subprocesses: bit-identical results in-process / gRPC / 2-server pool,
+16 concurrent clients with different networks, diffs, streaming, leases, artifacts and runtime.open."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from grpc_fake_backend import FakeBackend, fake_result
+from grpc_support import (
+    FAKE_OPTIONS,
+    HAVE_SIM,
+    ServerProcess,
+    fake_config,
+    fake_inputs,
+    sim_case,
+)
+
+import runtime
+from hal.backend import RunOptions
+from hal.registry import open_backend
+from runtime.devices import DevicePool, default_uri
+from runtime.remote import GrpcBackend, RemoteBusyError
+
+NOISY = "fake://?noise=7"
+
+
+@pytest.fixture(scope="module")
+def fake_servers():
+    servers = []
+    try:
+        for _ in range(2):
+            servers.append(ServerProcess.start(NOISY))
+        yield servers
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_fake_bit_identical_inprocess_grpc_stream_and_pool(fake_servers):
+    a, b = fake_servers
+    cfg = fake_config(1)
+    inputs = fake_inputs(2, batch=37)
+    opts = RunOptions(duration_ticks=3000, seed=11, record="all", readout=(3, 9), readout_period=100)
+    local = open_backend(NOISY)
+    local.configure(cfg)
+    want = local.run(inputs, opts)
+    local.close()
+    assert len(want.spikes) > 50  # the case is not trivially empty
+    with runtime.open(a.uri()) as dev:
+        assert isinstance(dev, GrpcBackend)
+        dev.configure(cfg)
+        got = dev.run(inputs, opts)
+        streamed = dev.run_stream(inputs, opts, chunk_entries=5)
+    with runtime.open(f"grpc://{a.target},{b.target}") as pool:
+        assert isinstance(pool, DevicePool)
+        pool.configure(cfg)
+        pooled = pool.run(inputs, opts)
+    for r in (got, streamed, pooled):
+        assert r.spikes == want.spikes
+        np.testing.assert_array_equal(r.membrane, want.membrane)
+        assert r.stats == want.stats
+        assert r.dropped == want.dropped
+
+
+def test_noise_depends_on_entry_offset(fake_servers):
+    """Guards the pool test above: with noise, results do depend on the entry index (so the pool's offsets
+    matter), and on the seed."""
+    cfg, inputs = fake_config(1), fake_inputs(2, batch=8)
+    base = fake_result(cfg, inputs, RunOptions(duration_ticks=3000, seed=11), noise=7)
+    shifted = fake_result(cfg, inputs, RunOptions(duration_ticks=3000, seed=11, entry_offset=3), noise=7)
+    assert base.spikes != shifted.spikes
+
+
+def test_pool_splits_contiguously_and_in_parallel(fake_servers):
+    a, b = fake_servers
+    with runtime.open(f"grpc://{a.target},{b.target}") as pool:
+        assert pool.split_sizes(5) == [3, 2]
+        assert pool.info().max_batch == 2 * FakeBackend().info().max_batch
+        assert pool.info().extra["homogeneous"] is True
+        pool.configure(fake_config(3))
+        r = pool.run(fake_inputs(4, batch=1), FAKE_OPTIONS)  # fewer entries than members
+        assert r.spikes.batch_size == 1
+        r0 = pool.run(fake_inputs(4, batch=0), FAKE_OPTIONS)
+        assert r0.spikes.batch_size == 0 and len(r0.spikes) == 0
+
+
+def test_sixteen_concurrent_clients_get_their_own_results(fake_servers):
+    srv = fake_servers[0]
+    n = 16
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+    ok = [0] * n
+
+    def client(k: int) -> None:
+        try:
+            cfg = fake_config(100 + k, n_neurons=4 + k)
+            with GrpcBackend(srv.target, client_name=f"client{k}") as dev:
+                barrier.wait(timeout=60)
+                for rnd in range(3):
+                    dev.configure(cfg)
+                    inputs = fake_inputs(1000 * k + rnd, batch=3 + k)
+                    got = dev.run(inputs, FAKE_OPTIONS)
+                    want = fake_result(cfg, inputs, FAKE_OPTIONS, noise=7)
+                    assert got.spikes == want.spikes, f"client {k} round {rnd} got another client's result"
+                    ok[k] += 1
+                    cfg = fake_config(200 + 16 * rnd + k, n_neurons=4 + k)  # a new network next round
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+    assert ok == [3] * n
+    # The device really was shared: its configuration switched between clients many times.
+    switches = [r for r in srv.log_records() if r.get("rpc") == "LoadConfig"]
+    assert len(switches) >= n * 3
+
+
+def test_configure_diff_sends_only_changes(fake_servers):
+    srv = fake_servers[0]
+    cfg = fake_config(7)
+    with GrpcBackend(srv.target, client_name="differ") as dev:
+        dev.configure(cfg)
+        new = cfg.copy()
+        new.synapses.weights[0, 0, :5] = 1
+        dev.configure(cfg.diff(new))
+        inputs = fake_inputs(8, batch=4)
+        assert dev.run(inputs, FAKE_OPTIONS).spikes == fake_result(new, inputs, FAKE_OPTIONS, noise=7).spikes
+        assert dev.config == new
+    updates = [r for r in srv.log_records() if r.get("rpc") == "UpdateConfig" and r.get("code") == "OK"]
+    assert updates and updates[-1]["changed_entries"] == int(np.count_nonzero(cfg.synapses.weights[0, 0, :5] != 1))
+
+
+def test_explicit_lease_reset_and_exclusive(fake_servers):
+    srv = fake_servers[1]
+    owner = GrpcBackend(srv.target, exclusive=True, client_name="owner")
+    other = GrpcBackend(srv.target, timeout_s=0.8, run_timeout_s=0.8, client_name="other")
+    try:
+        lease = owner.acquire()
+        assert len(lease) == 32 and owner.lease_id == lease
+        owner.configure(fake_config(9))
+        other.acquire()  # shared leases may be taken while an exclusive one is held ...
+        with pytest.raises(RemoteBusyError, match="held exclusively"):
+            other.run(fake_inputs(1, batch=2), FAKE_OPTIONS)  # ... but their runs wait, then ABORTED
+        owner.reset()
+        assert owner.run(fake_inputs(1, batch=2), FAKE_OPTIONS).spikes.events.size == 0  # default config: silent
+        owner.release()
+        assert owner.lease_id is None
+        assert other.run(fake_inputs(1, batch=2), FAKE_OPTIONS).spikes.batch_size == 2
+    finally:
+        owner.close()
+        other.close()
+
+
+def test_load_artifact(fake_servers):
+    compiler = pytest.importorskip("compiler")
+    rng = np.random.default_rng(0)
+    net = compiler.Network(
+        n_inputs=4,
+        layers=(
+            compiler.Layer(rng.normal(1.5, 0.8, (5, 16)), bias_time=0.9),
+            compiler.Layer(rng.normal(0.5, 0.8, (17, 3)), bias_time=0.9),
+        ),
+    )
+    art = compiler.compile(net)
+    with GrpcBackend(fake_servers[0].target) as dev:
+        cid = dev.load_artifact(art.to_bytes())
+        assert cid == art.config.digest().hex()
+        assert dev.config == art.config
+        new = art.config.copy()
+        new.synapses.weights[new.synapses.weights > 0] -= 1
+        dev.configure(art.config.diff(new))  # diffs work on the artifact's config
+        assert dev.config_id == new.digest().hex()
+
+
+def test_runtime_open_default_and_env(fake_servers, monkeypatch):
+    monkeypatch.delenv("FIRSTSPIKE_DEVICE", raising=False)
+    assert default_uri() == "sim://"
+    monkeypatch.setenv("FIRSTSPIKE_DEVICE", fake_servers[0].uri(timeout=5))
+    with runtime.open() as dev:
+        assert isinstance(dev, GrpcBackend) and dev.timeout_s == 5
+        assert dev.info().model == "fake-test"
+    monkeypatch.setenv("FIRSTSPIKE_DEVICE", "fake://")
+    assert isinstance(runtime.open(), FakeBackend)
+
+
+# ---- the simulator -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["sim://?serial=3&noise=0", "sim://?serial=3"], ids=["noise0", "noisy"])
+def sim_servers(request):
+    if not HAVE_SIM:
+        pytest.skip("sim_device.backend is not available")
+    servers = []
+    try:
+        for _ in range(2):
+            servers.append(ServerProcess.start(request.param))
+        yield request.param, servers
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_sim_bit_identical_inprocess_grpc_stream_pool(sim_servers):
+    """The acceptance check on the bit-accurate simulator: the same network and inputs give identical events
+    in-process, through one server (unary and streamed in chunks) and through a 2-server pool."""
+    uri, (a, b) = sim_servers
+    case = sim_case(seed=4, batch=24)
+    opts = case.options
+    local = open_backend(uri)
+    local.configure(case.config)
+    want = local.run(case.inputs, opts)
+    local.close()
+    assert len(want.spikes) > 24  # hidden and output neurons fire
+    with runtime.open(a.uri()) as dev:
+        assert dev.info().model == "firstspike-sim"
+        dev.configure(case.config)
+        got = dev.run(case.inputs, opts)
+        streamed = dev.run_stream(case.inputs, opts, chunk_entries=7)
+    with runtime.open(f"grpc://{a.target},{b.target}") as pool:
+        pool.configure(case.config)
+        pooled = pool.run(case.inputs, opts)
+    for r in (got, streamed, pooled):
+        assert r.spikes == want.spikes
+        assert r.stats == want.stats and r.dropped == want.dropped
+
+
+def test_sim_sixteen_concurrent_clients(sim_servers):
+    """16 clients with 16 different networks share one simulated device; each gets exactly its own events."""
+    uri, (srv, _) = sim_servers
+    n = 16
+    cases = [sim_case(seed=50 + k, batch=2 + k % 5) for k in range(n)]
+    local = open_backend(uri)
+    want = []
+    for c in cases:
+        local.configure(c.config)
+        want.append(local.run(c.inputs, c.options).spikes)
+    local.close()
+    assert len({w.events.tobytes() for w in want}) == n  # the networks really differ
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def client(k: int) -> None:
+        try:
+            with GrpcBackend(srv.target, client_name=f"sim{k}") as dev:
+                dev.configure(cases[k].config)
+                barrier.wait(timeout=60)
+                for _ in range(2):
+                    got = dev.run(cases[k].inputs, cases[k].options)
+                    assert got.spikes == want[k], f"client {k} got another network's events"
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors[0]
