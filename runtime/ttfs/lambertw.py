@@ -3,11 +3,11 @@
 ``W0(z)`` solves ``w * exp(w) = z`` with ``w >= -1`` for real ``z >= -1/e``. The TTFS spike time for
 ``tau_m = tau_s`` is ``t = B/A - W0(z)`` (see :mod:`runtime.ttfs.spiketime`).
 
-Method: an initial guess from the branch-point series near ``-1/e`` and from Winitzki's log-based
-approximation elsewhere, refined by Halley's iteration (cubic convergence, typically 2-3 steps, at most
-``max_iter``). The iteration is written in a form scaled by ``exp(-w)`` so that large ``z`` do not overflow.
-Very close to the branch point the truncated series itself is exact to double precision and is used as is;
-``z == -1/e`` (the double nearest to it) gives exactly ``-1``.
+Method: an initial guess from a Pade approximant of the branch-point series (in ``p = sqrt(2(e z + 1))``)
+for ``z <= 1`` and from Winitzki's log-based approximation above, refined by Halley's iteration (cubic
+convergence: one step for ``z <= 0``, at most ``max_iter``). The iteration is scaled by ``exp(-w)`` so
+that large ``z`` do not overflow. Very close to the branch point (``p < 1e-3``) the approximant is exact to
+double precision and is used as is; ``z == -1/e`` (the double nearest to it) gives exactly ``-1``.
 
 Out of domain: ``z < -1/e`` gives NaN, ``z = +inf`` gives ``+inf``, NaN stays NaN.
 """
@@ -24,7 +24,8 @@ __all__ = ["INV_E", "lambertw0"]
 INV_E = 0.36787944117144233
 _INV_E_LO = -1.2428753672788363e-17
 
-# Series of W0 around the branch point in p = sqrt(2 (e z + 1)), coefficients of p^0 .. p^9.
+# Series of W0 around the branch point in p = sqrt(2 (e z + 1)), coefficients of p^0 .. p^9 (the Pade
+# approximant below was derived from it).
 _BRANCH_SERIES = (
     -1.0,
     1.0,
@@ -38,17 +39,17 @@ _BRANCH_SERIES = (
     226287557.0 / 37623398400.0,
 )
 
-# Below this p the 10-term series is exact to ~1e-19 and Halley's step (ill-conditioned at w = -1) is skipped.
+# Below this p the approximant is exact to ~1e-19 and Halley's step (ill-conditioned at w = -1) is skipped.
 _P_SERIES_ONLY = 1e-3
-# Initial guess: branch-point series for p < 1 (z < -0.184, error < 2.4e-3), Pade [3/3] of the Taylor series
-# at 0 for -0.184 <= z <= 1 (error < 7.4e-4), Winitzki's log approximation above (error < 2.1e-2).
-_P_SERIES_GUESS = 1.0
-_PADE_MAX = 1.0
-_PADE_NUM = (0.0, 1.0, 2.6823529411764704, 1.326470588235294)
-_PADE_DEN = (1.0, 3.6823529411764704, 3.5088235294117647, 0.6519607843137255)
-# Halley converges cubically with error constant ~ 1/(1+w)^2: after a step |dw| <= _STEP_TOL |1+w|
-# the remaining error is below 1e-12 |dw|, so the iteration stops there.
-_STEP_TOL = 1e-6
+# Initial guess for z <= 1: the [4/4] Pade approximant (in p) of the branch-point series; its error is
+# < 1.2e-6 for z <= 0 and < 5.2e-5 for z <= 1, so one Halley step (two for 0 < z <= 1) reaches double
+# precision. Above z = 1: Winitzki's log-based approximation (error < 2.1e-2, three steps).
+_PADE_NUM = (-1.0, -0.39676588142927594, 0.43909557783461484, 0.2158446416433197, 0.018103667123975507)
+_PADE_DEN = (1.0, 1.396765881429276, 0.6243369702613278, 0.09568147925269395, 0.0032306465192300554)
+_PADE_MAX_Z = 1.0
+# Halley converges cubically with error constant ~ 1/(1+w)^2: after a step |dw| <= _STEP_TOL |1+w| the
+# remaining error is below ~_STEP_TOL^2 |dw| < 1e-17, so the iteration stops there.
+_STEP_TOL = 2e-6
 
 
 def _poly(x: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
@@ -59,21 +60,22 @@ def _poly(x: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
 
 
 def _initial_guess(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    series = _poly(p.clamp_max(_P_SERIES_GUESS), _BRANCH_SERIES)
-    zp = z.clamp(-0.2, _PADE_MAX)
-    pade = _poly(zp, _PADE_NUM) / _poly(zp, _PADE_DEN)
-    l1 = torch.log1p(z.clamp_min(_PADE_MAX))
-    winitzki = l1 * (1.0 - torch.log1p(l1) / (2.0 + l1))
-    return torch.where(p < _P_SERIES_GUESS, series, torch.where(z <= _PADE_MAX, pade, winitzki))
+    guess = _poly(p, _PADE_NUM) / _poly(p, _PADE_DEN)
+    if bool((z > _PADE_MAX_Z).any()):
+        l1 = torch.log1p(z.clamp_min(_PADE_MAX_Z))
+        winitzki = l1 * (1.0 - torch.log1p(l1) / (2.0 + l1))
+        guess = torch.where(z > _PADE_MAX_Z, winitzki, guess)
+    return guess
 
 
 def lambertw0(z: torch.Tensor, max_iter: int = 8) -> torch.Tensor:
     """Principal branch ``W0(z)`` elementwise, computed in float64 (result is float64).
 
-    At most ``max_iter`` Halley steps (2 suffice for ``z <= 1``, 3 above); the iteration stops once every
-    element has converged to double precision. Domain: ``z >= -1/e``; smaller ``z`` give NaN. Relative
-    accuracy ~1e-15 away from the branch point; within ``d = z + 1/e`` of it the problem itself is
-    ill-conditioned (``dW/dz ~ 1/sqrt(d)``) and the error grows like ``1e-16 / sqrt(d)``.
+    At most ``max_iter`` Halley steps (1 suffices for ``z <= 0``, the range spike times use, 2-3 above);
+    the iteration stops once every element has converged to double precision. Domain: ``z >= -1/e``;
+    smaller ``z`` give NaN. Relative accuracy ~1e-15 away from the branch point; within ``d = z + 1/e``
+    of it the problem itself is ill-conditioned (``dW/dz ~ 1/sqrt(d)``) and the error grows like
+    ``1e-16 / sqrt(d)``.
     """
     z = torch.as_tensor(z).to(torch.float64)
     if z.numel() == 0:
@@ -85,7 +87,7 @@ def lambertw0(z: torch.Tensor, max_iter: int = 8) -> torch.Tensor:
     w = _initial_guess(z, p)
 
     iterate = torch.isfinite(z) & ~below & (p >= _P_SERIES_ONLY) & (z != 0.0)
-    idx = iterate.nonzero().squeeze(1) if not bool(iterate.all()) else None
+    idx = iterate.reshape(-1).nonzero().squeeze(1) if not bool(iterate.all()) else None
     zi = z.reshape(-1) if idx is None else z.reshape(-1)[idx]
     wi = w.reshape(-1) if idx is None else w.reshape(-1)[idx]
     for _ in range(max_iter if zi.numel() else 0):
@@ -96,11 +98,32 @@ def lambertw0(z: torch.Tensor, max_iter: int = 8) -> torch.Tensor:
         wi = wi - step
         if not bool((step.abs() > _STEP_TOL * wp1.abs()).any()):
             break
-    if idx is None:
-        w = wi.reshape(z.shape)
-    else:
-        w = w.reshape(-1).index_copy(0, idx, wi).reshape(z.shape)
+    w = wi.reshape(z.shape) if idx is None else w.reshape(-1).index_copy(0, idx, wi).reshape(z.shape)
     w = torch.where(z == 0.0, torch.zeros_like(w), w)
     w = torch.where(below | torch.isnan(z), torch.full_like(w, math.nan), w)
     w = torch.where(z == math.inf, torch.full_like(w, math.inf), w)
     return w
+
+
+def lambertw0_branch(z: torch.Tensor) -> torch.Tensor:
+    """Fast ``W0(z)`` for float64 ``z`` in ``[-1/e, 0]`` only (values outside are clamped into it).
+
+    The range TTFS spike times need (``z = -(theta/A) exp(B/A)``). Pade guess + exactly one Halley step
+    (the guess error < 1.2e-6 makes one step enough), no data-dependent control flow.
+    """
+    zc = z.clamp(-INV_E, 0.0)
+    p = torch.add(zc, INV_E).add_(_INV_E_LO).clamp_min_(0.0).mul_(2.0 * math.e).sqrt_()
+    # numerator and denominator of the Pade approximant evaluated together (Horner on a (2, ...) stack)
+    coeffs = torch.tensor([_PADE_NUM, _PADE_DEN], dtype=p.dtype, device=p.device)
+    coeffs = coeffs.view((2, 5) + (1,) * p.dim())
+    nd = coeffs[:, 4].expand((2, *p.shape)).clone()
+    for i in range(3, -1, -1):
+        nd.mul_(p).add_(coeffs[:, i])
+    w = nd[0].div_(nd[1])
+    # Halley: r = w - z e^-w ; dw = r / ((w+1) - (w+2) r / (2(w+1)))
+    r = torch.exp(w.neg()).mul_(zc).neg_().add_(w)
+    wp1 = w + 1.0
+    den = (w + 2.0).mul_(r).div_(wp1 * 2.0).neg_().add_(wp1)
+    w_new = w - r.div_(den)
+    # at the branch point the step is 0/0; there the approximant is exact already
+    return torch.where(p >= _P_SERIES_ONLY, w_new, w)

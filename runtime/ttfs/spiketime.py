@@ -16,9 +16,11 @@ Forward: inputs are sorted per sample; for every prefix ("causal set") of the fi
 membrane is ``exp(-t) (A_k t - B_k)`` (ratio 1) or ``a2_k y - a1_k y^2`` with ``y = exp(-t/2)`` (ratio 2),
 where ``A, B, a1, a2`` are prefix sums (``cumsum``) over the sorted inputs -- O(n_in n_out) per sample, no
 n_in x n_in mask. Each prefix's membrane is unimodal, so whether it crosses threshold inside its interval
-``[t_k, t_{k+1})`` is decided by the membrane value at ``min(t_peak, t_{k+1})``; the first such prefix is the
+``[t_k, t_{k+1})`` is decided by its value at ``clamp(t_peak, t_k, t_{k+1})``; the first such prefix is the
 causal set and only there the closed form is evaluated (Lambert W for ratio 1, a quadratic for ratio 2).
-Times are shifted per sample (earliest input at 0) so that ``exp(t)`` cannot overflow for late inputs.
+Times are shifted per sample (earliest input at 0) so that ``exp(t)`` cannot overflow for late inputs. The
+per-sample sort and the small (batch, n_in) prefix quantities are computed with numpy on the host (much
+faster than ``torch.sort`` for many short rows on CPU); everything of size batch x n_in x n_out is torch.
 
 Backward (:class:`SpikeTimeFn`): implicit-function theorem on ``F = u(t_out) - theta = 0``::
 
@@ -35,9 +37,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
-from runtime.ttfs.lambertw import INV_E, lambertw0
+from runtime.ttfs.lambertw import lambertw0_branch
 
 __all__ = [
     "SLOPE_EPS",
@@ -49,10 +52,10 @@ __all__ = [
     "spike_times",
 ]
 
-#: slopes at or below this value (in threshold units per tau_s) are treated as "no valid crossing": zero gradient
+#: membrane slopes (threshold units per tau_s) at or below this count as "no valid crossing": zero gradient
 SLOPE_EPS = 1e-12
 
-# Upper bound on batch * n_in * n_out elements per chunk in the forward pass (memory bound, ~32 MB per tensor).
+# Upper bound on batch * n_in * n_out elements per chunk in the forward pass (~32 MB per tensor).
 _MAX_CHUNK_ELEMENTS = 1 << 22
 
 
@@ -71,73 +74,103 @@ def _check(input_times: torch.Tensor, weights: torch.Tensor, tau_ratio: int) -> 
 
 
 def _sanitize_times(t: torch.Tensor) -> torch.Tensor:
-    """float64 copy-free view of ``t`` with NaN and -inf... mapped: NaN -> +inf (no spike)."""
+    """``t`` as float64 with NaN and -inf mapped to +inf (no spike): afterwards "spikes" == ``t < inf``."""
     t = t.to(torch.float64)
-    return torch.where(torch.isnan(t), torch.full_like(t, math.inf), t)
+    return torch.where(t.abs() < math.inf, t, math.inf)
+
+
+def _prologue(t_in: torch.Tensor, tau_ratio: int, threshold: float) -> tuple[np.ndarray, ...] | None:
+    """Sort the inputs of every sample and build the per-prefix quantities (small (B, k) arrays, numpy).
+
+    Returns ``(idx, shift, per_prefix)`` or None when no sample has any input spike. ``per_prefix`` stacks
+    the (B, k) operands of the (B, k, n_out) stage: ratio 1: ``[e^t, -t e^t, -t_next, -t_k, thr]``,
+    ratio 2: ``[e^t, e^(t/2), e^(-t_next/2), e^(-t_k/2), thr]`` (times shifted so that each sample's
+    earliest input is at 0, so that no exp overflows).
+    """
+    t = t_in.detach().cpu().numpy()
+    idx = np.argsort(t, axis=1)
+    ts = np.take_along_axis(t, idx, axis=1)
+    finite = ts < np.inf
+    kmax = int(finite.sum(axis=1).max()) if t.shape[1] else 0
+    if kmax == 0:
+        return None
+    # silent inputs sort last: only the first kmax columns can be part of any causal set
+    idx, ts, finite = idx[:, :kmax], ts[:, :kmax], finite[:, :kmax]
+    shift = np.where(finite[:, :1], ts[:, :1], 0.0)
+    ts = np.where(finite, ts - shift, 0.0)
+    t_next = np.full_like(ts, np.inf)
+    t_next[:, :-1] = np.where(finite[:, 1:], ts[:, 1:], np.inf)
+    # a prefix's interval [t_k, t_next) is empty for tied inputs and meaningless past the last finite
+    # input: there the threshold is +inf so that no crossing is attributed to it
+    thr = np.where((t_next > ts) & finite, threshold, np.inf)
+    e = np.where(finite, np.exp(ts), 0.0)
+    if tau_ratio == 1:
+        per_prefix = np.stack([e, -ts * e, -t_next, -ts, thr])
+    else:
+        e_half = np.where(finite, np.exp(0.5 * ts), 0.0)
+        per_prefix = np.stack([e, e_half, np.exp(-0.5 * t_next), np.exp(-0.5 * ts), thr])
+    return idx, shift, per_prefix
 
 
 def _forward_chunk(t_in: torch.Tensor, w: torch.Tensor, tau_ratio: int, threshold: float) -> torch.Tensor:
-    n_batch = t_in.shape[0]
-    n_out = w.shape[1]
-    out = torch.full((n_batch, n_out), math.inf, dtype=torch.float64, device=t_in.device)
-    t_sorted, idx = torch.sort(t_in, dim=1)
-    finite = torch.isfinite(t_sorted)
-    kmax = int(finite.sum(1).max()) if n_batch else 0
-    if kmax == 0:
-        return out
-    # silent inputs sort last: only the first kmax columns can be part of any causal set
-    t_sorted, idx, finite = t_sorted[:, :kmax], idx[:, :kmax], finite[:, :kmax]
-    shift = torch.where(finite[:, :1], t_sorted[:, :1], torch.zeros_like(t_sorted[:, :1]))
-    ts = torch.where(finite, t_sorted - shift, torch.zeros_like(t_sorted))  # (B, k), >= 0
-    inf_col = torch.full_like(ts[:, :1], math.inf)
-    t_next = torch.cat([torch.where(finite[:, 1:], ts[:, 1:], inf_col), inf_col], dim=1)
-    w_sorted = w.index_select(0, idx.reshape(-1)).reshape(n_batch, kmax, n_out)
-    ts3, t_next3, finite3 = ts.unsqueeze(2), t_next.unsqueeze(2), finite.unsqueeze(2)
-    # interval of prefix k is non-empty only if t_next > t_k (ties: several inputs at the same time)
-    open_interval = (t_next > ts) & finite
+    n_batch, n_out = t_in.shape[0], w.shape[1]
+    if n_batch == 0 or n_out == 0:
+        return torch.full((n_batch, n_out), math.inf, dtype=torch.float64, device=t_in.device)
+    pro = _prologue(t_in, tau_ratio, threshold)
+    if pro is None:
+        return torch.full((n_batch, n_out), math.inf, dtype=torch.float64, device=t_in.device)
+    idx_np, shift_np, pp_np = pro
+    kmax = idx_np.shape[1]
+    dev = t_in.device
+    idx = torch.from_numpy(idx_np).to(dev)
+    shift = torch.from_numpy(shift_np).to(dev)
+    pp = torch.from_numpy(pp_np).to(dev)
+
+    # Layout of the (batch, prefix, neuron) tensors: the larger of the two axes innermost, so that the
+    # elementwise ops with per-prefix operands vectorise (kdim = axis of the prefixes).
+    kdim = 1 if n_out >= kmax else 2
+    pk = pp.unsqueeze(3) if kdim == 1 else pp.unsqueeze(2)  # (5, B, k, 1) or (5, B, 1, k)
+    if kdim == 1:
+        w_sorted = w.index_select(0, idx.reshape(-1)).view(n_batch, kmax, n_out)
+    else:
+        w_sorted = w.t().contiguous().index_select(1, idx.reshape(-1)).view(n_out, n_batch, kmax)
+        w_sorted = w_sorted.permute(1, 0, 2)  # (B, n_out, k), innermost axis contiguous
 
     if tau_ratio == 1:
-        e = torch.where(finite, torch.exp(ts), torch.zeros_like(ts))
-        we = w_sorted * e.unsqueeze(2)
-        A = torch.cumsum(we, dim=1)
-        Bs = torch.cumsum(we * ts3, dim=1)
-        t_peak = 1.0 + Bs / A  # membrane exp(-t)(A t - B) peaks here when A > 0
-        t_eval = torch.minimum(t_peak, t_next3)
-        u_max = (A * t_eval - Bs) * torch.exp(-t_eval)
-        cross = (u_max >= threshold) & (t_peak > ts3) & (A > 0) & open_interval.unsqueeze(2)
+        # membrane of prefix k: exp(-t) (A t + N) with A = sum w e^t_i, N = -sum w t_i e^t_i, unimodal with
+        # its peak at t = 1 - N/A (A > 0); its maximum on [t_k, t_next] is at clamp(t_peak, t_k, t_next),
+        # where u < theta before the first crossing. Negated times (nt = -t) avoid negating big tensors.
+        A = torch.mul(w_sorted, pk[0]).cumsum_(kdim)
+        N = torch.mul(w_sorted, pk[1]).cumsum_(kdim)
+        nt = torch.div(N, A).sub_(1.0)
+        torch.maximum(nt, pk[2], out=nt)
+        torch.minimum(nt, pk[3], out=nt)
+        u = torch.addcmul(N, A, nt, value=-1.0).mul_(nt.exp_())
     else:
-        e1 = torch.where(finite, torch.exp(ts), torch.zeros_like(ts))
-        e2 = torch.where(finite, torch.exp(0.5 * ts), torch.zeros_like(ts))
-        a1 = torch.cumsum(w_sorted * e1.unsqueeze(2), dim=1)
-        a2 = torch.cumsum(w_sorted * e2.unsqueeze(2), dim=1)
-        # membrane a2 y - a1 y^2 with y = exp(-t/2) peaks at y = a2 / (2 a1) when a1, a2 > 0
-        t_peak = 2.0 * torch.log(2.0 * a1 / a2)
-        t_eval = torch.minimum(t_peak, t_next3)
-        y = torch.exp(-0.5 * t_eval)
-        u_max = (a2 - a1 * y) * y
-        cross = (u_max >= threshold) & (t_peak > ts3) & (a1 > 0) & (a2 > 0) & open_interval.unsqueeze(2)
-    del finite3
-
-    spikes = cross.any(dim=1)  # (B, n_out)
-    k = cross.to(torch.uint8).argmax(dim=1, keepdim=True)  # first crossing prefix
+        # membrane of prefix k: (a2 - a1 y) y with y = exp(-t/2), a1 = sum w e^t_i, a2 = sum w e^(t_i/2),
+        # peak at y = a2 / (2 a1); later times are smaller y.
+        a1 = torch.mul(w_sorted, pk[0]).cumsum_(kdim)
+        a2 = torch.mul(w_sorted, pk[1]).cumsum_(kdim)
+        y = torch.div(a2, a1).mul_(0.5)
+        torch.maximum(y, pk[2], out=y)
+        torch.minimum(y, pk[3], out=y)
+        u = torch.addcmul(a2, a1, y, value=-1.0).mul_(y)
+    cross = u >= pk[4]
+    # first crossing prefix per (sample, neuron); max over bool returns the first maximal index
+    spikes, k = cross.max(dim=kdim, keepdim=True)
+    spikes = spikes.squeeze(kdim)
     if tau_ratio == 1:
-        A_k = A.gather(1, k).squeeze(1)
-        B_k = Bs.gather(1, k).squeeze(1)
-        A_k = torch.where(spikes, A_k, torch.ones_like(A_k))
-        B_k = torch.where(spikes, B_k, torch.zeros_like(B_k))
-        ratio = B_k / A_k
-        z = (-threshold / A_k) * torch.exp(ratio)
-        z = torch.where(spikes, z.clamp(-INV_E, 0.0), torch.full_like(z, -0.1))
-        t = ratio - lambertw0(z)
+        A_k = torch.where(spikes, A.gather(kdim, k).squeeze(kdim), 1.0)
+        ratio = torch.where(spikes, N.gather(kdim, k).squeeze(kdim), 0.0).div_(A_k).neg_()  # B/A
+        z = torch.exp(ratio).mul_(-threshold).div_(A_k)
+        t = ratio.sub_(lambertw0_branch(torch.where(spikes, z, -0.1)))
     else:
-        a1_k = a1.gather(1, k).squeeze(1)
-        a2_k = a2.gather(1, k).squeeze(1)
-        a1_k = torch.where(spikes, a1_k, torch.ones_like(a1_k))
-        a2_k = torch.where(spikes, a2_k, torch.full_like(a2_k, 3.0 * math.sqrt(threshold)))
-        disc = (a2_k * a2_k - 4.0 * threshold * a1_k).clamp_min(0.0)
-        t = 2.0 * torch.log(2.0 * a1_k / (a2_k + torch.sqrt(disc)))
-    t = t + shift
-    return torch.where(spikes & torch.isfinite(t), t, out)
+        a1_k = torch.where(spikes, a1.gather(kdim, k).squeeze(kdim), 1.0)
+        a2_k = torch.where(spikes, a2.gather(kdim, k).squeeze(kdim), 3.0 * math.sqrt(threshold))
+        disc = torch.addcmul(a2_k * a2_k, a1_k, a1_k.new_tensor(-4.0 * threshold)).clamp_min_(0.0)
+        t = torch.log(a1_k.mul(2.0).div_(disc.sqrt_().add_(a2_k))).mul_(2.0)
+    t.add_(shift)
+    return torch.where(spikes & (t.abs() < math.inf), t, math.inf)
 
 
 @torch.no_grad()
@@ -151,8 +184,12 @@ def first_spike_times(
     ``tau_ratio``: tau_m / tau_s, 1 or 2. Not differentiable; see :func:`spike_times` for autograd.
     """
     _check(input_times, weights, tau_ratio)
-    t_in = _sanitize_times(input_times)
     w = weights.detach().to(torch.float64)
+    return _first_spike_times(_sanitize_times(input_times), w, tau_ratio, threshold)
+
+
+def _first_spike_times(t_in: torch.Tensor, w: torch.Tensor, tau_ratio: int, threshold: float) -> torch.Tensor:
+    """:func:`first_spike_times` for already checked, sanitised float64 inputs (batched in memory chunks)."""
     n_batch, n_in = t_in.shape
     per_sample = max(1, n_in * w.shape[1])
     chunk = max(1, _MAX_CHUNK_ELEMENTS // per_sample)
@@ -164,34 +201,78 @@ def first_spike_times(
 
 
 def _kernels(
-    t_in: torch.Tensor, t_out: torch.Tensor, tau_ratio: int
+    t_in: torch.Tensor, t_out: torch.Tensor, tau_ratio: int, out_dim: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Kernel K and its derivative K' at s = t_out - t_in, (batch, n_in, n_out), zero where s <= 0 or not finite."""
-    s = t_out.unsqueeze(1) - t_in.unsqueeze(2)
-    causal = (s > 0) & (s < math.inf)
-    s = torch.where(causal, s, torch.zeros_like(s))
-    zero = torch.zeros_like(s)
+    """``(-K, K')`` at s = t_out - t_in, zero where s <= 0 (non-causal or silent input).
+
+    Shape (batch, n_in, n_out) for ``out_dim`` 2, (batch, n_out, n_in) for ``out_dim`` 1. ``t_out`` must be
+    finite (callers replace silent outputs by a dummy and discard those).
+    """
+    # d = -s = t_in - t_out; +inf for silent inputs
+    d = t_in.unsqueeze(2) - t_out.unsqueeze(1) if out_dim == 2 else t_in.unsqueeze(1) - t_out.unsqueeze(2)
+    causal = d < 0
+    d.clamp_(max=0.0)
     if tau_ratio == 1:
-        e = torch.exp(-s)
-        K = s * e  # 0 where s was masked to 0
-        Kp = torch.where(causal, e - K, zero)
+        e = torch.exp(d).mul_(causal)  # exp(-s) for causal pairs, else 0
+        Kneg = d.mul_(e)  # -s exp(-s)
+        Kp = e.add_(Kneg)  # (1 - s) exp(-s)
     else:
-        e1 = torch.exp(-0.5 * s)
+        e1 = torch.exp(d.mul_(0.5)).mul_(causal)  # exp(-s/2)
         e2 = e1 * e1
-        K = e1 - e2  # 0 where s was masked to 0
-        Kp = torch.where(causal, e2 - 0.5 * e1, zero)
-    return K, Kp
+        Kneg = torch.sub(e2, e1)  # -(exp(-s/2) - exp(-s))
+        Kp = e2.add_(e1, alpha=-0.5)  # exp(-s) - exp(-s/2) / 2
+    return Kneg, Kp
+
+
+def _implicit_grads(
+    t_in: torch.Tensor,
+    w: torch.Tensor,
+    t_out: torch.Tensor,
+    g: torch.Tensor,
+    tau_ratio: int,
+    max_dw_norm: float | None,
+    need_t: bool,
+    need_w: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Vector-Jacobian products ``(dL/dt_in, dL/dw)`` for the upstream gradient ``g = dL/dt_out``."""
+    n_in, n_out = w.shape
+    spikes = t_out < math.inf
+    # layout: the larger of n_in, n_out innermost (see _forward_chunk)
+    out_dim = 2 if n_out >= n_in else 1
+    in_dim = 3 - out_dim
+    Kneg, Kp = _kernels(t_in, torch.where(spikes, t_out, 0.0), tau_ratio, out_dim)
+    Kpw = Kp.mul_(w if out_dim == 2 else w.t().contiguous())
+    slope = Kpw.sum(in_dim)  # du/dt at t_out, (B, n_out)
+    ok = spikes & (slope > SLOPE_EPS) & (slope < math.inf) & (g.abs() < math.inf)
+    coef = torch.where(ok, g / slope, 0.0)  # dL/dt_out / u'(t_out)
+    grad_t = grad_w = None
+    if need_t:
+        grad_t = Kpw.mul_(coef.unsqueeze(in_dim)).sum(out_dim)
+    if need_w:
+        if max_dw_norm is not None:
+            # |dL/dw_ij| of pair (b, j) is |K_bij coef_bj|: drop the pair's column if its max is too large
+            too_large = Kneg.amin(in_dim).mul_(coef.abs()) < -max_dw_norm
+            coef = torch.where(too_large, 0.0, coef)
+        grad_w = Kneg.mul_(coef.unsqueeze(in_dim)).sum(0)
+        if out_dim == 1:
+            grad_w = grad_w.t()
+    return grad_t, grad_w
 
 
 def membrane_potential(
     t: torch.Tensor, input_times: torch.Tensor, weights: torch.Tensor, tau_ratio: int = 1
 ) -> torch.Tensor:
-    """Membrane ``u(t)`` (batch, n_out) at times ``t`` (batch, n_out), counting only inputs with ``t_i < t``."""
+    """Membrane ``u(t)`` (batch, n_out) at times ``t`` (batch, n_out), counting only inputs with ``t_i < t``.
+
+    0 where ``t`` is not finite. Times in units of tau_s, ``u`` in units of the threshold (theta = 1).
+    """
     _check(input_times, weights, tau_ratio)
     t_in = _sanitize_times(input_times)
-    t = t.to(torch.float64)
-    K, _ = _kernels(t_in, torch.where(torch.isfinite(t), t, torch.zeros_like(t)), tau_ratio)
-    return torch.einsum("bij,ij->bj", K, weights.to(torch.float64))
+    t = _sanitize_times(t)
+    valid = t < math.inf
+    Kneg, _ = _kernels(t_in, torch.where(valid, t, 0.0), tau_ratio)
+    u = -torch.einsum("bij,ij->bj", Kneg, weights.to(torch.float64))
+    return torch.where(valid, u, 0.0)
 
 
 def membrane_slope(
@@ -201,8 +282,10 @@ def membrane_slope(
     _check(input_times, weights, tau_ratio)
     t_in = _sanitize_times(input_times)
     t = _sanitize_times(t)
-    _, Kp = _kernels(t_in, t, tau_ratio)
-    return torch.einsum("bij,ij->bj", Kp, weights.to(torch.float64))
+    valid = t < math.inf
+    _, Kp = _kernels(t_in, torch.where(valid, t, 0.0), tau_ratio)
+    slope = torch.einsum("bij,ij->bj", Kp, weights.to(torch.float64))
+    return torch.where(valid, slope, 0.0)
 
 
 def spike_time_jacobians(
@@ -217,13 +300,13 @@ def spike_time_jacobians(
     t_in = _sanitize_times(input_times)
     t_out = _sanitize_times(output_times)
     w = weights.detach().to(torch.float64)
-    K, Kp = _kernels(t_in, t_out, tau_ratio)
-    Kpw = Kp * w
+    spikes = t_out < math.inf
+    Kneg, Kp = _kernels(t_in, torch.where(spikes, t_out, 0.0), tau_ratio)
+    Kpw = Kp.mul_(w)
     slope = Kpw.sum(1)
-    ok = torch.isfinite(t_out) & (slope > SLOPE_EPS) & torch.isfinite(slope)
-    inv = torch.where(ok, 1.0 / torch.where(ok, slope, torch.ones_like(slope)), torch.zeros_like(slope))
-    inv = inv.unsqueeze(1)
-    return -K * inv, Kpw * inv
+    ok = spikes & (slope > SLOPE_EPS) & (slope < math.inf)
+    inv = torch.where(ok, 1.0 / slope, 0.0).unsqueeze(1)
+    return Kneg * inv, Kpw * inv
 
 
 class SpikeTimeFn(torch.autograd.Function):
@@ -248,8 +331,10 @@ class SpikeTimeFn(torch.autograd.Function):
     ) -> torch.Tensor:
         _check(input_times, weights, tau_ratio)
         t_in = _sanitize_times(input_times.detach())
+        w = weights.detach().to(torch.float64)
         if output_times is None:
-            t_out = first_spike_times(t_in, weights.detach(), tau_ratio, threshold)
+            with torch.no_grad():
+                t_out = _first_spike_times(t_in, w, tau_ratio, threshold)
         else:
             t_out = _sanitize_times(output_times.detach())
             if t_out.shape != (t_in.shape[0], weights.shape[1]):
@@ -260,8 +345,8 @@ class SpikeTimeFn(torch.autograd.Function):
             t_out = t_out.clone()
         ctx.tau_ratio = tau_ratio
         ctx.max_dw_norm = max_dw_norm
-        ctx.save_for_backward(t_in, weights.detach().to(torch.float64), t_out)
-        ctx.mark_non_differentiable  # noqa: B018 (outputs are differentiable; kept for clarity)
+        ctx.weight_dtype = weights.dtype
+        ctx.save_for_backward(t_in, w, t_out)
         return t_out
 
     @staticmethod
@@ -270,21 +355,11 @@ class SpikeTimeFn(torch.autograd.Function):
         need_t, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_t or need_w):
             return None, None, None, None, None, None
-        K, Kp = _kernels(t_in, t_out, ctx.tau_ratio)
-        Kpw = Kp * w
-        slope = Kpw.sum(1)  # (B, n_out)
-        g = grad_out.to(torch.float64)
-        ok = torch.isfinite(t_out) & (slope > SLOPE_EPS) & torch.isfinite(slope) & torch.isfinite(g)
-        coef = torch.where(ok, g / torch.where(ok, slope, torch.ones_like(slope)), torch.zeros_like(slope))
-        grad_t = (Kpw * coef.unsqueeze(1)).sum(2) if need_t else None
-        grad_w = None
-        if need_w:
-            coef_w = coef
-            if ctx.max_dw_norm is not None:
-                # |dL/dw_ij| for pair (b, j) is K_bij |coef_bj| (K >= 0): drop columns exceeding the bound
-                too_large = K.amax(dim=1) * coef.abs() > ctx.max_dw_norm
-                coef_w = torch.where(too_large, torch.zeros_like(coef), coef)
-            grad_w = -(K * coef_w.unsqueeze(1)).sum(0)
+        grad_t, grad_w = _implicit_grads(
+            t_in, w, t_out, grad_out.to(torch.float64), ctx.tau_ratio, ctx.max_dw_norm, need_t, need_w
+        )
+        if grad_w is not None and ctx.weight_dtype != torch.float64:
+            grad_w = grad_w.to(ctx.weight_dtype)
         return grad_t, grad_w, None, None, None, None
 
 

@@ -1,0 +1,1 @@
+"""TTFS training: datasets as spike times, the software trainer (``train_software``), perf settings."""
