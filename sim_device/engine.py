@@ -10,6 +10,9 @@ Why it is fast (see docs/device-spec.md section 8):
   events costs nothing. The threshold is checked only on the update grid, and only while an integer upper
   bound of the membrane (suffix maxima of the propagator) says a crossing is still possible.
 * Routing is pre-aggregated into dense (neuron x source) jump matrices of the *used* sources and neurons.
+* A large acyclic level with many events per entry (MNIST16's hidden layer) runs in lockstep instead: per event
+  tick, all its neurons at once over contiguous state, with an exact two-grid-sample check that lets most
+  deliveries skip the crossing search; the search itself is unchanged (docs/device-spec.md section 9).
 * The kernels are compiled with numba and run batch entries on all cores (``prange``).
 """
 
@@ -330,12 +333,211 @@ def _run_group(
 
 
 @njit(cache=True)
+def _advance(
+    tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
+):  # pragma: no cover - compiled
+    """Releases and spikes of engine neuron ``i`` from its anchor up to tick ``tn`` (its next delivery, or
+    ``dur``); the crossing search is limited to ``tn`` exactly as right after the anchor. Spikes are appended to
+    ``spk`` (the caller guarantees room). Returns the new state and ``nsp``. Scalars only, so no reference
+    counting in the caller's loop."""
+    while True:
+        if refr:
+            if rel < dur and rel <= tn:  # release first (also at the tick of a delivery)
+                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, rel - ta)
+                ta = rel
+                u = rs
+                refr = False
+                continue
+            break
+        ts = _search(tick, step, jlen, kb, t, ta, u, ie, ii, th, tn)
+        if ts >= 0 and ts <= tn and ts < dur:
+            spk[nsp, 0] = e
+            spk[nsp, 1] = ts
+            spk[nsp, 2] = i
+            spk[nsp, 3] = nth
+            nsp += 1
+            nth += 1
+            ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
+            ta = ts
+            u = rs
+            refr = True
+            rel = ts + rt
+            continue
+        break
+    return ta, u, ie, ii, refr, rel, nth, nsp
+
+
+@njit(cache=True)
+def _level_entry(
+    e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb, flat, jc,
+    we_g, wi_g, grp_nrn, dur, spk, nsp, ta_, u_, ie_, ii_, refr_, rel_, nth_, dje, dji,
+):  # pragma: no cover - compiled
+    """One entry of an acyclic level in lockstep over the entry's events ``src[lo:hi]``: per event tick, the
+    summed jumps of all level neurons (contiguous columns ``q0:q0+n`` of ``we_g``/``wi_g``); per neuron with a
+    non-zero jump a branch-free exact check that no grid sample before the delivery reaches threshold and no
+    release is due (else the full search, :func:`_advance`), and the delivery. ``flat`` holds each table as
+    one row (see :func:`_flat_tables`); indices are unsigned so numba adds no negative-index fix-ups. No array
+    is created or reassigned here (no reference counting in the loops); ``spk`` has room for the entry."""
+    # unsigned offsets (a signed operand would make numba promote the index arithmetic to float)
+    w = np.uint64(8 * P + 8 * jc)
+    us = np.uint64(8 * P)
+    c1, c2, c3, c4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    c5, c6, c7, c8 = np.uint64(5), np.uint64(6), np.uint64(7), np.uint64(8)
+    for q in range(n):
+        ta_[q] = 0
+        u_[q] = 0
+        ie_[q] = 0
+        ii_[q] = 0
+        refr_[q] = False
+        rel_[q] = 0
+        nth_[q] = 0
+    idx = lo
+    while idx < hi:
+        tn = src_t[idx]
+        for q in range(n):
+            dje[q] = 0
+            dji[q] = 0
+        while idx < hi and src_t[idx] == tn:
+            k = src_k[idx]
+            for q in range(n):
+                dje[q] += we_g[k, q0 + q]
+                dji[q] += wi_g[k, q0 + q]
+            idx += 1
+        for q in range(n):
+            je = dje[q]
+            ji = dji[q]
+            if je == 0 and ji == 0:
+                continue
+            i = grp_nrn[q0 + q]
+            t = tid[i]
+            th = th_all[row, i]
+            ta = ta_[q]
+            u = u_[q]
+            ie = ie_[q]
+            ii = ii_[q]
+            refr = refr_[q]
+            rel = rel_[q]
+            b = np.uint64(t) * w
+            # the state at the delivery: tick part, then step part (step column 0 is the identity and columns
+            # at or past the table's length are zero, so no branch is needed)
+            d = tn - ta
+            br = b + c8 * np.uint64(d & (P - 1))
+            bs = b + us + c8 * np.uint64(min(d >> SHIFT_P, jc - 1))
+            u1 = (flat[br] * u + flat[br + c1] * ie - flat[br + c2] * ii) >> B30
+            e1 = (flat[br + c3] * ie) >> B30
+            i1 = (flat[br + c4] * ii) >> B30
+            u2 = (flat[bs] * u1 + flat[bs + c1] * e1 - flat[bs + c2] * i1) >> B30
+            e2 = (flat[bs + c3] * e1) >> B30
+            i2 = (flat[bs + c4] * i1) >> B30
+            # the first grid sample after the anchor, and the second (needed if the delivery lies past the first)
+            g1 = ((ta >> SHIFT_P) + 1) << SHIFT_P
+            d1 = g1 - ta
+            b1 = b + c8 * np.uint64(d1 & (P - 1))
+            s1 = (flat[b1 + c5] * u + flat[b1 + c6] * ie - flat[b1 + c7] * ii) >> B30
+            x1 = (flat[b1] * u + flat[b1 + c1] * ie - flat[b1 + c2] * ii) >> B30
+            y1 = (flat[b1 + c3] * ie) >> B30
+            z1 = (flat[b1 + c4] * ii) >> B30
+            b2 = b + us + c8 * np.uint64((d1 >> SHIFT_P) + 1)
+            s2 = (flat[b2] * x1 + flat[b2 + c1] * y1 - flat[b2 + c2] * z1) >> B30
+            due = (rel < dur) & (rel <= tn)  # a refractory neuron's release before the delivery
+            cross = (s1 >= th) | ((g1 <= tn) & ((g1 + P <= tn) | (s2 >= th)))  # a grid sample may reach threshold
+            slow = due if refr else cross
+            if not slow:
+                if not refr:
+                    u_[q] = min(max(u2, umin[i]), umax[i])
+                ie_[q] = min(e2 + je, I_MAX)
+                ii_[q] = min(i2 + ji, I_MAX)
+                ta_[q] = tn
+                continue
+            ta, u, ie, ii, refr, rel, nth, nsp = _advance(
+                tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth_[q], th, reset[i], refr_ticks[i], tn, dur,
+                spk, nsp, e, i,
+            )
+            refr_[q] = refr
+            rel_[q] = rel
+            nth_[q] = nth
+            if refr:
+                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, tn - ta)
+            else:
+                u, ie, ii = _prop(tick, step, jlen, t, u, ie, ii, tn - ta)
+                u = min(max(u, umin[i]), umax[i])
+            u_[q] = u
+            ta_[q] = tn
+            ie_[q] = min(ie + je, I_MAX)
+            ii_[q] = min(ii + ji, I_MAX)
+    for q in range(n):
+        i = grp_nrn[q0 + q]
+        ta, u, ie, ii, refr, rel, nth, nsp = _advance(
+            tick, step, jlen, kb, tid[i], ta_[q], u_[q], ie_[q], ii_[q], refr_[q], rel_[q], nth_[q], th_all[row, i],
+            reset[i], refr_ticks[i], dur, dur, spk, nsp, e, i,
+        )
+    return nsp
+
+
+def _flat_tables(tick: np.ndarray, step: np.ndarray, jlen: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each propagator table as one int32 row for :func:`_level_entry`, laid out so that one event touches few
+    cache lines: for each r < P eight values (tick rows 0..4 at r, then the first-grid-sample coefficients 0..2:
+    the tick table for d = r > 0, and for r = 0 the step to d = P), then for each j < jc = jcap + 1 eight values
+    (step rows 0..4 at j, zero from the table's length on, and 3 zeros). Returns (flat, jc)."""
+    n_t, _, jcap = step.shape
+    jc = max(jcap + 1, 3)  # >= 3: the second grid sample reads step column 1 or 2
+    rows = np.zeros((n_t, P, 8), dtype=np.int64)
+    rows[:, :, :5] = tick.transpose(0, 2, 1)
+    rows[:, :, 5:] = tick[:, :3, :].transpose(0, 2, 1)
+    if jcap > 1:
+        rows[:, 0, 5:] = np.where(jlen[:, None] > 1, step[:, :3, 1], 0)
+    else:
+        rows[:, 0, 5:] = 0
+    st = np.zeros((n_t, jc, 8), dtype=np.int64)
+    for t in range(n_t):
+        st[t, : jlen[t], :5] = step[t, :5, : jlen[t]].T
+    flat = np.concatenate([rows.reshape(n_t, -1), st.reshape(n_t, -1)], axis=1).reshape(-1)
+    # every coefficient is in [0, 2^30] (Q30, at most 1): int32 halves the cache footprint, products stay int64
+    assert flat.min(initial=0) >= 0 and flat.max(initial=0) <= 1 << B30
+    return flat.astype(np.int32), jc
+
+
+@njit(cache=True)
+def _run_level(
+    q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb,
+    flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+):  # pragma: no cover - compiled
+    """Run the acyclic level ``grp_nrn[q0:q1]`` on every entry (see :func:`_level_entry`)."""
+    n = q1 - q0
+    ta_ = np.zeros(n, dtype=np.int64)
+    u_ = np.zeros(n, dtype=np.int64)
+    ie_ = np.zeros(n, dtype=np.int64)
+    ii_ = np.zeros(n, dtype=np.int64)
+    refr_ = np.zeros(n, dtype=np.bool_)
+    rel_ = np.zeros(n, dtype=np.int64)
+    nth_ = np.zeros(n, dtype=np.int64)
+    dje = np.zeros(n, dtype=np.int64)
+    dji = np.zeros(n, dtype=np.int64)
+    # a neuron's spikes are at strictly increasing ticks at least (refractory + 1) apart: room for an entry
+    most = 0
+    for q in range(q0, q1):
+        most += min(dur, (dur - 1) // (refr_ticks[grp_nrn[q]] + 1) + 1)
+    for e in range(n_entries):
+        if nsp + most > spk.shape[0]:
+            bigger = np.empty((2 * spk.shape[0] + most, 4), dtype=np.int64)
+            bigger[:nsp] = spk[:nsp]
+            spk = bigger
+        nsp = _level_entry(
+            e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, umin, umax, refr_ticks,
+            tick, step, jlen, kb, flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, ta_, u_, ie_, ii_, refr_, rel_, nth_,
+            dje, dji,
+        )
+    return spk, nsp
+
+
+@njit(cache=True)
 def _run_chunk(
     entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb, we, wi,
     nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
-    period, ids,
+    period, ids, flat, jc, we_g, wi_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
-    """Run the batch entries ``entries`` (a contiguous range) neuron by neuron, level by level."""
+    """Run the batch entries ``entries`` (a contiguous range) level by level: a level in lockstep over its
+    events if ``lock_grp`` says so and the chunk has ``lock_ev`` events per entry, else neuron by neuron."""
     n_e = entries.shape[0]
     b0 = entries[0]
     src_ptr = np.empty(n_e + 1, dtype=np.int64)
@@ -349,10 +551,16 @@ def _run_chunk(
     for g in range(grp_ptr.shape[0] - 1):
         first = nsp
         if not grp_iter[g]:
-            spk, nsp = _run_group(
-                grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
-            )
+            if lock_grp[g] and src_ptr[n_e] >= lock_ev * n_e:
+                spk, nsp = _run_level(
+                    grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
+                    refr_ticks, tick, step, jlen, kb, flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+                )
+            else:
+                spk, nsp = _run_group(
+                    grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
+                    refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+                )
             src_ptr, src_t, src_k = _with_spikes(src_ptr, src_t, src_k, spk, first, nsp, n_e, nrn_src, dur)
             continue
         # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
@@ -421,13 +629,14 @@ def _run_chunk(
 def _run_batch(
     chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
     we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
-    mem, period, ids,
+    mem, period, ids, flat, jc, we_g, wi_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     for c in prange(chunk_ptr.shape[0] - 1):
         _run_chunk(
             entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
             refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, flat, jc, we_g, wi_g, lock_grp,
+            lock_ev,
         )
 
 
@@ -435,6 +644,11 @@ def _run_batch(
 
 #: batch entries per work item: a thread runs a chunk neuron by neuron, so each neuron's tables stay in cache
 CHUNK_ENTRIES = 32
+#: an acyclic level runs in lockstep (:func:`_run_level`) when it has at least this many neurons ...
+LOCKSTEP_MIN_NEURONS = 32
+#: ... and its chunk at least this many source events per entry (yin-yang's 5 inputs per entry are not worth a
+#: lockstep pass; MNIST16's ~80 are, see docs/device-spec.md section 9)
+LOCKSTEP_MIN_EVENTS = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -448,6 +662,8 @@ class EngineModel:
     act_count: np.ndarray  # (1536,) synapses an event of each source activates
     we: np.ndarray  # (A, S) excitatory jump (Q12) of compact source s on neuron i
     wi: np.ndarray  # (A, S) inhibitory jump
+    we_g: np.ndarray  # (S, A) ``we`` transposed, columns in processing order ``grp_nrn`` (a level is contiguous)
+    wi_g: np.ndarray  # (S, A) likewise for ``wi``
     nrn_src: np.ndarray  # (A,) compact source index of neuron i's spikes (-1: they reach no active neuron)
     act_nrn: np.ndarray  # (A,) synapses a spike of neuron i activates
     tid: np.ndarray  # (A,) propagator table of neuron i
@@ -561,6 +777,8 @@ def compile_model(model: DeviceModel) -> EngineModel:
         act_count=count,
         we=we,
         wi=wi,
+        we_g=np.ascontiguousarray(we[grp_nrn].T),
+        wi_g=np.ascontiguousarray(wi[grp_nrn].T),
         nrn_src=np.ascontiguousarray(nrn_src, dtype=np.int64),
         act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
         tid=tid,
@@ -603,8 +821,13 @@ def run_engine(
     record_first: bool,
     readout: tuple[int, ...] = (),
     readout_period: int = 1,
+    lockstep: bool | None = None,
 ) -> EngineOutput:
-    """Run ``batch_size`` entries. Inputs are sorted by (batch, time); ``theta_be`` is (B, A) thresholds."""
+    """Run ``batch_size`` entries. Inputs are sorted by (batch, time); ``theta_be`` is (B, A) thresholds.
+
+    ``lockstep`` picks how acyclic levels run (same results either way): ``None`` lockstep for levels of at
+    least :data:`LOCKSTEP_MIN_NEURONS` neurons when a chunk has at least :data:`LOCKSTEP_MIN_EVENTS` events per
+    entry, ``True`` always, ``False`` never (neuron by neuron)."""
     k = em.src_index[in_channel] if len(in_channel) else np.zeros(0, dtype=np.int64)
     keep = k >= 0
     b_in = in_batch[keep]
@@ -623,13 +846,19 @@ def run_engine(
     jcap = min(em.step.shape[2], duration // P + 3)
     step = np.ascontiguousarray(em.step[:, :, :jcap])
     jlen = np.minimum(em.jlen, jcap)
+    flat, jc = _flat_tables(em.tick, step, jlen)
+    n_grp = len(em.grp_ptr) - 1
+    if lockstep is None:
+        lock_grp, lock_ev = np.diff(em.grp_ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS
+    else:
+        lock_grp, lock_ev = np.full(n_grp, bool(lockstep)), 0
 
     def call(chunk_ptr: np.ndarray, entries: np.ndarray, out_t: np.ndarray, out_n: np.ndarray) -> None:
         _run_batch(
             chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
             em.tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
             em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
-            int(readout_period), em.active,
+            int(readout_period), em.active, flat, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
         )
 
     out_t = np.zeros((batch_size, cap), dtype=np.int64)
