@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: train yin-yang with the embedded simulated chip (sim://, mismatch + noise) in the loop, then
+# print its test accuracy measured on that chip (see README "Training on the device").
+DEMO_EPOCHS ?= 200
 demo: $(STAMP)
-	$(BIN)/firstspike info
+	$(BIN)/firstspike train yinyang --device sim:// --epochs $(DEMO_EPOCHS) --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

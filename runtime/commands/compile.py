@@ -24,20 +24,7 @@ class ModelLoadError(ValueError):
 def _network_from_ttfs_dict(data: dict[str, Any]) -> Network:
     from runtime.ttfs import TTFSNetwork
 
-    model = TTFSNetwork.from_dict(data)
-    to_network = getattr(model, "to_network", None)
-    if callable(to_network):
-        return to_network()
-    # TODO(lead): TTFSNetwork.to_network() is the agreed conversion; once it exists this fallback (which
-    # builds the IR from the saved architecture and weights, as runtime/ttfs/layers.py saves them) can go.
-    from compiler import Layer
-
-    arch = data["architecture"]
-    layers = tuple(
-        Layer(weights=w.detach().cpu().numpy(), bias_time=b, tau_ratio=arch.get("tau_ratio", 1.0))
-        for w, b in zip(data["weights"], arch["bias_times"], strict=True)
-    )
-    return Network(int(arch["n_inputs"]), layers)
+    return TTFSNetwork.from_dict(data).to_network()
 
 
 def load_network(path: str | Path) -> Network:

@@ -181,7 +181,7 @@ def test_neuron_source_range_is_512():
 def test_set_is_checked_before_writing():
     cfg = ChipConfig()
     before = cfg.neurons.values["threshold"].copy()
-    with pytest.raises(FieldRangeError, match="neurons.leak"):
+    with pytest.raises(FieldRangeError, match=r"neurons.leak"):
         cfg.neurons.set(slice(0, 4), threshold=500, leak=5000)
     assert np.array_equal(cfg.neurons.values["threshold"], before)
     cfg.neurons.set([1, 2], threshold=500)
@@ -193,9 +193,9 @@ def test_set_is_checked_before_writing():
 def test_wrong_dtype_or_shape_is_a_config_error():
     cfg = ChipConfig()
     cfg.synapses.weights = cfg.synapses.weights.astype(np.int32)
-    with pytest.raises(ConfigError, match="synapses.weights: dtype"):
+    with pytest.raises(ConfigError, match=r"synapses.weights: dtype"):
         cfg.validate()
     cfg = ChipConfig()
     cfg.row_modes = np.zeros((2, 255), np.uint8)
-    with pytest.raises(ConfigError, match="rows.modes: shape"):
+    with pytest.raises(ConfigError, match=r"rows.modes: shape"):
         cfg.validate()

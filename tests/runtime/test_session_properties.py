@@ -1,0 +1,61 @@
+"""Property tests of the session's unit conversions and of the weight-diff fast path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from itl_support import compiled_small
+
+from hal.null_backend import NullBackend
+from runtime.commands.deploy import DeployError, _parse_ints
+from runtime.session import Session, weight_diff
+
+COMPILED = compiled_small(seed=3)
+SESSION = Session(NullBackend(), COMPILED)
+
+times = arrays(np.float64, st.integers(1, 12), elements=st.one_of(
+    st.floats(0.0, 50.0), st.just(np.inf), st.just(np.nan), st.floats(-5.0, -1e-9)))
+
+
+@given(times)
+def test_model_time_to_ticks_rounds_to_the_nearest_tick_and_keeps_silence(t):
+    ticks = SESSION.to_ticks(t)
+    back = SESSION.tick_rounded(t)
+    spikes = np.isfinite(t) & (t >= 0)
+    assert np.array_equal(np.isnan(ticks), ~spikes)
+    assert np.all(np.isinf(back[~spikes]))
+    tau = COMPILED.tau_s_ticks
+    assert np.all(np.abs(back[spikes] - t[spikes]) <= 0.5 / tau + 1e-12)
+    assert np.array_equal(ticks[spikes], np.rint(ticks[spikes]))
+    # idempotent: rounding rounded times changes nothing
+    assert np.array_equal(SESSION.tick_rounded(back), back)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 2.0))
+def test_weight_diff_equals_the_generic_diff_for_any_weight_change(seed, size):
+    rng = np.random.default_rng(seed)
+    base = COMPILED.update_weights([w + rng.normal(0, 0.3, w.shape) for w in COMPILED.source.weights])
+    target = COMPILED.update_weights([w + rng.normal(0, size, w.shape) for w in COMPILED.source.weights])
+    fast, slow = weight_diff(base, target), base.diff(target)
+    assert (fast.base_digest, fast.target_digest) == (slow.base_digest, slow.target_digest)
+    assert fast.changed_entries() == slow.changed_entries()
+    assert fast.apply(base) == target
+
+
+@given(st.text(max_size=30))
+def test_integer_list_parser_accepts_only_comma_separated_integers(text):
+    try:
+        out = _parse_ints(text, "--x")
+    except DeployError as e:
+        assert "--x" in str(e)
+    else:
+        assert out == [int(v) for v in text.split(",") if v.strip()]
