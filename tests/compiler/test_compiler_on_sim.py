@@ -4,14 +4,12 @@ compose to the intended network (within the simulator's tick rounding)."""
 
 import numpy as np
 import pytest
+import torch
 
 from compiler import Layer, Network, compile
-
-reference = pytest.importorskip("sim_device.reference")
-model_mod = pytest.importorskip("sim_device.model")
-analog = pytest.importorskip("sim_device.analog")
-torch = pytest.importorskip("torch")
-ttfs = pytest.importorskip("runtime.ttfs")
+from runtime import ttfs
+from sim_device import analog, reference
+from sim_device import model as model_mod
 
 
 def _chip_first_spikes(c, times, channels, duration_tau=10.0):

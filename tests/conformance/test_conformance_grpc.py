@@ -19,7 +19,6 @@ def _grpc_uri(line: str) -> str:
     return f"grpc://127.0.0.1:{json.loads(line)['port']}"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sim_device.backend") is None, reason="sim:// is not written yet")
 def test_suite_over_grpc_on_ideal_sim(serve, suite_in_process) -> None:
     server = serve(["--backend", "sim://?ideal=1", "--host", "127.0.0.1", "--port", "0"])
     run = suite_in_process(_grpc_uri(server.line), claims=("agreement=exact",))

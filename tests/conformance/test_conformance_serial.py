@@ -3,18 +3,11 @@ the link around the ideal simulator; the driver opens the announced pty like a U
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
 
 pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("drivers.serial_backend") is None
-        or importlib.util.find_spec("drivers.device_side") is None,
-        reason="drivers.serial_backend / drivers.device_side (serial://) are not written yet",
-    ),
-    pytest.mark.skipif(importlib.util.find_spec("sim_device.backend") is None, reason="sim:// is not written yet"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals as used here need Linux"),
 ]
 

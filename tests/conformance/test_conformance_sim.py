@@ -3,14 +3,6 @@ default analog-like chip (mismatch + noise; deterministic per seed, agreement wi
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("sim_device.backend") is None, reason="sim_device.backend (sim://) is not written yet"
-)
-
 SEMANTIC = (
     "test_reset_between_entries",
     "test_routing_row_sign",

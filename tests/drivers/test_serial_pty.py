@@ -212,7 +212,6 @@ def _sim_config() -> ChipConfig:
 
 
 def test_simulator_behind_a_pty_matches_the_simulator(no_fd_leak: None) -> None:
-    pytest.importorskip("sim_device.backend")
     direct = open_backend("sim://")
     served = open_backend("sim://")
     path, stop = serve_pty(served, options=FAST)

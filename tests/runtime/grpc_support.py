@@ -8,7 +8,6 @@ the server). Always stop servers in ``finally`` (the fixtures do).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -33,7 +32,6 @@ if str(HERE) not in sys.path:
 
 import grpc_fake_backend  # noqa: E402  (registers fake:// in this process too)
 
-HAVE_SIM = importlib.util.find_spec("sim_device.backend") is not None
 STARTUP_TIMEOUT_S = 60.0
 
 

@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grpc_fake_backend import FakeBackend, fake_result
 from grpc_support import (
     FAKE_OPTIONS,
-    HAVE_SIM,
     ServerProcess,
     fake_config,
     fake_inputs,
@@ -163,7 +162,8 @@ def test_explicit_lease_reset_and_exclusive(fake_servers):
 
 
 def test_load_artifact(fake_servers):
-    compiler = pytest.importorskip("compiler")
+    import compiler
+
     rng = np.random.default_rng(0)
     net = compiler.Network(
         n_inputs=4,
@@ -197,8 +197,6 @@ def test_runtime_open_default_and_env(fake_servers, monkeypatch):
 # ---- the simulator -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["sim://?serial=3&noise=0", "sim://?serial=3"], ids=["noise0", "noisy"])
 def sim_servers(request):
-    if not HAVE_SIM:
-        pytest.skip("sim_device.backend is not available")
     servers = []
     try:
         for _ in range(2):

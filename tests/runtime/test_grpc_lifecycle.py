@@ -155,7 +155,6 @@ def test_cli_serve_grpc_health_and_reflection():
 
 
 def test_cli_serve_serial_side_is_wired():
-    pytest.importorskip("drivers.device_side")
     srv = ServerProcess(["serve", "--backend", "null://", "--serial-tcp", "0"], module="runtime.cli")
     try:
         assert srv.first_line.startswith("serial:///?url=socket://127.0.0.1:")
