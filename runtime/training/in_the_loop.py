@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from runtime.training.trainer import (
     get_task,
     make_optimizer,
     train_step,
+    training_metrics,
 )
 from runtime.ttfs.export import to_network
 from runtime.ttfs.layers import TTFSNetwork
@@ -403,39 +403,18 @@ def train_in_the_loop(
         "total": all_stats.to_dict(energy),
         "test_run": res_test,
     }
-    metrics: dict[str, Any] = {
-        "task": cfg.name,
+    metrics: dict[str, Any] = training_metrics(
+        cfg, seed=seed, n_epochs=n_epochs, epochs_run=epochs_run, select=select, best_epoch=best_epoch,
+        evals={"test": test_ev, "val": val_ev, "final_test": final_test_ev, "final_val": final_val_ev},
+        history=history, samples_seen=samples_seen, train_time=train_time, t_start=t_start,
+        weight_bumps=bumper.count, sizes=(n_train, len(val), len(test)), n_threads=n_threads,
+    )
+    metrics.update({
         "mode": "in-the-loop",
-        "seed": int(seed),
-        "epochs": epochs_run,
         "epochs_requested": n_epochs,
-        "test_accuracy": test_ev["accuracy"],
-        "val_accuracy": val_ev["accuracy"],
-        "test_loss": test_ev["loss"],
-        "val_loss": val_ev["loss"],
-        "test_silent_winner_fraction": test_ev["silent_winner_fraction"],
-        "selected": select,
-        "selected_epoch": best_epoch,
-        "final_test_accuracy": final_test_ev["accuracy"],
-        "final_val_accuracy": final_val_ev["accuracy"],
-        "final_train_accuracy": history["train_accuracy"][-1] if epochs_run else math.nan,
-        "best_val_accuracy": max(history["val_accuracy"]) if epochs_run else math.nan,
-        "train_samples_per_s": samples_seen / train_time if train_time > 0 else math.nan,
-        "train_seconds": train_time,
-        "wall_seconds": time.perf_counter() - t_start,
-        "weight_bumps": bumper.count,
-        "train_size": n_train,
-        "val_size": len(val),
-        "test_size": len(test),
-        "threads": n_threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
         "init_model": None if init_model is None or isinstance(init_model, TTFSNetwork) else str(init_model),
-        "config": {k: (list(v) if isinstance(v, tuple) else v)
-                   for k, v in asdict(replace(cfg, epochs=n_epochs)).items()},
         "device": device_info,
-        "history": history,
-    }
+    })
     net.metadata.update({
         "seed": int(seed),
         "epochs": epochs_run,

@@ -34,6 +34,7 @@ __all__ = [
     "make_optimizer",
     "train_software",
     "train_step",
+    "training_metrics",
 ]
 
 
@@ -230,6 +231,60 @@ def _plot(history: dict[str, list[float]], test_acc: float, test_epoch: int, pat
     plt.close(fig)
 
 
+
+def training_metrics(
+    cfg: TaskConfig,
+    *,
+    seed: int,
+    n_epochs: int,
+    epochs_run: int,
+    select: str,
+    best_epoch: int,
+    evals: dict[str, dict[str, float]],
+    history: dict[str, list[float]],
+    samples_seen: int,
+    train_time: float,
+    t_start: float,
+    weight_bumps: int,
+    sizes: tuple[int, int, int],
+    n_threads: int,
+) -> dict[str, Any]:
+    """The metrics.json content every trainer (software or device in the loop) writes.
+
+    ``evals`` holds the evaluations "test" and "val" of the selected weights and "final_test"/"final_val" of the
+    last epoch's weights; ``sizes`` is (train, val, test); times are wall-clock seconds (``t_start`` from
+    ``time.perf_counter``).
+    """
+    test_ev, val_ev = evals["test"], evals["val"]
+    return {
+        "task": cfg.name,
+        "seed": int(seed),
+        "epochs": epochs_run,
+        "test_accuracy": test_ev["accuracy"],
+        "val_accuracy": val_ev["accuracy"],
+        "test_loss": test_ev["loss"],
+        "val_loss": val_ev["loss"],
+        "test_silent_winner_fraction": test_ev["silent_winner_fraction"],
+        "selected": select,
+        "selected_epoch": best_epoch,
+        "final_test_accuracy": evals["final_test"]["accuracy"],
+        "final_val_accuracy": evals["final_val"]["accuracy"],
+        "final_train_accuracy": history["train_accuracy"][-1] if epochs_run else math.nan,
+        "best_val_accuracy": max(history["val_accuracy"]) if epochs_run else math.nan,
+        "train_samples_per_s": samples_seen / train_time if train_time > 0 else math.nan,
+        "train_seconds": train_time,
+        "wall_seconds": time.perf_counter() - t_start,
+        "weight_bumps": weight_bumps,
+        "train_size": sizes[0],
+        "val_size": sizes[1],
+        "test_size": sizes[2],
+        "threads": n_threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(replace(cfg, epochs=n_epochs)).items()},
+        "history": history,
+    }
+
 def train_software(
     task: str | TaskConfig,
     epochs: int | None = None,
@@ -357,35 +412,12 @@ def train_software(
         best_epoch = n_epochs
     test_ev = evaluate(net, test, cfg)
     val_ev = evaluate(net, val, cfg)
-    run_cfg = replace(cfg, epochs=n_epochs)
-    metrics: dict[str, Any] = {
-        "task": cfg.name,
-        "seed": int(seed),
-        "epochs": n_epochs,
-        "test_accuracy": test_ev["accuracy"],
-        "val_accuracy": val_ev["accuracy"],
-        "test_loss": test_ev["loss"],
-        "val_loss": val_ev["loss"],
-        "test_silent_winner_fraction": test_ev["silent_winner_fraction"],
-        "selected": select,
-        "selected_epoch": best_epoch,
-        "final_test_accuracy": final_test_ev["accuracy"],
-        "final_val_accuracy": final_val_ev["accuracy"],
-        "final_train_accuracy": history["train_accuracy"][-1] if n_epochs else math.nan,
-        "best_val_accuracy": max(history["val_accuracy"]) if n_epochs else math.nan,
-        "train_samples_per_s": samples_seen / train_time if train_time > 0 else math.nan,
-        "train_seconds": train_time,
-        "wall_seconds": time.perf_counter() - t_start,
-        "weight_bumps": bumper.count,
-        "train_size": n_train,
-        "val_size": len(val),
-        "test_size": len(test),
-        "threads": n_threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(run_cfg).items()},
-        "history": history,
-    }
+    metrics = training_metrics(
+        cfg, seed=seed, n_epochs=n_epochs, epochs_run=n_epochs, select=select, best_epoch=best_epoch,
+        evals={"test": test_ev, "val": val_ev, "final_test": final_test_ev, "final_val": final_val_ev},
+        history=history, samples_seen=samples_seen, train_time=train_time, t_start=t_start,
+        weight_bumps=bumper.count, sizes=(n_train, len(val), len(test)), n_threads=n_threads,
+    )
     net.metadata.update(
         {
             "seed": int(seed),
