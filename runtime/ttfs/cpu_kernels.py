@@ -1,0 +1,298 @@
+"""Fused CPU kernels (numba) for the exact TTFS forward pass and its implicit-function backward.
+
+They compute exactly what the torch formulation in :mod:`runtime.ttfs.spiketime` computes, but without the
+(batch, n_in, n_out) intermediate tensors: per sample the sorted inputs are walked once, the prefix sums of
+every output neuron are kept in a small vector, and a neuron stops being tested once its causal set is found.
+The membrane of a prefix is evaluated at its interval ends with per-input exponentials computed once, so an
+exponential per (sample, prefix, neuron) is needed only when the prefix's peak lies strictly inside its interval.
+On CPU this is what makes MNIST16 training fast (see ``benchmarks/train_throughput.py``); the torch path stays
+the reference (and the GPU path) and tests compare both.
+
+Times are in units of tau_s, weights in threshold units (theta = ``threshold``), ``+inf`` = no spike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # numba is a declared dependency; the torch path is used where it is missing
+    from numba import njit
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    AVAILABLE = False
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        def wrap(f):
+            return f
+
+        return wrap
+
+
+__all__ = ["AVAILABLE", "causal_prefix_sums", "implicit_grads"]
+
+# Above this spread of times within one sample (tau_s), exp(t_i - t_out) is not factorised into
+# exp(t_i - base) * exp(base - t_out) (each factor alone could overflow or underflow).
+_FACTOR_SPAN = 600.0
+
+
+# Prefix sums are kept relative to an anchor time; once an input arrives this long after the anchor
+# (tau_s) the sums are moved to a new anchor, so that exp(t - anchor) never overflows however late inputs come.
+_REANCHOR = 300.0
+
+
+@njit(cache=True, nogil=True)
+def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, anchor_out):  # pragma: no cover
+    n_batch, kmax = ts.shape
+    n_out = w.shape[1]
+    p = np.empty(n_out)
+    q = np.empty(n_out)
+    done = np.empty(n_out, dtype=np.bool_)
+    for b in range(n_batch):
+        p[:] = 0.0
+        q[:] = 0.0
+        done[:] = False
+        remaining = n_out
+        anchor = 0.0
+        for k in range(kmax):
+            if not ts[b, k] < np.inf:
+                break  # silent inputs sort last
+            if ts[b, k] - anchor > _REANCHOR:
+                # the contributions of all earlier inputs shrink by exp(-d) (and exp(-d/2)): rescale, no overflow
+                d = ts[b, k] - anchor
+                if tau_ratio == 1:
+                    f = math.exp(-d)
+                    for j in range(n_out):
+                        q[j] = (q[j] + d * p[j]) * f
+                        p[j] *= f
+                else:
+                    f2 = math.exp(-0.5 * d)
+                    f = f2 * f2
+                    for j in range(n_out):
+                        p[j] *= f
+                        q[j] *= f2
+                anchor = ts[b, k]
+            lo = ts[b, k] - anchor
+            hi = (ts[b, k + 1] - anchor) if k + 1 < kmax else np.inf
+            i = idx[b, k]
+            if tau_ratio == 1:
+                # u(t) = exp(-t) (P t + Q), P = sum w e^t_i, Q = -sum w t_i e^t_i; peak at t = 1 - Q/P (P > 0)
+                c0 = math.exp(lo)
+                c1 = -lo * c0
+                e_lo = 1.0 / c0
+                e_hi = math.exp(-hi)
+                for j in range(n_out):
+                    wij = w[i, j]
+                    p[j] += wij * c0
+                    q[j] += wij * c1
+            else:
+                # u(y) = (Q - P y) y, y = exp(-t/2), P = sum w e^t_i, Q = sum w e^(t_i/2); peak at y = Q / 2P
+                c1 = math.exp(0.5 * lo)
+                c0 = c1 * c1
+                y_lo = 1.0 / c1
+                y_hi = math.exp(-0.5 * hi)
+                for j in range(n_out):
+                    wij = w[i, j]
+                    p[j] += wij * c0
+                    q[j] += wij * c1
+            if not hi > lo:
+                continue  # tied inputs: empty interval, no crossing is attributed to this prefix
+            for j in range(n_out):
+                if done[j]:
+                    continue
+                pj = p[j]
+                if not pj > 0.0:
+                    continue  # P <= 0: the membrane has no maximum inside the interval and cannot rise to theta
+                qj = q[j]
+                if tau_ratio == 1:
+                    tp = 1.0 - qj / pj
+                    if tp <= lo:
+                        u = (qj + pj * lo) * e_lo
+                    elif tp >= hi:
+                        u = (qj + pj * hi) * e_hi
+                    else:
+                        u = (qj + pj * tp) * math.exp(-tp)
+                else:
+                    y = 0.5 * qj / pj
+                    if y >= y_lo:
+                        y = y_lo
+                    elif y <= y_hi:
+                        y = y_hi
+                    u = (qj - pj * y) * y
+                if u >= threshold:
+                    done[j] = True
+                    spikes[b, j] = True
+                    p_out[b, j] = pj
+                    q_out[b, j] = qj
+                    anchor_out[b, j] = anchor
+                    remaining -= 1
+            if remaining == 0:
+                break
+
+
+def causal_prefix_sums(
+    idx: np.ndarray, ts: np.ndarray, w: np.ndarray, tau_ratio: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Find every (sample, neuron)'s causal set; return its prefix sums ``(spikes, P, Q, anchor)``, each (B, n_out).
+
+    ``idx`` (B, k) int64: input indices sorted by time per sample; ``ts`` (B, k) float64: the sorted times,
+    shifted so that each sample's earliest input is at 0, ``+inf`` for silent inputs (sorted last);
+    ``w`` (n_in, n_out) float64. For ``tau_ratio`` 1, ``P = sum w e^t_i`` and ``Q = -sum w t_i e^t_i`` over
+    the causal set (the spike time is then a Lambert W of them); for ``tau_ratio`` 2, ``P = sum w e^t_i``,
+    ``Q = sum w e^(t_i/2)`` (a quadratic in ``exp(-t/2)``). Times inside the sums are relative to ``anchor``
+    (0 unless the sample's inputs spread over more than a few hundred tau_s). All are 0 where ``spikes`` is False.
+    """
+    n_batch, n_out = ts.shape[0], w.shape[1]
+    spikes = np.zeros((n_batch, n_out), dtype=np.bool_)
+    p_out = np.zeros((n_batch, n_out))
+    q_out = np.zeros((n_batch, n_out))
+    anchor = np.zeros((n_batch, n_out))
+    _prefix_kernel(
+        np.ascontiguousarray(idx, dtype=np.int64),
+        np.ascontiguousarray(ts, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        int(tau_ratio),
+        float(threshold),
+        spikes,
+        p_out,
+        q_out,
+        anchor,
+    )
+    return spikes, p_out, q_out, anchor
+
+
+@njit(cache=True, nogil=True)
+def _kernel_pair(s, e, tau_ratio):  # pragma: no cover - compiled
+    """``(K, K')`` at ``s = t_out - t_i`` given ``e = exp(-s)`` (ratio 1) or ``exp(-s/2)`` (ratio 2); 0 if e = 0."""
+    if tau_ratio == 1:
+        return s * e, (1.0 - s) * e
+    e2 = e * e
+    return e - e2, e2 - 0.5 * e
+
+
+@njit(cache=True, nogil=True)
+def _decay(s, ei, fo, half, direct):  # pragma: no cover - compiled
+    """``exp(-half * s)`` for a causal pair (``s > 0``), else 0; ``ei * fo`` is that product unless ``direct``."""
+    if not s > 0.0:
+        return 0.0
+    return math.exp(-half * s) if direct else ei * fo
+
+
+@njit(cache=True, nogil=True)
+def _grads_kernel(
+    t_in, w, t_out, g, tau_ratio, max_dw_norm, slope_eps, need_t, need_w, grad_t, grad_w
+):  # pragma: no cover - compiled
+    n_batch, n_in = t_in.shape
+    n_out = w.shape[1]
+    half = 0.5 if tau_ratio == 2 else 1.0
+    slope = np.empty(n_out)
+    kmax = np.empty(n_out)
+    coef_t = np.empty(n_out)
+    coef_w = np.empty(n_out)
+    fo = np.empty(n_out)
+    to_safe = np.empty(n_out)
+    for b in range(n_batch):
+        base = np.inf
+        top = -np.inf
+        for i in range(n_in):
+            ti = t_in[b, i]
+            if ti < np.inf:
+                base = min(base, ti)
+                top = max(top, ti)
+        if not base < np.inf:
+            continue  # no input spike: no causal pair, zero gradient
+        any_out = False
+        for j in range(n_out):
+            to = t_out[b, j]
+            if to < np.inf:
+                any_out = True
+                top = max(top, to)
+        if not any_out:
+            continue
+        # exp(-(t_out - t_i)) = exp(t_i - base) * exp(base - t_out) unless the spread could over/underflow
+        direct = top - base > _FACTOR_SPAN
+        for j in range(n_out):
+            to = t_out[b, j]
+            silent = not to < np.inf
+            # silent outputs: a finite stand-in time that no input precedes, so every pair with them is 0
+            to_safe[j] = base if silent else to
+            fo[j] = 0.0 if (silent or direct) else math.exp(half * (base - to))
+            slope[j] = 0.0
+            kmax[j] = 0.0
+        for i in range(n_in):
+            ti = t_in[b, i]
+            if not ti < np.inf:
+                continue
+            ei = 0.0 if direct else math.exp(half * (ti - base))
+            for j in range(n_out):
+                s = to_safe[j] - ti
+                e = _decay(s, ei, fo[j], half, direct)
+                k, kp = _kernel_pair(s, e, tau_ratio)
+                slope[j] += w[i, j] * kp
+                kmax[j] = max(kmax[j], k)
+        any_coef = False
+        for j in range(n_out):
+            sl = slope[j]
+            gj = g[b, j]
+            ok = t_out[b, j] < np.inf and sl > slope_eps and sl < np.inf and abs(gj) < np.inf
+            c = gj / sl if ok else 0.0
+            coef_t[j] = c
+            # as the reference: drop a (sample, neuron) weight-gradient column whose largest entry is too large
+            coef_w[j] = 0.0 if kmax[j] * abs(c) > max_dw_norm else c
+            if c != 0.0:
+                any_coef = True
+        if not any_coef:
+            continue
+        for i in range(n_in):
+            ti = t_in[b, i]
+            if not ti < np.inf:
+                continue
+            ei = 0.0 if direct else math.exp(half * (ti - base))
+            acc = 0.0
+            for j in range(n_out):
+                s = to_safe[j] - ti
+                e = _decay(s, ei, fo[j], half, direct)
+                k, kp = _kernel_pair(s, e, tau_ratio)
+                acc += w[i, j] * kp * coef_t[j]
+                grad_w[i, j] -= k * coef_w[j]
+            if need_t:
+                grad_t[b, i] = acc
+
+
+def implicit_grads(
+    t_in: np.ndarray,
+    w: np.ndarray,
+    t_out: np.ndarray,
+    g: np.ndarray,
+    tau_ratio: int,
+    max_dw_norm: float | None,
+    slope_eps: float,
+    need_t: bool,
+    need_w: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Vector-Jacobian products ``(dL/dt_in (B, n_in), dL/dw (n_in, n_out))`` for ``g = dL/dt_out`` (B, n_out).
+
+    Evaluated at the given output times ``t_out`` (computed or measured), float64, times in tau_s. Pairs with
+    a silent or non-causal input, silent outputs and slopes ``du/dt`` not in ``(slope_eps, inf)`` contribute
+    zero. ``max_dw_norm`` (None = off) drops a (sample, neuron) weight-gradient column whose largest entry
+    exceeds it in magnitude; the input-time gradient keeps it.
+    """
+    n_batch, n_in = t_in.shape
+    grad_t = np.zeros((n_batch, n_in)) if need_t else np.zeros((0, 0))
+    grad_w = np.zeros(w.shape)
+    _grads_kernel(
+        np.ascontiguousarray(t_in, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        np.ascontiguousarray(t_out, dtype=np.float64),
+        np.ascontiguousarray(g, dtype=np.float64),
+        int(tau_ratio),
+        math.inf if max_dw_norm is None else float(max_dw_norm),
+        float(slope_eps),
+        bool(need_t),
+        bool(need_w),
+        grad_t,
+        grad_w,
+    )
+    return (grad_t if need_t else None), (grad_w if need_w else None)
