@@ -2,7 +2,9 @@
 
 MODEL is a ``.nir`` graph, a ``.fsir`` file (the compiler's IR) or a ``.pt`` file: either a dict with key
 ``network_ir`` (an IR dict, see ``compiler.ir.Network.to_dict``) or a TTFS model saved by
-``runtime.ttfs.TTFSNetwork.save``.
+``runtime.ttfs.TTFSNetwork.save``. A model trained in the loop carries the fixed weight scales it was trained
+with (metadata ``device_weight_scale``); it is compiled with them unless ``--weight-scale`` is given, so the
+artifact holds exactly the 6-bit weights the device ran during training.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ class ModelLoadError(ValueError):
     """The model file cannot be read as a network."""
 
 
-def _network_from_ttfs_dict(data: dict[str, Any]) -> Network:
-    from runtime.ttfs import TTFSNetwork
+def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
+    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as ``(compiler Network, TTFS metadata)``.
 
-    return TTFSNetwork.from_dict(data).to_network()
-
-
-def load_network(path: str | Path) -> Network:
-    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as a compiler Network."""
+    The metadata dict is the TTFS model's (task, encoding, ``device_weight_scale`` of a model trained in the
+    loop, ...); it is empty for every other kind of file.
+    """
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such file")
@@ -36,9 +36,9 @@ def load_network(path: str | Path) -> Network:
     if suffix == ".nir":
         from compiler.nir_io import read_nir
 
-        return read_nir(p)
+        return read_nir(p), {}
     if suffix == ".fsir":
-        return Network.load(p)
+        return Network.load(p), {}
     if suffix in (".pt", ".pth"):
         import torch
 
@@ -47,22 +47,40 @@ def load_network(path: str | Path) -> Network:
         except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for foreign files
             raise ModelLoadError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
         if isinstance(data, dict) and "network_ir" in data:
-            return Network.from_dict(data["network_ir"])
-        from runtime.ttfs import MODEL_FORMAT
+            return Network.from_dict(data["network_ir"]), {}
+        from runtime.ttfs import MODEL_FORMAT, TTFSNetwork
 
         if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:
-            return _network_from_ttfs_dict(data)
+            model = TTFSNetwork.from_dict(data)
+            return model.to_network(), dict(model.metadata)
         raise ModelLoadError(f"{p}: a .pt model must be a dict with key 'network_ir' or a TTFS model"
                              f" (format {MODEL_FORMAT!r})")
     raise ModelLoadError(f"{p}: unknown model type {suffix!r}; use .pt, .nir or .fsir")
 
 
+def load_network(path: str | Path) -> Network:
+    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as a compiler Network."""
+    return load_model(path)[0]
+
+
+def model_weight_scale(metadata: dict[str, Any]) -> tuple[float, ...] | None:
+    """The fixed per-layer weight scales (digital steps per model weight unit) a model was trained in the loop
+    with, or None (then the compiler picks a scale per layer from max |w|)."""
+    scales = metadata.get("device_weight_scale")
+    if not scales:
+        return None
+    try:
+        return tuple(float(s) for s in scales)
+    except (TypeError, ValueError):
+        raise ModelLoadError(f"model metadata 'device_weight_scale' must be a list of numbers, got {scales!r}")\
+            from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        network = load_network(args.model)
-        options = CompileOptions(
-            weight_scale=args.weight_scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split
-        )
+        network, metadata = load_model(args.model)
+        scale = args.weight_scale if args.weight_scale is not None else model_weight_scale(metadata)
+        options = CompileOptions(weight_scale=scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split)
         compiled = compile(network, options, keep_source=not args.no_source)
     except (CompileError, ModelLoadError, ValueError) as e:
         print(f"firstspike compile: {e}", file=sys.stderr)
@@ -86,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output artifact (.fsn)")
     p.add_argument("--plot", metavar="PNG", help="draw the synapse-array occupancy of both halves")
     p.add_argument("--weight-scale", type=float, default=None,
-                   help="fixed digital steps per model weight unit for all layers (default: per layer from max|w|)")
+                   help="fixed digital steps per model weight unit for all layers (default: the scales a model "
+                        "trained in the loop carries, else per layer from max|w|)")
     p.add_argument("--tau-s-ticks", type=float, default=750.0, help="target tau_s in ticks of 8 ns (default 750)")
     p.add_argument("--no-split", action="store_true", help="fail instead of splitting a large network into stages")
     p.add_argument("--no-source", action="store_true", help="do not store the source network in the artifact")

@@ -50,33 +50,15 @@ def load_artifact(path: str | Path, weight_scale: float | None = None) -> tuple[
         compiled = CompiledNetwork.load(p)
         name = compiled.source.name if compiled.source is not None else ""
         return compiled, name if name in TASKS else None
-    task: str | None = None
-    scale: Any = weight_scale
-    if p.suffix.lower() in (".pt", ".pth"):
-        import torch
-
-        from runtime.ttfs.export import to_network
-        from runtime.ttfs.layers import MODEL_FORMAT, TTFSNetwork
-
-        try:
-            data = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for foreign files
-            raise DeployError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
-        if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:
-            model = TTFSNetwork.from_dict(data)
-            task = model.metadata.get("task")
-            if scale is None and model.metadata.get("device_weight_scale"):
-                scale = tuple(float(s) for s in model.metadata["device_weight_scale"])
-            network = to_network(model)
-            return compile(network, CompileOptions(weight_scale=scale)), task if task in TASKS else None
-    from runtime.commands.compile import ModelLoadError, load_network
+    from runtime.commands.compile import ModelLoadError, load_model, model_weight_scale
 
     try:
-        network = load_network(p)
+        network, metadata = load_model(p)
+        scale: Any = weight_scale if weight_scale is not None else model_weight_scale(metadata)
     except ModelLoadError as e:
         raise DeployError(str(e)) from None
-    name = network.name if network.name in TASKS else None
-    return compile(network, CompileOptions(weight_scale=scale)), name
+    name = metadata.get("task") or network.name
+    return compile(network, CompileOptions(weight_scale=scale)), name if name in TASKS else None
 
 
 def _parse_ints(text: str | None, what: str) -> list[int]:

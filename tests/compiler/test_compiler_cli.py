@@ -65,3 +65,28 @@ def test_failures_exit_2_with_the_reason(tmp_path, capsys):
     assert cli(str(tmp_path / "other.pt"), "-o", str(tmp_path / "x.fsn")) == 2
     assert "network_ir" in capsys.readouterr().err
     assert not (tmp_path / "x.fsn").exists()
+
+
+def test_compile_uses_the_fixed_scales_of_a_model_trained_in_the_loop(tmp_path):
+    from runtime.ttfs import TTFSNetwork
+
+    model = TTFSNetwork(4, [7, 3], [0.9, 0.9], metadata={"task": "yinyang", "device_weight_scale": [20.0, 12.5]})
+    model.save(tmp_path / "itl.pt")
+    assert cli(str(tmp_path / "itl.pt"), "-o", str(tmp_path / "itl.fsn")) == 0
+    assert CompiledNetwork.load(tmp_path / "itl.fsn").weight_steps == pytest.approx([1 / 20.0, 1 / 12.5])
+    # an explicit --weight-scale wins over the model's own
+    assert cli(str(tmp_path / "itl.pt"), "-o", str(tmp_path / "x.fsn"), "--weight-scale", "30") == 0
+    assert CompiledNetwork.load(tmp_path / "x.fsn").weight_steps == pytest.approx([1 / 30, 1 / 30])
+    # without fixed scales each layer gets its own from max |w| (so generally not the model's)
+    plain = TTFSNetwork(4, [7, 3], [0.9, 0.9])
+    plain.save(tmp_path / "plain.pt")
+    assert cli(str(tmp_path / "plain.pt"), "-o", str(tmp_path / "plain.fsn")) == 0
+    assert CompiledNetwork.load(tmp_path / "plain.fsn").weight_steps != pytest.approx([1 / 20.0, 1 / 12.5])
+
+
+def test_bad_fixed_scale_metadata_is_a_clear_error(tmp_path, capsys):
+    from runtime.ttfs import TTFSNetwork
+
+    TTFSNetwork(4, [7, 3], [0.9, 0.9], metadata={"device_weight_scale": ["big", 1]}).save(tmp_path / "bad.pt")
+    assert cli(str(tmp_path / "bad.pt"), "-o", str(tmp_path / "bad.fsn")) == 2
+    assert "device_weight_scale" in capsys.readouterr().err
