@@ -21,6 +21,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from hal.errors import LinkError
@@ -56,6 +57,38 @@ def _wait_writable(obj: Any, deadline: float, name: str) -> None:
         raise StreamTimeoutError(f"{name}: write timed out (the other end is not reading)")
 
 
+def _read_some(
+    waitable: Any, recv: Callable[[int], bytes], max_bytes: int, timeout_s: float, name: str, eof: str
+) -> bytes:
+    """Up to ``max_bytes`` once ``waitable`` is readable within ``timeout_s`` seconds; b"" on timeout."""
+    r, _, _ = select.select([waitable], [], [], max(timeout_s, 0.0))
+    if not r:
+        return b""
+    try:
+        data = recv(max_bytes)
+    except BlockingIOError:
+        return b""
+    except OSError as e:
+        raise StreamClosedError(f"{name}: read failed ({e})") from e
+    if not data:
+        raise StreamClosedError(f"{name}: {eof}")
+    return data
+
+
+def _write_all(waitable: Any, send: Callable[[memoryview], int], data: bytes, timeout_s: float, name: str) -> None:
+    """Write all of ``data`` within ``timeout_s`` seconds (non-blocking sends, select between them)."""
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout_s
+    while view:
+        try:
+            n = send(view)
+            view = view[n:]
+        except BlockingIOError:
+            _wait_writable(waitable, deadline, name)
+        except OSError as e:
+            raise StreamClosedError(f"{name}: write failed ({e})") from e
+
+
 class FdStream:
     """A stream over file descriptors (a pty master, a pipe pair). Non-blocking I/O with select."""
 
@@ -71,32 +104,13 @@ class FdStream:
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
         if self._closed:
             raise StreamClosedError(f"{self.name}: stream is closed")
-        r, _, _ = select.select([self._rfd], [], [], max(timeout_s, 0.0))
-        if not r:
-            return b""
-        try:
-            data = os.read(self._rfd, max_bytes)
-        except BlockingIOError:
-            return b""
-        except OSError as e:
-            raise StreamClosedError(f"{self.name}: read failed ({e})") from e
-        if not data:
-            raise StreamClosedError(f"{self.name}: end of stream")
-        return data
+        return _read_some(self._rfd, lambda n: os.read(self._rfd, n), max_bytes, timeout_s, self.name,
+                          "end of stream")
 
     def write(self, data: bytes, timeout_s: float) -> None:
         if self._closed:
             raise StreamClosedError(f"{self.name}: stream is closed")
-        view = memoryview(data)
-        deadline = time.monotonic() + timeout_s
-        while view:
-            try:
-                n = os.write(self._wfd, view)
-                view = view[n:]
-            except BlockingIOError:
-                _wait_writable(self._wfd, deadline, self.name)
-            except OSError as e:
-                raise StreamClosedError(f"{self.name}: write failed ({e})") from e
+        _write_all(self._wfd, lambda v: os.write(self._wfd, v), data, timeout_s, self.name)
 
     def close(self) -> None:
         if self._closed:
@@ -122,32 +136,12 @@ class SocketStream:
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
         if self._closed:
             raise StreamClosedError(f"{self.name}: stream is closed")
-        r, _, _ = select.select([self._sock], [], [], max(timeout_s, 0.0))
-        if not r:
-            return b""
-        try:
-            data = self._sock.recv(max_bytes)
-        except BlockingIOError:
-            return b""
-        except OSError as e:
-            raise StreamClosedError(f"{self.name}: read failed ({e})") from e
-        if not data:
-            raise StreamClosedError(f"{self.name}: connection closed by peer")
-        return data
+        return _read_some(self._sock, self._sock.recv, max_bytes, timeout_s, self.name, "connection closed by peer")
 
     def write(self, data: bytes, timeout_s: float) -> None:
         if self._closed:
             raise StreamClosedError(f"{self.name}: stream is closed")
-        view = memoryview(data)
-        deadline = time.monotonic() + timeout_s
-        while view:
-            try:
-                n = self._sock.send(view)
-                view = view[n:]
-            except BlockingIOError:
-                _wait_writable(self._sock, deadline, self.name)
-            except OSError as e:
-                raise StreamClosedError(f"{self.name}: write failed ({e})") from e
+        _write_all(self._sock, self._sock.send, data, timeout_s, self.name)
 
     def close(self) -> None:
         if self._closed:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from runtime.plots import plot_training
 from runtime.training.datasets import EARLY, LATE, SpikeDataset, load_dataset
 from runtime.training.perf import configure_threads, tune_malloc
 from runtime.ttfs.layers import TTFSNetwork
@@ -202,34 +203,6 @@ def evaluate(net: TTFSNetwork, data: SpikeDataset, task: TaskConfig | None = Non
         "silent_winner_fraction": silent / n if n else math.nan,
         "n": n,
     }
-
-
-def _plot(history: dict[str, list[float]], test_acc: float, test_epoch: int, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = list(range(1, len(history["train_loss"]) + 1))
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, history["train_loss"], label="train")
-    ax_loss.plot(epochs, history["val_loss"], label="validation")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_yscale("log")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * a for a in history["train_accuracy"]], label="train")
-    ax_acc.plot(epochs, [100 * a for a in history["val_accuracy"]], label="validation")
-    if epochs:
-        ax_acc.scatter([test_epoch], [100 * test_acc], color="k", zorder=3, label="test (saved model)")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy [%]")
-    ax_acc.legend(loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
 
 
 def training_metrics(
@@ -432,8 +405,8 @@ def train_software(
         out.mkdir(parents=True, exist_ok=True)
         net.save(out / "model.pt")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-        _plot(history, test_ev["accuracy"], best_epoch, out / "training.png",
-              f"{cfg.name}, seed {seed}: test {100 * test_ev['accuracy']:.2f}%")
+        title = f"{cfg.name}, seed {seed}: test {100 * test_ev['accuracy']:.2f}%"
+        plot_training(history, test_ev["accuracy"], out / "training.png", title, test_epoch=best_epoch)
     say(f"{cfg.name} seed {seed}: test accuracy {100 * test_ev['accuracy']:.2f}% (epoch {best_epoch}, "
         f"{select}), validation {100 * val_ev['accuracy']:.2f}%; final epoch: test "
         f"{100 * final_test_ev['accuracy']:.2f}%; {metrics['train_samples_per_s']:.0f} train samples/s")
