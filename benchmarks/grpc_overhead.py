@@ -8,8 +8,12 @@ in-process and through gRPC (loopback) on the same network and inputs, and print
 ``samples_per_s`` (gRPC), ``inprocess_samples_per_s``, ``ratio_vs_inprocess``, ``p50_ms``/``p99_ms`` per
 gRPC call, ``inprocess_p50_ms``; the same for the in-process device called from a worker thread as the server calls it
 (``inprocess_worker_thread_*``, ``ratio_vs_inprocess_worker_thread``: the sim's numba kernels behave very
-differently from the main thread), ``overhead_p50_ms`` (gRPC minus worker-thread in-process median),
-``peak_rss_mb`` (measuring process: client + in-process device) and ``server_peak_rss_mb``. The network is the yin-yang
+differently from the main thread), ``overhead_p50_ms`` (gRPC median minus in-process median, same run) and
+``overhead_vs_worker_thread_p50_ms``, ``peak_rss_mb`` (measuring process: client + in-process device) and
+``server_peak_rss_mb``. The breakdown of a gRPC call: ``floor_p50_ms`` (a trivial RPC, GetInfo, on the same
+server: what gRPC itself costs on this machine), ``device_p50_ms`` (the server's own timing of the backend call,
+``RunResponse.device_us``) and ``stack_p50_ms`` (median per call of client-measured time minus device time: gRPC,
+both sides' validation and encoding, locks). The network is the yin-yang
 setup 4+1 -> 120 -> 3 compiled for the chip (or the conformance suite's 4+1 -> 16 -> 3 network if the
 compiler is missing). Both sides compete for the same cores: on a 2-core machine with other work running,
 numbers are depressed and noisy.
@@ -97,6 +101,38 @@ def _block(dev, inputs, options, n: int) -> tuple[float, list[float]]:
     return time.perf_counter() - t0, lat
 
 
+def _stub_breakdown(remote, inputs, options, n: int) -> tuple[list[float], list[float], list[float]]:
+    """(trivial GetInfo latencies, Run latencies, Run device times) in seconds from ``n`` raw stub calls each.
+
+    Uses the backend's own channel and lease, so the calls take exactly the path ``remote.run`` takes minus the
+    client-side Python around the stub."""
+    from proto.firstspike.v1 import device_pb2 as pb
+    from runtime import wire
+
+    floor = []
+    for _ in range(n):
+        s = time.perf_counter()
+        remote._stub.GetInfo(pb.GetInfoRequest(), timeout=60)
+        floor.append(time.perf_counter() - s)
+    opts = wire.options_to_pb(options)
+    reqs = [
+        pb.RunRequest(
+            lease_id=remote.lease_id,
+            config_id=remote.config_id,
+            inputs=wire.pack_events(x.events, x.batch_size),
+            options=opts,
+        )
+        for x in inputs
+    ]
+    total, device = [], []
+    for k in range(n):
+        s = time.perf_counter()
+        resp = remote._stub.Run(reqs[k % len(reqs)], timeout=600)
+        total.append(time.perf_counter() - s)
+        device.append(resp.device_us * 1e-6)
+    return floor, total, device
+
+
 def worker(args: argparse.Namespace) -> int:
     """Measure one case against the server at ``args.target``; print one JSON line."""
     for mod in args.imports:
@@ -116,8 +152,9 @@ def worker(args: argparse.Namespace) -> int:
         _block(dev, inputs, options, 2)
     # Both results must be identical, or the comparison is meaningless.
     same = all(local.run(x, options).spikes == remote.run(x, options).spikes for x in inputs[:2])
-    t_one, _ = _block(local, inputs, options, 2)
-    per_block = max(1, int(args.seconds / args.rounds / max(t_one / 2, 1e-6)))
+    # Size blocks by the slower side, so a fast backend (null://) does not make the gRPC side run for minutes.
+    t_one = max(_block(local, inputs, options, 4)[0], _block(remote, inputs, options, 4)[0]) / 4
+    per_block = max(1, int(args.seconds / args.rounds / max(t_one, 1e-6)))
     totals = {"local": 0.0, "thread": 0.0, "remote": 0.0}
     lats: dict[str, list[float]] = {k: [] for k in totals}
 
@@ -139,6 +176,10 @@ def worker(args: argparse.Namespace) -> int:
             lats[key] += lat
     n_calls = per_block * args.rounds
     rate = {k: n_calls * batch / v for k, v in totals.items()}
+    floor, stub_total, stub_device = _stub_breakdown(remote, inputs, options, per_block)
+    lats["floor"] = floor
+    lats["device"] = stub_device
+    lats["stack"] = [t - d for t, d in zip(stub_total, stub_device, strict=True)]
 
     def pct(key: str, q: float) -> float:
         return round(float(np.percentile(lats[key], q)) * 1e3, 3)
@@ -160,12 +201,18 @@ def worker(args: argparse.Namespace) -> int:
         "ratio_vs_inprocess_worker_thread": round(rate["remote"] / rate["thread"], 3),
         "inprocess_worker_thread_p50_ms": pct("thread", 50),
         # what the network path adds to a median call (the device's own time is in both)
-        "overhead_p50_ms": round(pct("remote", 50) - pct("thread", 50), 3),
+        "overhead_p50_ms": round(pct("remote", 50) - pct("local", 50), 3),
+        "overhead_vs_worker_thread_p50_ms": round(pct("remote", 50) - pct("thread", 50), 3),
+        # breakdown of a gRPC call (raw stub calls on the same channel and lease)
+        "floor_p50_ms": pct("floor", 50),
+        "device_p50_ms": pct("device", 50),
+        "stack_p50_ms": pct("stack", 50),
         "identical_results": bool(same),
         "backend": args.backend,
         "network": desc,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "cpus": os.cpu_count(),
+        "loadavg_1min": round(os.getloadavg()[0], 2),  # other work on the machine depresses every number
     }
     remote.close()
     local.close()
