@@ -7,7 +7,8 @@ spike in 0.15..2 tau_s), duration 6000 ticks, record="first". Each case runs in 
 ``peak_rss_mb`` is per case; ``samples_per_s`` is the median over repeats of ``Backend.run`` (input noise,
 simulation and result assembly included; the JIT cache is warmed first). ``samples_per_cpu_s`` divides by the
 CPU time of all threads instead (comparable across loads: on an otherwise idle machine wall throughput is up to
-``threads`` times it); ``load_avg_1min`` tells how busy the machine was.
+``threads`` times it); ``load_avg_1min`` tells how busy the machine was. ``batch1_yinyang`` measures the fixed
+per-call cost instead: one yin-yang sample per ``Backend.run`` on the realistic chip, ``p50_ms`` over 500 calls.
 
     python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME]
 """
@@ -23,7 +24,50 @@ import subprocess
 import sys
 import time
 
-CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy")
+CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy", "batch1_yinyang")
+#: calls of the batch-1 case (one yin-yang sample per ``Backend.run``, realistic chip)
+BATCH1_CALLS = 500
+
+
+def _run_batch1(name: str) -> dict:
+    """The fixed cost of one ``Backend.run`` call: a yin-yang network, one sample per call (realistic chip)."""
+    import numpy as np
+
+    from hal.backend import RunOptions
+    from hal.events import InputSpikes
+    from sim_device.backend import SimBackend
+    from sim_device.examples import yinyang_inputs, yinyang_network
+
+    rng = np.random.default_rng(1234)
+    dev = SimBackend(serial=7)
+    net = yinyang_network(rng)
+    t = yinyang_inputs(rng, BATCH1_CALLS)
+    times = np.concatenate([t, t[:, 4:5]], axis=1) * 752
+    channels = np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]]
+    samples = [InputSpikes.from_times(times[b : b + 1], channels) for b in range(BATCH1_CALLS)]
+    dev.configure(net.config)
+    opts = RunOptions(duration_ticks=6000, record="first", seed=3)
+    for s in samples[:20]:  # warm-up: JIT cache, per-duration tables
+        dev.run(s, opts)
+    walls = []
+    c0 = time.process_time()
+    for s in samples:
+        t0 = time.perf_counter()
+        dev.run(s, opts)
+        walls.append(time.perf_counter() - t0)
+    cpu = time.process_time() - c0
+    return {
+        "benchmark": "sim_throughput",
+        "case": name,
+        "batch": 1,
+        "calls": BATCH1_CALLS,
+        "p50_ms": round(statistics.median(walls) * 1000, 4),
+        "p90_ms": round(float(np.percentile(walls, 90)) * 1000, 4),
+        "cpu_ms_per_call": round(cpu / BATCH1_CALLS * 1000, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": _threads(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def _run_case(name: str, batch: int, repeats: int) -> dict:
@@ -98,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        print(json.dumps(_run_case(args.inner, args.batch, args.repeats)))
+        run = _run_batch1(args.inner) if args.inner.startswith("batch1") else _run_case(args.inner, args.batch,
+                                                                                        args.repeats)
+        print(json.dumps(run))
         return 0
     for name in args.case or CASES:
         cmd = [sys.executable, __file__, "--inner", name, "--batch", str(args.batch), "--repeats", str(args.repeats)]

@@ -21,8 +21,8 @@ from hal.events import InputSpikes
 from hal.registry import DeviceURI
 from sim_device import analog
 from sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs
-from sim_device.engine import EngineModel, compile_model, run_engine
-from sim_device.model import build_model
+from sim_device.engine import EngineModel, compile_model, run_engine, update_weights
+from sim_device.model import build_model, only_weights_differ, with_weights
 from sim_device.reference import ReferenceEntry
 from sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
 
@@ -122,7 +122,11 @@ class SimBackend(Backend):
             new = config.copy()  # validates
         else:
             raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
-        compiled = compile_model(build_model(new, self._mismatch))
+        if self._compiled is not None and only_weights_differ(self._config, new):
+            # the in-the-loop trainer's step: patch the routing matrices, keep the propagators (same arrays)
+            compiled = update_weights(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
+        else:
+            compiled = compile_model(build_model(new, self._mismatch))
         self._config, self._compiled = new, compiled
 
     @property

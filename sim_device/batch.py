@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from sim_device.analog import input_noise, threshold_noise
+from sim_device.fastnoise import input_noise, threshold_noise
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +51,9 @@ def prepare_inputs(
         keep = ~is_lost
         lost = int(is_lost.sum())
         b, t, ch = b[keep], np.clip(t[keep] + jitter[keep], 0, duration - 1), ch[keep]
-        order = np.lexsort((ch, t, b))
+        # sort by (batch, time, channel): one stable argsort of a packed key (batch < 2^16, time < 2^24,
+        # channel < 2^10) orders exactly like lexsort((ch, t, b)) and takes a fraction of its time
+        order = np.argsort((b << 34) | (t << 10) | ch, kind="stable")
         b, t, ch = b[order], t[order], ch[order]
     return PreparedInputs(b, t, ch, inputs.batch_size, lost)
 

@@ -10,20 +10,24 @@ Why it is fast (see docs/device-spec.md section 8):
   events costs nothing. The threshold is checked only on the update grid, and only while an integer upper
   bound of the membrane (suffix maxima of the propagator) says a crossing is still possible.
 * Routing is pre-aggregated into dense (neuron x source) jump matrices of the *used* sources and neurons.
-* A large acyclic level with many events per entry (MNIST16's hidden layer) runs in lockstep instead: per event
-  tick, all its neurons at once over contiguous state, with an exact two-grid-sample check that lets most
-  deliveries skip the crossing search; the search itself is unchanged (docs/device-spec.md section 9).
-* The kernels are compiled with numba and run batch entries on all cores (``prange``).
+* An acyclic level of several neurons with many events per entry (MNIST16's hidden and output layers) runs in
+  lockstep instead: per event tick, one vectorised (SIMD) pass over all its neurons' contiguous state delivers
+  the jumps of every neuron whose delivery provably needs no crossing search (an exact per-neuron bound ``lim``
+  set at its last anchor); the few others go through the unchanged scalar search (docs/device-spec.md
+  section 9).
+* The kernels are compiled with numba and run batch entries on all cores (``prange``); a batch of one chunk
+  runs on the calling thread (waking the pool would cost more).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hal import chip
 from hal.config import RowMode, SourceKind
+from sim_device._noalias import load_state, load_table, store_state
 from sim_device.model import DeviceModel
 from sim_device.spec import (
     COEF_BITS,
@@ -332,6 +336,134 @@ def _run_group(
     return spk, nsp
 
 
+# ---- lockstep levels: per event tick, all neurons of a level at once --------------------------------------------
+# State of a level, one row per field and one column per level neuron (rows are contiguous, so the per-event pass
+# vectorises): anchor tick, membrane, currents, refractory flag (0/1), release tick, spike count, and ``lim``, the
+# last delivery tick at which the exact fast path applies (see :func:`_level_entry`).
+# The rows are ``SM`` apart in one flat array (a compile-time stride, so LLVM sees that they never overlap); the
+# extra cache line keeps the 14 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
+SM = chip.N_NEURONS + 8
+S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI, S_SLOW = range(0, 14 * SM, SM)
+N_STATE = 14
+#: ``lim`` of a neuron that needs no search before its next anchor (larger than any tick of a run)
+NEVER = 1 << 62
+
+
+@njit(cache=True, inline="always")
+def _lim(ct, c, tn, u, ie, ii, th):  # pragma: no cover - compiled
+    """For a non-refractory neuron anchored at ``tn`` with state (u, ie, ii) and threshold ``th``: the last tick
+    a delivery may arrive at without a crossing search. If the search's own bound at the first grid sample
+    ``g1`` (membrane+ times the step decay plus the current times the suffix maximum of the step table's
+    u<-I_e row) is below threshold, the search finds nothing whatever its limit: ``dur`` (never). Otherwise it
+    can only find a spike before a delivery at ``t`` if the sample at ``g1`` reaches ``th`` (any ``t``), or the
+    second one does and ``g1 <= t``, or ``g1 + P <= t`` (a third sample would be needed): -1, ``g1 - 1`` or
+    ``g1 + P - 1``. Returns ``NEVER`` for "never"."""
+    g1 = ((tn >> SHIFT_P) + 1) << SHIFT_P
+    d1 = g1 - tn
+    a = np.uint64(8) * np.uint64(d1 & (P - 1))
+    b0 = np.uint64(8 * P) + np.uint64(6) * np.uint64(d1 >> SHIFT_P)
+    b = b0 + np.uint64(6)
+    s1 = (ct[a + np.uint64(5), c] * u + ct[a + np.uint64(6), c] * ie - ct[a + np.uint64(7), c] * ii) >> B30
+    x1 = (ct[a, c] * u + ct[a + np.uint64(1), c] * ie - ct[a + np.uint64(2), c] * ii) >> B30
+    y1 = (ct[a + np.uint64(3), c] * ie) >> B30
+    z1 = (ct[a + np.uint64(4), c] * ii) >> B30
+    s2 = (ct[b, c] * x1 + ct[b + np.uint64(1), c] * y1 - ct[b + np.uint64(2), c] * z1) >> B30
+    if ct[b0, c] * max(x1, 0) + ct[b0 + np.uint64(5), c] * y1 < (th << B30):
+        return NEVER
+    return -1 if s1 >= th else (g1 - 1 if s2 >= th else g1 + P - 1)
+
+
+@njit(cache=True)
+def _deliver_all(ct, jc, q0, n, tn, tp, st):  # pragma: no cover - compiled
+    """The vector pass of one event tick ``tn`` over the ``n`` level neurons (columns ``q0:q0+n`` of ``ct``).
+    Every neuron with a non-zero jump (``st[S_JE]``, ``st[S_JI]``) that is anchored at ``tp`` (the previous
+    event tick: most are, so the table rows are shared and the loads contiguous) and whose delivery needs no
+    search (``tn <= lim``) takes it: state propagated to ``tn`` (tick part, then step part), membrane clamped
+    (held while refractory), jumps added, ``lim`` of the new anchor (:func:`_lim`). The others keep their state;
+    those with a jump are flagged in ``st[S_SLOW]`` for the scalar pass. Returns the number flagged.
+
+    The loop is branch-free (selects only), without calls and with alias information for LLVM
+    (:mod:`sim_device._noalias`), so it vectorises. It is specialised on two facts shared by all neurons: whether
+    the step part is the identity (``tn - tp < P``) and whether the first grid sample is a whole step away
+    (``tn`` on the grid; otherwise it is the tick table's membrane row, which the new anchor's ``lim`` reuses)."""
+    d = tn - tp
+    if d < P:
+        if (tn & (P - 1)) == 0:
+            return _deliver_loop(ct, jc, q0, n, tn, tp, st, False, True)
+        return _deliver_loop(ct, jc, q0, n, tn, tp, st, False, False)
+    if (tn & (P - 1)) == 0:
+        return _deliver_loop(ct, jc, q0, n, tn, tp, st, True, True)
+    return _deliver_loop(ct, jc, q0, n, tn, tp, st, True, False)
+
+
+@njit(cache=True, inline="always")
+def _deliver_loop(ct, jc, q0, n, tn, tp, st, stepped, on_grid):  # pragma: no cover - compiled
+    """The body of :func:`_deliver_all`; ``stepped`` and ``on_grid`` are constants at each (inlined) call."""
+    c1, c2, c3, c4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    sb = np.uint64(8 * P)
+    d = tn - tp
+    rr = np.uint64(8) * np.uint64(d & (P - 1))
+    jj = sb + np.uint64(6) * np.uint64(min(d >> SHIFT_P, jc - 1))
+    # the new anchor's first two grid samples (the same rows for every neuron: tn is shared)
+    g1 = ((tn >> SHIFT_P) + 1) << SHIFT_P
+    d1 = g1 - tn
+    a = np.uint64(8) * np.uint64(d1 & (P - 1))
+    b0 = sb + np.uint64(6) * np.uint64(d1 >> SHIFT_P)
+    b = b0 + np.uint64(6)
+    b5 = b0 + np.uint64(5)
+    a5, a6, a7 = a + np.uint64(5), a + np.uint64(6), a + np.uint64(7)
+    l1 = g1 - 1
+    l2 = g1 + P - 1
+    nslow = 0
+    for q in range(n):
+        c = q0 + q
+        je = load_state(st, S_JE + q)
+        ji = load_state(st, S_JI + q)
+        ta = load_state(st, S_TA + q)
+        u = load_state(st, S_U + q)
+        ie = load_state(st, S_IE + q)
+        ii = load_state(st, S_II + q)
+        u2 = (load_table(ct, rr, c) * u + load_table(ct, rr + c1, c) * ie - load_table(ct, rr + c2, c) * ii) >> B30
+        e2 = (load_table(ct, rr + c3, c) * ie) >> B30
+        i2 = (load_table(ct, rr + c4, c) * ii) >> B30
+        if stepped:
+            u1, e1, i1 = u2, e2, i2
+            u2 = (load_table(ct, jj, c) * u1 + load_table(ct, jj + c1, c) * e1 - load_table(ct, jj + c2, c) * i1)
+            u2 = u2 >> B30
+            e2 = (load_table(ct, jj + c3, c) * e1) >> B30
+            i2 = (load_table(ct, jj + c4, c) * i1) >> B30
+        rf = load_state(st, S_REFR + q)
+        uc = min(max(u2, load_state(st, S_UMIN + q)), load_state(st, S_UMAX + q))
+        un = u if rf != 0 else uc
+        en = min(e2 + je, I_MAX)
+        iN = min(i2 + ji, I_MAX)
+        if on_grid:  # the tick part to the first grid sample is the identity, the sample is a whole step
+            x1, y1, z1 = un, en, iN
+            s1 = (load_table(ct, a5, c) * un + load_table(ct, a6, c) * en - load_table(ct, a7, c) * iN) >> B30
+        else:  # the first grid sample is the tick table's membrane row (rows 5..7 repeat rows 0..2)
+            x1 = (load_table(ct, a, c) * un + load_table(ct, a + c1, c) * en - load_table(ct, a + c2, c) * iN) >> B30
+            y1 = (load_table(ct, a + c3, c) * en) >> B30
+            z1 = (load_table(ct, a + c4, c) * iN) >> B30
+            s1 = x1
+        s2 = (load_table(ct, b, c) * x1 + load_table(ct, b + c1, c) * y1 - load_table(ct, b + c2, c) * z1) >> B30
+        th = load_state(st, S_TH + q)
+        lim = load_state(st, S_LIM + q)
+        far = load_table(ct, b0, c) * max(x1, 0) + load_table(ct, b5, c) * y1 < (th << B30)
+        ln = NEVER if far else (-1 if s1 >= th else (l1 if s2 >= th else l2))
+        ln = lim if rf != 0 else ln
+        act = (je + ji) != 0
+        upd = act & (ta == tp) & (tn <= lim)
+        sl = act != upd  # upd implies act
+        store_state(st, S_TA + q, tn if upd else ta)
+        store_state(st, S_U + q, un if upd else u)
+        store_state(st, S_IE + q, en if upd else ie)
+        store_state(st, S_II + q, iN if upd else ii)
+        store_state(st, S_LIM + q, ln if upd else lim)
+        store_state(st, S_SLOW + q, 1 if sl else 0)
+        nslow += 1 if sl else 0
+    return nslow
+
+
 @njit(cache=True)
 def _advance(
     tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
@@ -369,150 +501,122 @@ def _advance(
 
 @njit(cache=True)
 def _level_entry(
-    e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb, flat, jc,
-    we_g, wi_g, grp_nrn, dur, spk, nsp, ta_, u_, ie_, ii_, refr_, rel_, nth_, dje, dji,
+    e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g,
+    grp_nrn, dur, spk, nsp, st,
 ):  # pragma: no cover - compiled
     """One entry of an acyclic level in lockstep over the entry's events ``src[lo:hi]``: per event tick, the
-    summed jumps of all level neurons (contiguous columns ``q0:q0+n`` of ``we_g``/``wi_g``); per neuron with a
-    non-zero jump a branch-free exact check that no grid sample before the delivery reaches threshold and no
-    release is due (else the full search, :func:`_advance`), and the delivery. ``flat`` holds each table as
-    one row (see :func:`_flat_tables`); indices are unsigned so numba adds no negative-index fix-ups. No array
-    is created or reassigned here (no reference counting in the loops); ``spk`` has room for the entry."""
-    # unsigned offsets (a signed operand would make numba promote the index arithmetic to float)
-    w = np.uint64(8 * P + 8 * jc)
-    us = np.uint64(8 * P)
-    c1, c2, c3, c4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    c5, c6, c7, c8 = np.uint64(5), np.uint64(6), np.uint64(7), np.uint64(8)
+    summed jumps of all level neurons (contiguous columns ``q0:q0+n`` of ``we_g``/``wi_g``), the vector pass
+    :func:`_deliver_all`, then the flagged neurons one by one: releases and spikes up to the delivery (the
+    unchanged crossing search, :func:`_advance`), the delivery and the new ``lim``. ``lim`` is exact: the
+    search after an anchor is deferred to the next delivery (it is limited to that tick anyway) and skipped when
+    the first two grid samples show it cannot find a crossing (:func:`_lim`); a refractory neuron's ``lim`` is
+    the tick before its release. No array is created here; ``spk`` has room for the entry."""
     for q in range(n):
-        ta_[q] = 0
-        u_[q] = 0
-        ie_[q] = 0
-        ii_[q] = 0
-        refr_[q] = False
-        rel_[q] = 0
-        nth_[q] = 0
+        i = grp_nrn[q0 + q]
+        st[S_TA + q] = 0
+        st[S_U + q] = 0
+        st[S_IE + q] = 0
+        st[S_II + q] = 0
+        st[S_REFR + q] = 0
+        st[S_REL + q] = 0
+        st[S_NTH + q] = 0
+        st[S_TH + q] = th_all[row, i]
+        st[S_LIM + q] = _lim(ct, q0 + q, 0, 0, 0, 0, st[S_TH + q])
     idx = lo
+    tp = 0  # the previous event tick: every neuron with a jump there is anchored at it
     while idx < hi:
         tn = src_t[idx]
+        k = src_k[idx]
         for q in range(n):
-            dje[q] = 0
-            dji[q] = 0
+            st[S_JE + q] = we_g[k, q0 + q]
+            st[S_JI + q] = wi_g[k, q0 + q]
+        idx += 1
         while idx < hi and src_t[idx] == tn:
             k = src_k[idx]
             for q in range(n):
-                dje[q] += we_g[k, q0 + q]
-                dji[q] += wi_g[k, q0 + q]
+                st[S_JE + q] += we_g[k, q0 + q]
+                st[S_JI + q] += wi_g[k, q0 + q]
             idx += 1
+        if _deliver_all(ct, jc, q0, n, tn, tp, st) == 0:
+            tp = tn
+            continue
+        tp = tn
         for q in range(n):
-            je = dje[q]
-            ji = dji[q]
-            if je == 0 and ji == 0:
+            if st[S_SLOW + q] == 0:
                 continue
             i = grp_nrn[q0 + q]
             t = tid[i]
-            th = th_all[row, i]
-            ta = ta_[q]
-            u = u_[q]
-            ie = ie_[q]
-            ii = ii_[q]
-            refr = refr_[q]
-            rel = rel_[q]
-            b = np.uint64(t) * w
-            # the state at the delivery: tick part, then step part (step column 0 is the identity and columns
-            # at or past the table's length are zero, so no branch is needed)
-            d = tn - ta
-            br = b + c8 * np.uint64(d & (P - 1))
-            bs = b + us + c8 * np.uint64(min(d >> SHIFT_P, jc - 1))
-            u1 = (flat[br] * u + flat[br + c1] * ie - flat[br + c2] * ii) >> B30
-            e1 = (flat[br + c3] * ie) >> B30
-            i1 = (flat[br + c4] * ii) >> B30
-            u2 = (flat[bs] * u1 + flat[bs + c1] * e1 - flat[bs + c2] * i1) >> B30
-            e2 = (flat[bs + c3] * e1) >> B30
-            i2 = (flat[bs + c4] * i1) >> B30
-            # the first grid sample after the anchor, and the second (needed if the delivery lies past the first)
-            g1 = ((ta >> SHIFT_P) + 1) << SHIFT_P
-            d1 = g1 - ta
-            b1 = b + c8 * np.uint64(d1 & (P - 1))
-            s1 = (flat[b1 + c5] * u + flat[b1 + c6] * ie - flat[b1 + c7] * ii) >> B30
-            x1 = (flat[b1] * u + flat[b1 + c1] * ie - flat[b1 + c2] * ii) >> B30
-            y1 = (flat[b1 + c3] * ie) >> B30
-            z1 = (flat[b1 + c4] * ii) >> B30
-            b2 = b + us + c8 * np.uint64((d1 >> SHIFT_P) + 1)
-            s2 = (flat[b2] * x1 + flat[b2 + c1] * y1 - flat[b2 + c2] * z1) >> B30
-            due = (rel < dur) & (rel <= tn)  # a refractory neuron's release before the delivery
-            cross = (s1 >= th) | ((g1 <= tn) & ((g1 + P <= tn) | (s2 >= th)))  # a grid sample may reach threshold
-            slow = due if refr else cross
-            if not slow:
-                if not refr:
-                    u_[q] = min(max(u2, umin[i]), umax[i])
-                ie_[q] = min(e2 + je, I_MAX)
-                ii_[q] = min(i2 + ji, I_MAX)
-                ta_[q] = tn
-                continue
-            ta, u, ie, ii, refr, rel, nth, nsp = _advance(
-                tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth_[q], th, reset[i], refr_ticks[i], tn, dur,
-                spk, nsp, e, i,
-            )
-            refr_[q] = refr
-            rel_[q] = rel
-            nth_[q] = nth
+            th = st[S_TH + q]
+            ta, u, ie, ii, refr, rel, nth = st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], \
+                st[S_REFR + q] != 0, st[S_REL + q], st[S_NTH + q]
+            if tn > st[S_LIM + q]:  # else no release and no crossing before tn: only the other anchor tick
+                ta, u, ie, ii, refr, rel, nth, nsp = _advance(
+                    tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, reset[i], refr_ticks[i], tn, dur,
+                    spk, nsp, e, i,
+                )
             if refr:
                 ie, ii = _prop_i(tick, step, jlen, t, ie, ii, tn - ta)
             else:
                 u, ie, ii = _prop(tick, step, jlen, t, u, ie, ii, tn - ta)
-                u = min(max(u, umin[i]), umax[i])
-            u_[q] = u
-            ta_[q] = tn
-            ie_[q] = min(ie + je, I_MAX)
-            ii_[q] = min(ii + ji, I_MAX)
+                u = min(max(u, st[S_UMIN + q]), st[S_UMAX + q])
+            ie = min(ie + st[S_JE + q], I_MAX)
+            ii = min(ii + st[S_JI + q], I_MAX)
+            st[S_TA + q] = tn
+            st[S_U + q] = u
+            st[S_IE + q] = ie
+            st[S_II + q] = ii
+            st[S_REFR + q] = 1 if refr else 0
+            st[S_REL + q] = rel
+            st[S_NTH + q] = nth
+            if refr:
+                st[S_LIM + q] = rel - 1 if rel < dur else NEVER
+            else:
+                st[S_LIM + q] = _lim(ct, q0 + q, tn, u, ie, ii, th)
     for q in range(n):
         i = grp_nrn[q0 + q]
-        ta, u, ie, ii, refr, rel, nth, nsp = _advance(
-            tick, step, jlen, kb, tid[i], ta_[q], u_[q], ie_[q], ii_[q], refr_[q], rel_[q], nth_[q], th_all[row, i],
+        nsp = _advance(
+            tick, step, jlen, kb, tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
+            st[S_REL + q], st[S_NTH + q], st[S_TH + q],
             reset[i], refr_ticks[i], dur, dur, spk, nsp, e, i,
-        )
+        )[7]
     return nsp
 
 
-def _flat_tables(tick: np.ndarray, step: np.ndarray, jlen: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each propagator table as one int32 row for :func:`_level_entry`, laid out so that one event touches few
-    cache lines: for each r < P eight values (tick rows 0..4 at r, then the first-grid-sample coefficients 0..2:
-    the tick table for d = r > 0, and for r = 0 the step to d = P), then for each j < jc = jcap + 1 eight values
-    (step rows 0..4 at j, zero from the table's length on, and 3 zeros). Returns (flat, jc)."""
+def _level_tables(tick: np.ndarray, step: np.ndarray, jlen: np.ndarray, tid: np.ndarray) -> tuple[np.ndarray, int]:
+    """The propagator coefficients of every engine neuron ``tid`` refers to, one column per neuron (int32, every
+    Q30 coefficient is in ``[0, 2^30]``; products stay int64), for :func:`_deliver_all`: rows ``8 r + c`` for
+    r < P hold the tick table rows c = 0..4 at r and (c = 5..7) the first-grid-sample coefficients (the tick
+    table at r for r > 0, the step to d = P for r = 0); rows ``8 P + 6 j + c`` for j < jc hold the step table
+    rows c = 0..5 at j (5: the suffix maximum of row 1; all zero from the table's length on). Returns
+    (table, jc)."""
     n_t, _, jcap = step.shape
     jc = max(jcap + 1, 3)  # >= 3: the second grid sample reads step column 1 or 2
     rows = np.zeros((n_t, P, 8), dtype=np.int64)
     rows[:, :, :5] = tick.transpose(0, 2, 1)
     rows[:, :, 5:] = tick[:, :3, :].transpose(0, 2, 1)
-    if jcap > 1:
-        rows[:, 0, 5:] = np.where(jlen[:, None] > 1, step[:, :3, 1], 0)
-    else:
-        rows[:, 0, 5:] = 0
-    st = np.zeros((n_t, jc, 8), dtype=np.int64)
+    rows[:, 0, 5:] = np.where(jlen[:, None] > 1, step[:, :3, min(1, jcap - 1)], 0) if jcap > 1 else 0
+    st = np.zeros((n_t, jc, 6), dtype=np.int64)
     for t in range(n_t):
-        st[t, : jlen[t], :5] = step[t, :5, : jlen[t]].T
-    flat = np.concatenate([rows.reshape(n_t, -1), st.reshape(n_t, -1)], axis=1).reshape(-1)
-    # every coefficient is in [0, 2^30] (Q30, at most 1): int32 halves the cache footprint, products stay int64
-    assert flat.min(initial=0) >= 0 and flat.max(initial=0) <= 1 << B30
-    return flat.astype(np.int32), jc
+        st[t, : jlen[t], :] = step[t, :6, : jlen[t]].T
+    per_table = np.concatenate([rows.reshape(n_t, -1), st.reshape(n_t, -1)], axis=1)
+    assert per_table.min(initial=0) >= 0 and per_table.max(initial=0) <= 1 << B30
+    # row length padded off multiples of 4 KiB / 8 (rows a pass reads together must not share L1 sets)
+    out = np.zeros((per_table.shape[1], (len(tid) + 15) // 16 * 16 + 16), dtype=np.int32)
+    out[:, : len(tid)] = per_table[tid].T
+    return out, jc
 
 
 @njit(cache=True)
 def _run_level(
     q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb,
-    flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+    ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
 ):  # pragma: no cover - compiled
     """Run the acyclic level ``grp_nrn[q0:q1]`` on every entry (see :func:`_level_entry`)."""
     n = q1 - q0
-    ta_ = np.zeros(n, dtype=np.int64)
-    u_ = np.zeros(n, dtype=np.int64)
-    ie_ = np.zeros(n, dtype=np.int64)
-    ii_ = np.zeros(n, dtype=np.int64)
-    refr_ = np.zeros(n, dtype=np.bool_)
-    rel_ = np.zeros(n, dtype=np.int64)
-    nth_ = np.zeros(n, dtype=np.int64)
-    dje = np.zeros(n, dtype=np.int64)
-    dji = np.zeros(n, dtype=np.int64)
+    st = np.zeros(N_STATE * SM, dtype=np.int64)
+    for q in range(n):
+        st[S_UMIN + q] = umin[grp_nrn[q0 + q]]
+        st[S_UMAX + q] = umax[grp_nrn[q0 + q]]
     # a neuron's spikes are at strictly increasing ticks at least (refractory + 1) apart: room for an entry
     most = 0
     for q in range(q0, q1):
@@ -523,9 +627,8 @@ def _run_level(
             bigger[:nsp] = spk[:nsp]
             spk = bigger
         nsp = _level_entry(
-            e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, umin, umax, refr_ticks,
-            tick, step, jlen, kb, flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, ta_, u_, ie_, ii_, refr_, rel_, nth_,
-            dje, dji,
+            e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, refr_ticks, tick, step,
+            jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, st,
         )
     return spk, nsp
 
@@ -534,7 +637,7 @@ def _run_level(
 def _run_chunk(
     entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb, we, wi,
     nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
-    period, ids, flat, jc, we_g, wi_g, lock_grp, lock_ev,
+    period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     """Run the batch entries ``entries`` (a contiguous range) level by level: a level in lockstep over its
     events if ``lock_grp`` says so and the chunk has ``lock_ev`` events per entry, else neuron by neuron."""
@@ -554,7 +657,7 @@ def _run_chunk(
             if lock_grp[g] and src_ptr[n_e] >= lock_ev * n_e:
                 spk, nsp = _run_level(
                     grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                    refr_ticks, tick, step, jlen, kb, flat, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+                    refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
                 )
             else:
                 spk, nsp = _run_group(
@@ -629,13 +732,30 @@ def _run_chunk(
 def _run_batch(
     chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
     we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
-    mem, period, ids, flat, jc, we_g, wi_g, lock_grp, lock_ev,
+    mem, period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     for c in prange(chunk_ptr.shape[0] - 1):
         _run_chunk(
             entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
             refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, flat, jc, we_g, wi_g, lock_grp,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, lock_grp,
+            lock_ev,
+        )
+
+
+@njit(cache=True)
+def _run_batch_serial(
+    chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
+    we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
+    mem, period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
+):  # pragma: no cover - compiled
+    """:func:`_run_batch` on the calling thread: for a single chunk, waking the thread pool costs more than the
+    chunk (milliseconds on a loaded machine, against ~0.1 ms for one yin-yang entry)."""
+    for c in range(chunk_ptr.shape[0] - 1):
+        _run_chunk(
+            entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
+            refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, lock_grp,
             lock_ev,
         )
 
@@ -644,8 +764,9 @@ def _run_batch(
 
 #: batch entries per work item: a thread runs a chunk neuron by neuron, so each neuron's tables stay in cache
 CHUNK_ENTRIES = 32
-#: an acyclic level runs in lockstep (:func:`_run_level`) when it has at least this many neurons ...
-LOCKSTEP_MIN_NEURONS = 32
+#: an acyclic level runs in lockstep (:func:`_run_level`) when it has at least this many neurons (MNIST16's
+#: 10 outputs over ~250 hidden spikes gain; yin-yang's 3 do not) ...
+LOCKSTEP_MIN_NEURONS = 8
 #: ... and its chunk at least this many source events per entry (yin-yang's 5 inputs per entry are not worth a
 #: lockstep pass; MNIST16's ~80 are, see docs/device-spec.md section 9)
 LOCKSTEP_MIN_EVENTS = 32
@@ -680,33 +801,42 @@ class EngineModel:
     grp_nrn: np.ndarray
     grp_iter: np.ndarray
     acyclic: bool
+    #: per step-table cut (a run's duration): the cut tables and the lockstep tables, built on first use
+    run_tables: dict = field(default_factory=dict, repr=False)
 
 
 def _routing_matrices(model: DeviceModel, index_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(1536, A) summed exc/inh jumps per source and active neuron, and (1536,) activated synapses per event."""
+    """(1536, A) summed exc/inh jumps per source and active neuron, and (1536,) activated synapses per event.
+    All routes at once: a (routes x 256 columns) hit mask, then one histogram per sign over the hits (integer
+    sums, so the order does not matter)."""
     cfg = model.config
     a = int((index_of >= 0).sum())
     we = np.zeros((N_SOURCES, a), dtype=np.int64)
     wi = np.zeros((N_SOURCES, a), dtype=np.int64)
     count = np.zeros(N_SOURCES, dtype=np.int64)
     r = cfg.routing.routes
-    labels = cfg.synapses.labels
-    weights = cfg.synapses.weights
-    cols = np.arange(chip.COLUMNS_PER_HALF)
-    for kind, src, half, row, addr in zip(
-        r["kind"].tolist(), r["source"].tolist(), r["half"].tolist(), r["row"].tolist(), r["address"].tolist(),
-        strict=True,
-    ):
-        mode = int(cfg.row_modes[half, row])
-        if mode == RowMode.OFF:
-            continue
-        sid = src + (chip.N_INPUT_CHANNELS if kind == SourceKind.NEURON else 0)
-        hit = (labels[half, row] == addr) & (weights[half, row] > 0)
-        count[sid] += int(hit.sum())
-        tgt = index_of[model.logical[half * chip.COLUMNS_PER_HALF + cols[hit]]]
-        ok = tgt >= 0
-        target = we if mode == RowMode.EXCITATORY else wi
-        np.add.at(target[sid], tgt[ok], model.jump[half, row][hit][ok])
+    if len(r) == 0:
+        return we, wi, count
+    half = r["half"].astype(np.int64)
+    row = r["row"].astype(np.int64)
+    mode = np.asarray(cfg.row_modes, dtype=np.int64)[half, row]
+    on = mode != RowMode.OFF
+    half, row, mode = half[on], row[on], mode[on]
+    sid = r["source"].astype(np.int64)[on] + np.where(r["kind"][on] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0)
+    addr = r["address"].astype(np.int64)[on]
+    hit = (cfg.synapses.labels[half, row] == addr[:, None]) & (cfg.synapses.weights[half, row] > 0)
+    np.add.at(count, sid, hit.sum(axis=1))
+    rr, cc = np.nonzero(hit)
+    tgt = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[half[rr], cc]
+    ok = tgt >= 0
+    rr, cc, tgt = rr[ok], cc[ok], tgt[ok]
+    jump = model.jump[half[rr], row[rr], cc]
+    srcs, slot = np.unique(sid, return_inverse=True)
+    for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
+        sel = mode[rr] == m
+        # float64 sums are exact here: each of the <= 512 terms is < 2^27, every sum < 2^53
+        sums = np.bincount(slot[rr[sel]] * a + tgt[sel], weights=jump[sel], minlength=len(srcs) * a)
+        target[srcs] = sums.reshape(len(srcs), a).astype(np.int64)
     return we, wi, count
 
 
@@ -798,6 +928,55 @@ def compile_model(model: DeviceModel) -> EngineModel:
     )
 
 
+def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
+    """The engine model of ``model``, a weight-only change of ``em.model`` (:func:`sim_device.model.with_weights`):
+    the routing matrices are rebuilt and patched into ``em``; the propagator tables (and the lockstep tables
+    cached per duration), the processing order and the index maps are kept. If the set of used sources or the
+    neuron graph changed (a weight went to or from zero where that matters) this is :func:`compile_model`.
+    Either way the arrays equal those of ``compile_model(model)`` (tested)."""
+    we_full, wi_full, count = _routing_matrices(model, em.index_of)
+    used = np.flatnonzero((we_full != 0).any(axis=1) | (wi_full != 0).any(axis=1))
+    if not np.array_equal(used, np.flatnonzero(em.src_index >= 0)):
+        return compile_model(model)
+    we = np.ascontiguousarray(we_full[used].T)
+    wi = np.ascontiguousarray(wi_full[used].T)
+    a = len(em.active)
+    adj = np.zeros((a, a), dtype=np.int64)
+    has = em.nrn_src >= 0
+    if has.any():
+        adj[has] = ((we[:, em.nrn_src[has]] != 0) | (wi[:, em.nrn_src[has]] != 0)).T
+    old = np.zeros((a, a), dtype=np.int64)
+    if has.any():
+        old[has] = ((em.we[:, em.nrn_src[has]] != 0) | (em.wi[:, em.nrn_src[has]] != 0)).T
+    if not np.array_equal(adj, old):
+        return compile_model(model)
+    act_nrn = count[chip.N_INPUT_CHANNELS + em.active] if a else np.zeros(0, dtype=np.int64)
+    return replace(
+        em,
+        model=model,
+        act_count=count,
+        we=we,
+        wi=wi,
+        we_g=np.ascontiguousarray(we[em.grp_nrn].T),
+        wi_g=np.ascontiguousarray(wi[em.grp_nrn].T),
+        act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
+        run_tables=em.run_tables,  # they depend on the time constants only
+    )
+
+
+def _run_tables(em: EngineModel, duration: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Only the part of the step tables a run of this duration can reach (j <= (duration + P) / P + 1), and the
+    lockstep tables of it; cached on the model (one entry per cut, so repeated runs pay nothing)."""
+    jcap = min(em.step.shape[2], duration // P + 3)
+    got = em.run_tables.get(jcap)
+    if got is None:
+        step = np.ascontiguousarray(em.step[:, :, :jcap])
+        jlen = np.minimum(em.jlen, jcap)
+        ct, jc = _level_tables(em.tick, step, jlen, em.tid[em.grp_nrn])
+        got = em.run_tables[jcap] = (step, jlen, ct, jc)
+    return got
+
+
 @dataclass(frozen=True, eq=False)
 class EngineOutput:
     """Raw result of a batch: every recorded spike (entry, tick, neuron id), sorted, and per-entry counters."""
@@ -842,11 +1021,7 @@ def run_engine(
     out_cnt = np.zeros(batch_size, dtype=np.int64)
     stats = np.zeros((batch_size, 2), dtype=np.int64)
     theta_be = np.ascontiguousarray(theta_be, dtype=np.int64)
-    # only the part of the step tables a run of this duration can reach (j <= (duration + P) / P + 1)
-    jcap = min(em.step.shape[2], duration // P + 3)
-    step = np.ascontiguousarray(em.step[:, :, :jcap])
-    jlen = np.minimum(em.jlen, jcap)
-    flat, jc = _flat_tables(em.tick, step, jlen)
+    step, jlen, ct, jc = _run_tables(em, duration)
     n_grp = len(em.grp_ptr) - 1
     if lockstep is None:
         lock_grp, lock_ev = np.diff(em.grp_ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS
@@ -854,11 +1029,12 @@ def run_engine(
         lock_grp, lock_ev = np.full(n_grp, bool(lockstep)), 0
 
     def call(chunk_ptr: np.ndarray, entries: np.ndarray, out_t: np.ndarray, out_n: np.ndarray) -> None:
-        _run_batch(
+        kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
+        kernel(
             chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
             em.tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
             em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
-            int(readout_period), em.active, flat, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
+            int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
         )
 
     out_t = np.zeros((batch_size, cap), dtype=np.int64)

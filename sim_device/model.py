@@ -7,7 +7,7 @@ threshold, reset) are implemented separately in :mod:`sim_device.reference` and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,6 +60,37 @@ def _clip_v(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, V_MAX)
 
 
+def _jumps(config: ChipConfig, logical: np.ndarray, mismatch: Mismatch) -> np.ndarray:
+    """(2, 256, 256) current jump (Q12 LSB) of every synapse: (w * g * V_ONE / GAIN_DIVISOR) * f_neuron *
+    f_synapse, one rounding; zero on OFF rows."""
+    v = config.neurons.values
+    modes = np.asarray(config.row_modes, dtype=np.int64)[:, :, None]
+    col_logical = logical.reshape(chip.N_HALVES, 1, C)
+    inh = modes == RowMode.INHIBITORY
+    gain = np.where(inh, np.asarray(v["gain_inh"], dtype=np.int64)[col_logical],
+                    np.asarray(v["gain_exc"], dtype=np.int64)[col_logical])
+    f_n = np.where(inh, mismatch.gain_i[col_logical], mismatch.gain_e[col_logical])
+    w = np.asarray(config.synapses.weights, dtype=np.int64)
+    base = w * gain * (V_ONE // GAIN_DIVISOR)
+    jump = (base * f_n * mismatch.synapse) >> (2 * FACTOR_BITS)
+    return np.where(modes == RowMode.OFF, 0, jump).astype(np.int64)
+
+
+def only_weights_differ(a: ChipConfig, b: ChipConfig) -> bool:
+    """True if ``a`` and ``b`` differ in nothing but synapse weights (the in-the-loop trainer's updates)."""
+    fa, fb = a.fields(), b.fields()
+    return all(
+        fa[k].shape == fb[k].shape and np.array_equal(fa[k], fb[k]) for k in fa if k != "synapses.weights"
+    )
+
+
+def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
+    """``build_model(config, mismatch)`` for a ``config`` that differs from ``model.config`` only in synapse
+    weights (see :func:`only_weights_differ`): every per-neuron integer and propagator is reused, only the
+    jumps are recomputed. Same arrays as a full build (tested)."""
+    return replace(model, config=config, jump=_jumps(config, model.logical, mismatch))
+
+
 def build_model(config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
     """Effective integers of ``config`` on a chip with ``mismatch`` (use ``Mismatch.ideal()`` for none)."""
     v = config.neurons.values
@@ -82,17 +113,7 @@ def build_model(config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
     ):
         tau_q[k] = np.maximum(apply_factor(code[name] * scale, f), 1 << TAU_FRAC_BITS)
 
-    # Current jump of every synapse: (w * g * V_ONE / GAIN_DIVISOR) * f_neuron * f_synapse, one rounding.
-    modes = np.asarray(config.row_modes, dtype=np.int64)[:, :, None]
-    col_logical = logical.reshape(chip.N_HALVES, 1, C)
-    inh = modes == RowMode.INHIBITORY
-    gain = np.where(inh, code["gain_inh"][col_logical], code["gain_exc"][col_logical])
-    f_n = np.where(inh, mismatch.gain_i[col_logical], mismatch.gain_e[col_logical])
-    w = np.asarray(config.synapses.weights, dtype=np.int64)
-    base = w * gain * (V_ONE // GAIN_DIVISOR)
-    jump = (base * f_n * mismatch.synapse) >> (2 * FACTOR_BITS)
-    jump = np.where(modes == RowMode.OFF, 0, jump).astype(np.int64)
-
+    jump = _jumps(config, logical, mismatch)
     props = {int(n): propagator(int(tau_q[0, n]), int(tau_q[1, n]), int(tau_q[2, n])) for n in active}
     return DeviceModel(
         config=config,

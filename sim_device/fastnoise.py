@@ -1,0 +1,99 @@
+"""The per-run temporal noise of :mod:`sim_device.analog` as compiled loops (same bits, tested).
+
+Why: the numpy versions run ~60 whole-array operations per call (12 five-bit uniforms per normal variate, five
+SplitMix64 rounds per key), which is cheap for a large batch but costs ~0.5 ms for one yin-yang sample, about
+as much as the simulation of that sample. One pass per value, in registers, costs microseconds either way.
+Without numba these fall back to the numpy versions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim_device import analog
+
+try:
+    from numba import config, njit
+
+    HAVE_NUMBA = not config.DISABLE_JIT  # without the JIT the numpy versions are faster
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    HAVE_NUMBA = False
+
+_MASK = (1 << 64) - 1
+
+
+def _mixed_tag(tag: int) -> np.uint64:
+    """``mix(tag)``: the first step of :func:`sim_device.analog.hash64`, computed once per tag."""
+    return np.uint64(int(analog.hash64(tag)))
+
+
+if HAVE_NUMBA:
+    _M1 = np.uint64(0xBF58476D1CE4E5B9)
+    _M2 = np.uint64(0x94D049BB133111EB)
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+    @njit(cache=True, inline="always")
+    def _mix(x):  # pragma: no cover - compiled
+        x = x ^ (x >> np.uint64(30))
+        x = x * _M1
+        x = x ^ (x >> np.uint64(27))
+        x = x * _M2
+        return x ^ (x >> np.uint64(31))
+
+    @njit(cache=True, inline="always")
+    def _step(h, k):  # pragma: no cover - compiled
+        return _mix(h ^ _mix(k + _GOLDEN))
+
+    @njit(cache=True, inline="always")
+    def _normal(h):  # pragma: no cover - compiled
+        s = np.int64(0)
+        for i in range(12):
+            s += np.int64((h >> np.uint64(5 * i)) & np.uint64(31)) * 2 + 1
+        return s - 384
+
+    @njit(cache=True)
+    def _threshold_kernel(h0, seed, entries, neurons, sigma):  # pragma: no cover - compiled
+        out = np.empty((entries.shape[0], neurons.shape[0]), dtype=np.int64)
+        hs = _step(h0, np.uint64(seed))
+        for a in range(entries.shape[0]):
+            he = _step(hs, np.uint64(entries[a]))
+            for b in range(neurons.shape[0]):
+                out[a, b] = (_normal(_step(he, np.uint64(neurons[b]))) * sigma) >> 6
+        return out
+
+    @njit(cache=True)
+    def _input_kernel(h_loss, h_jit, seed, entries, channels, occ, loss_shift, sigma):  # pragma: no cover
+        n = entries.shape[0]
+        lost = np.empty(n, dtype=np.bool_)
+        jitter = np.empty(n, dtype=np.int64)
+        sl = _step(h_loss, np.uint64(seed))
+        sj = _step(h_jit, np.uint64(seed))
+        for i in range(n):
+            e, c, k = np.uint64(entries[i]), np.uint64(channels[i]), np.uint64(occ[i])
+            lost[i] = (_step(_step(_step(sl, e), c), k) >> np.uint64(loss_shift)) == np.uint64(0)
+            z = _normal(_step(_step(_step(sj, e), c), k))
+            jitter[i] = (z * sigma + 32) >> 6
+        return lost, jitter
+
+
+def threshold_noise(seed: int, entries: np.ndarray, neurons: np.ndarray) -> np.ndarray:
+    """Same as :func:`sim_device.analog.threshold_noise` (Q12 LSB, (len(entries), len(neurons)))."""
+    if not HAVE_NUMBA:  # pragma: no cover
+        return analog.threshold_noise(seed, entries, neurons)
+    e = np.ascontiguousarray(entries, dtype=np.int64)
+    n = np.ascontiguousarray(neurons, dtype=np.int64)
+    return _threshold_kernel(_mixed_tag(analog.TAG_NOISE_THRESHOLD), np.uint64(int(seed) & _MASK), e, n,
+                             analog.SIGMA_NOISE_THRESHOLD_Q12)
+
+
+def input_noise(
+    seed: int, entries: np.ndarray, channels: np.ndarray, occurrence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Same as :func:`sim_device.analog.input_noise`: per input event (lost, jitter in ticks)."""
+    if not HAVE_NUMBA:  # pragma: no cover
+        return analog.input_noise(seed, entries, channels, occurrence)
+    return _input_kernel(
+        _mixed_tag(analog.TAG_NOISE_LOSS), _mixed_tag(analog.TAG_NOISE_JITTER), np.uint64(int(seed) & _MASK),
+        np.ascontiguousarray(entries, dtype=np.int64), np.ascontiguousarray(channels, dtype=np.int64),
+        np.ascontiguousarray(occurrence, dtype=np.int64), 64 - analog.LOSS_BITS, analog.SIGMA_JITTER_TICKS,
+    )

@@ -1,0 +1,72 @@
+"""Fast paths that must not change bits: compiled temporal noise equals the numpy spec, results do not depend on
+the number of numba threads, and the serial (single-chunk) kernel equals the parallel one."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hal.backend import RunOptions
+from hal.events import InputSpikes
+from sim_device import analog, fastnoise
+from sim_device.backend import SimBackend
+from sim_device.engine import CHUNK_ENTRIES
+from sim_device.examples import mnist16_network, mnist_like_inputs
+
+keys = st.lists(st.integers(0, 2**63 - 1), min_size=0, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), entries=keys, neurons=st.lists(st.integers(0, 511), max_size=20))
+def test_threshold_noise_matches_the_numpy_spec(seed: int, entries: list[int], neurons: list[int]) -> None:
+    e, n = np.array(entries, dtype=np.int64), np.array(neurons, dtype=np.int64)
+    assert np.array_equal(fastnoise.threshold_noise(seed, e, n), analog.threshold_noise(seed, e, n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), data=st.data())
+def test_input_noise_matches_the_numpy_spec(seed: int, data: st.DataObject) -> None:
+    m = data.draw(st.integers(0, 50))
+    ints = lambda hi: np.array(data.draw(st.lists(st.integers(0, hi), min_size=m, max_size=m)), dtype=np.int64)  # noqa: E731
+    e, c, k = ints(2**62), ints(1023), ints(1000)
+    lost_f, jit_f = fastnoise.input_noise(seed, e, c, k)
+    lost_a, jit_a = analog.input_noise(seed, e, c, k)
+    assert np.array_equal(lost_f, lost_a) and np.array_equal(jit_f, jit_a)
+    assert lost_f.dtype == lost_a.dtype and jit_f.dtype == jit_a.dtype
+
+
+def test_input_noise_loses_events_at_the_spec_rate() -> None:
+    n = 200_000
+    lost, _ = fastnoise.input_noise(9, np.zeros(n, dtype=np.int64), np.arange(n) % 11, np.arange(n))
+    assert 0.5 * n / 4096 < lost.sum() < 1.5 * n / 4096
+
+
+def test_results_do_not_depend_on_thread_count_or_chunking() -> None:
+    import numba
+
+    rng = np.random.default_rng(8)
+    net = mnist16_network(rng)
+    n = 3 * CHUNK_ENTRIES + 5
+    inputs = InputSpikes.from_times(mnist_like_inputs(rng, n) * 752, net.input_channels)
+    dev = SimBackend(serial=2)
+    dev.configure(net.config)
+    opts = RunOptions(duration_ticks=6000, record="all", seed=7)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = dev.run(inputs, opts)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = dev.run(inputs, opts)
+    finally:
+        numba.set_num_threads(before)
+    assert one.spikes == many.spikes and one.stats == many.stats
+    assert len(one.spikes) > 1000
+    # one entry at a time (the serial single-chunk kernel) reproduces the parallel batch
+    parts = inputs.split([1] * 4 + [n - 4])
+    for b in range(4):
+        single = dev.run(parts[b], RunOptions(duration_ticks=6000, record="all", seed=7, entry_offset=b))
+        ev = one.spikes.events
+        mine = ev[ev["batch"] == b]
+        assert np.array_equal(single.spikes.events["time"], mine["time"])
+        assert np.array_equal(single.spikes.events["label"], mine["label"])

@@ -1,0 +1,90 @@
+"""A weight-only reconfiguration (the in-the-loop trainer's ``configure(diff)`` every step) patches the engine
+model instead of rebuilding it; the result must be the same arrays and the same bits as a full rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hal.backend import RunOptions
+from hal.events import InputSpikes
+from sim_device import analog
+from sim_device.backend import SimBackend
+from sim_device.engine import EngineModel, compile_model
+from sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+from sim_device.model import build_model, only_weights_differ
+
+ARRAYS = ("active", "index_of", "src_index", "act_count", "we", "wi", "we_g", "wi_g", "nrn_src", "act_nrn", "tid",
+          "tick", "step", "jlen", "kb", "reset", "umin", "umax", "refr", "leak", "grp_ptr", "grp_nrn", "grp_iter")
+
+
+def _same_engine_model(a: EngineModel, b: EngineModel) -> None:
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.acyclic == b.acyclic
+    assert np.array_equal(a.model.jump, b.model.jump)
+
+
+def _perturb(cfg, rng: np.random.Generator, zero_some: bool):
+    target = cfg.copy()
+    w = target.synapses.weights
+    nz = np.flatnonzero(w)
+    pick = rng.choice(nz, size=min(len(nz), 200), replace=False)
+    flat = w.reshape(-1)
+    flat[pick] = np.clip(flat[pick].astype(np.int64) + rng.integers(-3, 4, size=len(pick)), 1, 63)
+    if zero_some:
+        flat[pick[:20]] = 0
+    return target
+
+
+@pytest.mark.parametrize("mismatch", [False, True])
+@pytest.mark.parametrize("zero_some", [False, True])
+def test_weight_diff_patches_the_engine_model_bit_identically(mismatch: bool, zero_some: bool) -> None:
+    rng = np.random.default_rng(11)
+    net = yinyang_network(rng)
+    dev = SimBackend(serial=4, mismatch=mismatch, noise=mismatch)
+    dev.configure(net.config)
+    t = yinyang_inputs(rng, 30)
+    inputs = InputSpikes.from_times(np.concatenate([t, t[:, 4:5]], axis=1) * 752,
+                                    np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]])
+    opts = RunOptions(duration_ticks=5000, record="all", seed=5)
+    for _ in range(3):  # several training steps in a row
+        target = _perturb(dev.config, rng, zero_some)
+        assert only_weights_differ(dev.config, target)
+        dev.configure(dev.config.diff(target))
+        assert dev.config == target
+        mm = analog.Mismatch.for_serial(4) if mismatch else analog.Mismatch.ideal()
+        full = compile_model(build_model(target, mm))
+        _same_engine_model(dev._model(), full)
+        fresh = SimBackend(serial=4, mismatch=mismatch, noise=mismatch)
+        fresh.configure(target)
+        a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
+        assert a.spikes == b.spikes and a.stats == b.stats
+
+
+def test_weight_update_on_mnist16_with_readout_matches_a_fresh_device() -> None:
+    rng = np.random.default_rng(2)
+    net = mnist16_network(rng)
+    dev = SimBackend(serial=1)
+    dev.configure(net.config)
+    target = _perturb(net.config, rng, zero_some=True)
+    dev.configure(target)  # a whole config that differs only in weights takes the same path
+    fresh = SimBackend(serial=1)
+    fresh.configure(target)
+    _same_engine_model(dev._model(), fresh._model())
+    inputs = InputSpikes.from_times(mnist_like_inputs(rng, 8) * 752, net.input_channels)
+    opts = RunOptions(duration_ticks=6000, record="all", seed=1, readout=(0, 5), readout_period=40)
+    a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
+    assert a.spikes == b.spikes and a.stats == b.stats and np.array_equal(a.membrane, b.membrane)
+
+
+def test_other_changes_are_not_weight_only() -> None:
+    net = yinyang_network(np.random.default_rng(0))
+    cfg = net.config
+    other = cfg.copy()
+    other.neurons.values["threshold"][0] += 1
+    assert not only_weights_differ(cfg, other)
+    other = cfg.copy()
+    other.synapses.labels[0, 0, 0] ^= 1
+    assert not only_weights_differ(cfg, other)
+    assert only_weights_differ(cfg, cfg.copy())
