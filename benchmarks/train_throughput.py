@@ -10,7 +10,11 @@ jitter), ``mnist16_infer`` (batch 1000). Each case runs in its own subprocess so
 case's own peak resident memory. ``samples_per_s`` is wall clock; ``cpu_samples_per_s`` uses the process
 CPU time and is less sensitive to other load on the machine (``load_avg`` is reported too).
 
-    python benchmarks/train_throughput.py [--cases yinyang_train,...] [--threads N] [--seconds S]
+    python benchmarks/train_throughput.py [--cases yinyang_train,...] [--threads N] [--seconds S] [--kernels K]
+
+``--kernels torch`` measures the batched torch formulation instead of the default (fused numba kernels on CPU,
+see ``runtime.ttfs.spiketime.set_kernels``); ``--kernels all`` runs every case with both and adds
+``ratio_numba_vs_torch`` (CPU-time based) to the numba line.
 """
 
 from __future__ import annotations
@@ -53,13 +57,15 @@ def _layout(cfg: object) -> str:
     return " -> ".join(f"{n}{'+1' if b is not None else ''}" for n, b in zip(sizes, biases, strict=True))
 
 
-def run_case(case: str, threads: int | None, seconds: float) -> dict[str, object]:
+def run_case(case: str, threads: int | None, seconds: float, kernels: str = "auto") -> dict[str, object]:
     import torch
 
     from runtime.training.perf import configure_threads, tune_malloc
     from runtime.training.trainer import add_input_noise, build_network, get_task, make_optimizer, train_step
     from runtime.ttfs.loss import WeightBumper
+    from runtime.ttfs.spiketime import set_kernels
 
+    set_kernels(kernels)
     tune_malloc()
     task_name, mode = case.split("_")
     cfg = get_task(task_name)
@@ -107,6 +113,7 @@ def run_case(case: str, threads: int | None, seconds: float) -> dict[str, object
         "samples": done,
         "seconds": round(wall, 2),
         "threads": n_threads,
+        "kernels": kernels,
         "layers": _layout(cfg),
         "load_avg": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
@@ -118,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: per task, 1)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per case")
+    parser.add_argument("--kernels", default="auto", choices=("auto", "torch", "numba", "all"),
+                        help="TTFS implementation (default auto = numba on CPU); all = numba and torch per case")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case in-process
     args = parser.parse_args(argv)
     if args.case is not None:
-        print(json.dumps(run_case(args.case, args.threads, args.seconds)), flush=True)
+        print(json.dumps(run_case(args.case, args.threads, args.seconds, args.kernels)), flush=True)
         return 0
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]
@@ -130,17 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     rc = 0
+    variants = ("torch", "numba") if args.kernels == "all" else (args.kernels,)
     for case in cases:
-        cmd = [sys.executable, __file__, "--case", case, "--seconds", str(args.seconds)]
-        if args.threads is not None:
-            cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            err = proc.stderr.strip()[-2000:]
-            print(json.dumps({"benchmark": "train_throughput", "case": case, "error": err}), flush=True)
-            rc = 1
-            continue
-        print(proc.stdout.strip().splitlines()[-1], flush=True)
+        lines: dict[str, dict] = {}
+        for kernels in variants:
+            cmd = [sys.executable, __file__, "--case", case, "--seconds", str(args.seconds), "--kernels", kernels]
+            if args.threads is not None:
+                cmd += ["--threads", str(args.threads)]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                err = proc.stderr.strip()[-2000:]
+                print(json.dumps({"benchmark": "train_throughput", "case": case, "kernels": kernels, "error": err}),
+                      flush=True)
+                rc = 1
+                continue
+            lines[kernels] = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "torch" in lines and "numba" in lines and lines["torch"].get("cpu_samples_per_s"):
+            lines["numba"]["ratio_numba_vs_torch"] = round(
+                lines["numba"]["cpu_samples_per_s"] / lines["torch"]["cpu_samples_per_s"], 3
+            )
+        for line in lines.values():
+            print(json.dumps(line), flush=True)
     return rc
 
 
