@@ -805,18 +805,24 @@ class EngineModel:
     run_tables: dict = field(default_factory=dict, repr=False)
 
 
-def _routing_matrices(model: DeviceModel, index_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(1536, A) summed exc/inh jumps per source and active neuron, and (1536,) activated synapses per event.
-    All routes at once: a (routes x 256 columns) hit mask, then one histogram per sign over the hits (integer
-    sums, so the order does not matter)."""
+def _routing_matrices(
+    model: DeviceModel, index_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(1536, A) summed exc/inh jumps per source and active neuron, (1536,) activated synapses per event, and the
+    (1536, A) bool wiring: source reaches the neuron through a routed row and a synapse with a matching label,
+    whatever its weight. The wiring, not the weights, defines the engine's structure (used sources, neuron
+    graph), so that a weight-only change never changes it (a weight of 0 delivers a jump of 0, which the spec
+    makes a no-op). All routes at once: a (routes x 256 columns) hit mask, then one histogram per sign over the
+    hits (integer sums, so the order does not matter)."""
     cfg = model.config
     a = int((index_of >= 0).sum())
     we = np.zeros((N_SOURCES, a), dtype=np.int64)
     wi = np.zeros((N_SOURCES, a), dtype=np.int64)
     count = np.zeros(N_SOURCES, dtype=np.int64)
+    linked = np.zeros((N_SOURCES, a), dtype=bool)
     r = cfg.routing.routes
     if len(r) == 0:
-        return we, wi, count
+        return we, wi, count, linked
     half = r["half"].astype(np.int64)
     row = r["row"].astype(np.int64)
     mode = np.asarray(cfg.row_modes, dtype=np.int64)[half, row]
@@ -824,8 +830,12 @@ def _routing_matrices(model: DeviceModel, index_of: np.ndarray) -> tuple[np.ndar
     half, row, mode = half[on], row[on], mode[on]
     sid = r["source"].astype(np.int64)[on] + np.where(r["kind"][on] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0)
     addr = r["address"].astype(np.int64)[on]
-    hit = (cfg.synapses.labels[half, row] == addr[:, None]) & (cfg.synapses.weights[half, row] > 0)
+    wired = cfg.synapses.labels[half, row] == addr[:, None]
+    hit = wired & (cfg.synapses.weights[half, row] > 0)
     np.add.at(count, sid, hit.sum(axis=1))
+    wr, wc = np.nonzero(wired)
+    wt = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[half[wr], wc]
+    linked[sid[wr[wt >= 0]], wt[wt >= 0]] = True
     rr, cc = np.nonzero(hit)
     tgt = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[half[rr], cc]
     ok = tgt >= 0
@@ -837,7 +847,7 @@ def _routing_matrices(model: DeviceModel, index_of: np.ndarray) -> tuple[np.ndar
         # float64 sums are exact here: each of the <= 512 terms is < 2^27, every sum < 2^53
         sums = np.bincount(slot[rr[sel]] * a + tgt[sel], weights=jump[sel], minlength=len(srcs) * a)
         target[srcs] = sums.reshape(len(srcs), a).astype(np.int64)
-    return we, wi, count
+    return we, wi, count, linked
 
 
 def _groups(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -869,8 +879,8 @@ def compile_model(model: DeviceModel) -> EngineModel:
     a = len(active)
     index_of = np.full(chip.N_NEURONS, -1, dtype=np.int64)
     index_of[active] = np.arange(a)
-    we_full, wi_full, count = _routing_matrices(model, index_of)
-    used = np.flatnonzero((we_full != 0).any(axis=1) | (wi_full != 0).any(axis=1))
+    we_full, wi_full, count, linked = _routing_matrices(model, index_of)
+    used = np.flatnonzero(linked.any(axis=1))
     src_index = np.full(N_SOURCES, -1, dtype=np.int64)
     src_index[used] = np.arange(len(used))
     we = np.ascontiguousarray(we_full[used].T)
@@ -894,10 +904,7 @@ def compile_model(model: DeviceModel) -> EngineModel:
         jlen[t] = pr.length
         kb[t] = int(pr.tick[1].max()) + int(pr.step[1].max())
 
-    adj = np.zeros((a, a), dtype=np.int64)
-    has = nrn_src >= 0
-    if has.any():
-        adj[has] = ((we[:, nrn_src[has]] != 0) | (wi[:, nrn_src[has]] != 0)).T
+    adj = linked[chip.N_INPUT_CHANNELS + active].astype(np.int64) if a else np.zeros((0, 0), dtype=np.int64)
     grp_ptr, grp_nrn, grp_iter, acyclic = _groups(adj)
     return EngineModel(
         model=model,
@@ -931,25 +938,17 @@ def compile_model(model: DeviceModel) -> EngineModel:
 def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     """The engine model of ``model``, a weight-only change of ``em.model`` (:func:`sim_device.model.with_weights`):
     the routing matrices are rebuilt and patched into ``em``; the propagator tables (and the lockstep tables
-    cached per duration), the processing order and the index maps are kept. If the set of used sources or the
-    neuron graph changed (a weight went to or from zero where that matters) this is :func:`compile_model`.
+    cached per duration), the processing order and the index maps are kept. The structure (used sources, neuron
+    graph) follows the wiring, which weights do not change (see :func:`_routing_matrices`); should it differ
+    anyway (``model`` is not a weight-only change) this is :func:`compile_model`.
     Either way the arrays equal those of ``compile_model(model)`` (tested)."""
-    we_full, wi_full, count = _routing_matrices(model, em.index_of)
-    used = np.flatnonzero((we_full != 0).any(axis=1) | (wi_full != 0).any(axis=1))
+    we_full, wi_full, count, linked = _routing_matrices(model, em.index_of)
+    used = np.flatnonzero(linked.any(axis=1))
+    a = len(em.active)
     if not np.array_equal(used, np.flatnonzero(em.src_index >= 0)):
         return compile_model(model)
     we = np.ascontiguousarray(we_full[used].T)
     wi = np.ascontiguousarray(wi_full[used].T)
-    a = len(em.active)
-    adj = np.zeros((a, a), dtype=np.int64)
-    has = em.nrn_src >= 0
-    if has.any():
-        adj[has] = ((we[:, em.nrn_src[has]] != 0) | (wi[:, em.nrn_src[has]] != 0)).T
-    old = np.zeros((a, a), dtype=np.int64)
-    if has.any():
-        old[has] = ((em.we[:, em.nrn_src[has]] != 0) | (em.wi[:, em.nrn_src[has]] != 0)).T
-    if not np.array_equal(adj, old):
-        return compile_model(model)
     act_nrn = count[chip.N_INPUT_CHANNELS + em.active] if a else np.zeros(0, dtype=np.int64)
     return replace(
         em,
