@@ -88,3 +88,33 @@ def test_other_changes_are_not_weight_only() -> None:
     other.synapses.labels[0, 0, 0] ^= 1
     assert not only_weights_differ(cfg, other)
     assert only_weights_differ(cfg, cfg.copy())
+
+
+def test_weights_crossing_zero_never_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's structure follows the wiring, so weights going to 0 and back (whole hidden-to-output
+    columns included) are patched in place; the bits still equal a fresh device's."""
+    import sim_device.engine as engine
+
+    rng = np.random.default_rng(5)
+    net = yinyang_network(rng)
+    dev = SimBackend(serial=2)
+    dev.configure(net.config)
+
+    def no_rebuild(model):  # pragma: no cover - only called on a regression
+        raise AssertionError("a weight-only change rebuilt the engine model")
+
+    monkeypatch.setattr(engine, "compile_model", no_rebuild)
+    t = yinyang_inputs(rng, 20)
+    inputs = InputSpikes.from_times(np.concatenate([t, t[:, 4:5]], axis=1) * 752,
+                                    np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]])
+    opts = RunOptions(duration_ticks=5000, record="all", seed=3)
+    zeroed = dev.config.copy()
+    zeroed.synapses.weights[:] = 0  # every weight to zero: no source reaches anything
+    restored = net.config.copy()
+    for target in (zeroed, restored):
+        dev.configure(dev.config.diff(target))
+        fresh = SimBackend(serial=2)  # a first configure builds through sim_device.backend's own reference
+        fresh.configure(target)
+        a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
+        assert a.spikes == b.spikes and a.stats == b.stats
+    assert a.spikes.events.size > 0  # the restored network spikes again
