@@ -54,19 +54,6 @@ DEFAULT_BAUD = 3_000_000
 URI_PARAMS = {"url", "baud", "timeout", "call_timeout", "fragment", "window", "rto_ms", "adaptive"}
 
 
-def _float_param(uri: DeviceURI, name: str, default: float, low: float, high: float) -> float:
-    v = uri.param(name)
-    if v is None:
-        return default
-    try:
-        val = float(v)
-    except ValueError:
-        raise ValueError(f"serial:// parameter {name}={v!r} is not a number") from None
-    if not low <= val <= high:
-        raise ValueError(f"serial:// parameter {name}={val} out of range [{low}, {high}]")
-    return val
-
-
 class SerialBackend(Backend):
     """A device behind a serial line, spoken to with the firstspike serial protocol.
 
@@ -152,8 +139,8 @@ class SerialBackend(Backend):
                                  "(serial:///?url=socket://127.0.0.1:5000)")
             port = uri.path
         baud = uri.int_param("baud", DEFAULT_BAUD, 50, 100_000_000)
-        timeout = _float_param(uri, "timeout", 5.0, 0.05, 3600.0)
-        call_timeout = _float_param(uri, "call_timeout", 120.0, 0.05, 86400.0)
+        timeout = uri.float_param("timeout", 5.0, 0.05, 3600.0)
+        call_timeout = uri.float_param("call_timeout", 120.0, 0.05, 86400.0)
         fragment = uri.int_param("fragment", 240, 16, 1024)
         window = uri.int_param("window", 64, 1, 128)
         rto_min = uri.int_param("rto_ms", 20, 1, 1000) / 1000

@@ -70,6 +70,19 @@ class DeviceURI:
             raise ValueError(f"{self.scheme}:// parameter {name}={val} out of range [{low}, {high}]")
         return val
 
+    def float_param(self, name: str, default: float, low: float, high: float) -> float:
+        """A real-valued query parameter, range-checked (NaN is out of range; the error names the parameter)."""
+        v = self.params.get(name)
+        if v is None:
+            return default
+        try:
+            val = float(v)
+        except ValueError:
+            raise ValueError(f"{self.scheme}:// parameter {name}={v!r} is not a number") from None
+        if not low <= val <= high:
+            raise ValueError(f"{self.scheme}:// parameter {name}={val} out of range [{low}, {high}]")
+        return val
+
     def check_params(self, allowed: set[str]) -> None:
         """Reject unknown query parameters (typos must not be silently ignored)."""
         unknown = sorted(set(self.params) - allowed)

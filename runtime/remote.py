@@ -151,19 +151,6 @@ def _default_config() -> tuple[ChipConfig, bytes]:
     return _DEFAULT_CONFIG
 
 
-def _float_param(uri: DeviceURI, name: str, default: float, low: float, high: float) -> float:
-    v = uri.param(name)
-    if v is None:
-        return default
-    try:
-        val = float(v)
-    except ValueError:
-        raise ValueError(f"grpc:// parameter {name}={v!r} is not a number") from None
-    if not low <= val <= high:
-        raise ValueError(f"grpc:// parameter {name}={val} out of range [{low}, {high}]")
-    return val
-
-
 def _bool_param(uri: DeviceURI, name: str, default: bool) -> bool:
     v = uri.param(name)
     if v is None:
@@ -305,16 +292,16 @@ class GrpcBackend(Backend):
             "tls": _bool_param(uri, "tls", False),
             "ca_file": uri.param("ca"),
             "server_name": uri.param("server_name"),
-            "timeout_s": _float_param(uri, "timeout", DEFAULT_TIMEOUT_S, 0.01, 86400.0),
-            "run_timeout_s": _float_param(uri, "run_timeout", DEFAULT_RUN_TIMEOUT_S, 0.01, 7 * 86400.0),
+            "timeout_s": uri.float_param("timeout", DEFAULT_TIMEOUT_S, 0.01, 86400.0),
+            "run_timeout_s": uri.float_param("run_timeout", DEFAULT_RUN_TIMEOUT_S, 0.01, 7 * 86400.0),
             "retries": uri.int_param("retries", DEFAULT_RETRIES, 0, 100),
-            "lease_ttl_s": _float_param(uri, "ttl", DEFAULT_LEASE_TTL_S, 0.1, 600.0),
+            "lease_ttl_s": uri.float_param("ttl", DEFAULT_LEASE_TTL_S, 0.1, 600.0),
             "exclusive": _bool_param(uri, "exclusive", False),
-            "wait_s": _float_param(uri, "wait", 0.0, 0.0, 600.0),
+            "wait_s": uri.float_param("wait", 0.0, 0.0, 600.0),
             "client_name": uri.param("name", "") or "",
             "stream_threshold": uri.int_param("stream_threshold", DEFAULT_STREAM_THRESHOLD, 1, 1 << 16),
             "chunk_entries": uri.int_param("chunk", DEFAULT_CHUNK_ENTRIES, 1, 1 << 16),
-            "max_message_bytes": int(_float_param(uri, "max_message_mb", 64.0, 0.01, 2047.0) * 2**20),
+            "max_message_bytes": int(uri.float_param("max_message_mb", 64.0, 0.01, 2047.0) * 2**20),
         }
         if len(targets) == 1:
             return cls(targets[0], **kw)

@@ -33,6 +33,13 @@ def test_parse_uri_forms():
         DeviceURI.parse("sim://?serial=10").int_param("serial", 0, 0, 9)
     with pytest.raises(ValueError, match="does not take parameter"):
         DeviceURI.parse("sim://?seriall=1").check_params({"serial"})
+    t = DeviceURI.parse("grpc://h:1?timeout=2.5")
+    assert t.float_param("timeout", 1.0, 0.0, 10.0) == 2.5 and t.float_param("ttl", 1.0, 0.0, 10.0) == 1.0
+    with pytest.raises(ValueError, match=r"grpc:// parameter timeout=.x. is not a number"):
+        DeviceURI.parse("grpc://h:1?timeout=x").float_param("timeout", 1.0, 0.0, 10.0)
+    for bad in ("11", "-1", "nan"):
+        with pytest.raises(ValueError, match=r"out of range \[0.0, 10.0\]"):
+            DeviceURI.parse(f"grpc://h:1?timeout={bad}").float_param("timeout", 1.0, 0.0, 10.0)
 
 
 @given(st.text(max_size=60))
