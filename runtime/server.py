@@ -215,19 +215,9 @@ class DeviceHost:
                     wire.REASON_TOO_MANY_LEASES,
                 )
             if exclusive:
-                give_up = now + wait_ms / 1000.0
-                while self._exclusive is not None:
-                    holder = self._leases.get(self._exclusive)
-                    remaining = give_up - self._clock()
-                    if remaining <= 0:
-                        raise StatusError(
-                            grpc.StatusCode.ABORTED,
-                            f"device is held exclusively by lease {self._exclusive[:8]} of client "
-                            f"{holder.client if holder else '?'!r}; waited {wait_ms} ms (set wait_ms to wait longer)",
-                            wire.REASON_DEVICE_BUSY,
-                        )
-                    self._meta.wait(min(remaining, 0.2))
-                    self._sweep_locked(self._clock(), force=True)
+                self._wait_exclusive_locked(
+                    now + wait_ms / 1000.0, None, f"waited {wait_ms} ms (set wait_ms to wait longer)"
+                )
             cfg, digest, summary = self._default
             lease = Lease(
                 id=secrets.token_hex(16),
@@ -275,23 +265,27 @@ class DeviceHost:
         with self._meta:
             return len(self._leases)
 
+    def _wait_exclusive_locked(self, give_up: float, own: str | None, waited: str) -> None:
+        """Wait (holding ``_meta``) until no lease but ``own`` holds the device exclusively; ABORTED at
+        ``give_up`` (server clock), the message ending in ``waited``."""
+        while self._exclusive is not None and self._exclusive != own:
+            holder = self._leases.get(self._exclusive)
+            remaining = give_up - self._clock()
+            if remaining <= 0:
+                raise StatusError(
+                    grpc.StatusCode.ABORTED,
+                    f"device is held exclusively by lease {self._exclusive[:8]} of client "
+                    f"{holder.client if holder else '?'!r}; {waited}",
+                    wire.REASON_DEVICE_BUSY,
+                )
+            self._meta.wait(min(remaining, 0.2))
+            self._sweep_locked(self._clock(), force=True)
+
     def _wait_turn(self, le: Lease, time_remaining: float | None) -> None:
         """Block while another lease holds the device exclusively (ABORTED after the caller's deadline)."""
         budget = self.busy_wait_s if time_remaining is None else max(0.0, time_remaining - 0.05)
         with self._meta:
-            give_up = self._clock() + budget
-            while self._exclusive is not None and self._exclusive != le.id:
-                holder = self._leases.get(self._exclusive)
-                remaining = give_up - self._clock()
-                if remaining <= 0:
-                    raise StatusError(
-                        grpc.StatusCode.ABORTED,
-                        f"device is held exclusively by lease {self._exclusive[:8]} of client "
-                        f"{holder.client if holder else '?'!r}; gave up after {budget:.1f} s (retry later)",
-                        wire.REASON_DEVICE_BUSY,
-                    )
-                self._meta.wait(min(remaining, 0.2))
-                self._sweep_locked(self._clock(), force=True)
+            self._wait_exclusive_locked(self._clock() + budget, le.id, f"gave up after {budget:.1f} s (retry later)")
             if le.id not in self._leases:
                 raise StatusError(
                     grpc.StatusCode.NOT_FOUND,
