@@ -83,20 +83,16 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, ancho
                 c1 = -lo * c0
                 e_lo = 1.0 / c0
                 e_hi = math.exp(-hi)
-                for j in range(n_out):
-                    wij = w[i, j]
-                    p[j] += wij * c0
-                    q[j] += wij * c1
             else:
                 # u(y) = (Q - P y) y, y = exp(-t/2), P = sum w e^t_i, Q = sum w e^(t_i/2); peak at y = Q / 2P
                 c1 = math.exp(0.5 * lo)
                 c0 = c1 * c1
                 y_lo = 1.0 / c1
                 y_hi = math.exp(-0.5 * hi)
-                for j in range(n_out):
-                    wij = w[i, j]
-                    p[j] += wij * c0
-                    q[j] += wij * c1
+            for j in range(n_out):
+                wij = w[i, j]
+                p[j] += wij * c0
+                q[j] += wij * c1
             if not hi > lo:
                 continue  # tied inputs: empty interval, no crossing is attributed to this prefix
             for j in range(n_out):

@@ -117,6 +117,23 @@ def _sanitize_times(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t.abs() < math.inf, t, math.inf)
 
 
+def _sorted_inputs(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per sample: input indices sorted by time, the sorted times shifted so that the earliest is 0 (silent
+    inputs stay ``+inf``, sorted last) and the shift (B, 1); cut to the most spiking inputs of any sample.
+    None when no sample has any input spike."""
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        return None
+    idx = np.argsort(t, axis=1)
+    ts = np.take_along_axis(t, idx, axis=1)
+    kmax = int((ts < np.inf).sum(axis=1).max())
+    if kmax == 0:
+        return None
+    # silent inputs sort last: only the first kmax columns can be part of any causal set
+    idx, ts = idx[:, :kmax], ts[:, :kmax]
+    shift = np.where(ts[:, :1] < np.inf, ts[:, :1], 0.0)
+    return idx, ts - shift, shift
+
+
 def _prologue(t_in: torch.Tensor, tau_ratio: int, threshold: float) -> tuple[np.ndarray, ...] | None:
     """Sort the inputs of every sample and build the per-prefix quantities (small (B, k) arrays, numpy).
 
@@ -125,17 +142,12 @@ def _prologue(t_in: torch.Tensor, tau_ratio: int, threshold: float) -> tuple[np.
     ratio 2: ``[e^t, e^(t/2), e^(-t_next/2), e^(-t_k/2), thr]`` (times shifted so that each sample's
     earliest input is at 0, so that no exp overflows).
     """
-    t = t_in.detach().cpu().numpy()
-    idx = np.argsort(t, axis=1)
-    ts = np.take_along_axis(t, idx, axis=1)
-    finite = ts < np.inf
-    kmax = int(finite.sum(axis=1).max()) if t.shape[1] else 0
-    if kmax == 0:
+    sorted_inputs = _sorted_inputs(t_in.detach().cpu().numpy())
+    if sorted_inputs is None:
         return None
-    # silent inputs sort last: only the first kmax columns can be part of any causal set
-    idx, ts, finite = idx[:, :kmax], ts[:, :kmax], finite[:, :kmax]
-    shift = np.where(finite[:, :1], ts[:, :1], 0.0)
-    ts = np.where(finite, ts - shift, 0.0)
+    idx, ts, shift = sorted_inputs
+    finite = ts < np.inf
+    ts = np.where(finite, ts, 0.0)
     t_next = np.full_like(ts, np.inf)
     t_next[:, :-1] = np.where(finite[:, 1:], ts[:, 1:], np.inf)
     # a prefix's interval [t_k, t_next) is empty for tied inputs and meaningless past the last finite
@@ -229,15 +241,11 @@ def _times_from_sums(
 def _forward_cpu_kernel(t_in: torch.Tensor, w: torch.Tensor, tau_ratio: int, threshold: float) -> torch.Tensor:
     """The forward pass with the fused numba kernel (CPU tensors only); same results as :func:`_forward_chunk`."""
     n_batch, n_out = t_in.shape[0], w.shape[1]
-    t = t_in.numpy()
-    idx = np.argsort(t, axis=1)
-    ts = np.take_along_axis(t, idx, axis=1)
-    kmax = int((ts < np.inf).sum(axis=1).max()) if t.shape[1] and n_batch else 0
-    if kmax == 0 or n_out == 0:
+    sorted_inputs = _sorted_inputs(t_in.numpy())
+    if sorted_inputs is None or n_out == 0:
         return torch.full((n_batch, n_out), math.inf, dtype=torch.float64)
-    idx, ts = idx[:, :kmax], ts[:, :kmax]
-    shift = np.where(ts[:, :1] < np.inf, ts[:, :1], 0.0)
-    spikes, p_k, q_k, anchor = cpu_kernels.causal_prefix_sums(idx, ts - shift, w.numpy(), tau_ratio, threshold)
+    idx, ts, shift = sorted_inputs
+    spikes, p_k, q_k, anchor = cpu_kernels.causal_prefix_sums(idx, ts, w.numpy(), tau_ratio, threshold)
     return _times_from_sums(
         torch.from_numpy(spikes), torch.from_numpy(p_k), torch.from_numpy(q_k), torch.from_numpy(anchor + shift),
         tau_ratio, threshold,
