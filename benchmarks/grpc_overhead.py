@@ -10,13 +10,14 @@ gRPC call, ``inprocess_p50_ms``; the same for the in-process device called from 
 (``inprocess_worker_thread_*``, ``ratio_vs_inprocess_worker_thread``: the sim's numba kernels behave very
 differently from the main thread), ``overhead_p50_ms`` (gRPC median minus in-process median, same run) and
 ``overhead_vs_worker_thread_p50_ms``, ``peak_rss_mb`` (measuring process: client + in-process device) and
-``server_peak_rss_mb``. The breakdown of a gRPC call: ``floor_p50_ms`` (a trivial RPC, GetInfo, on the same
-server: what gRPC itself costs on this machine), ``device_p50_ms`` (the server's own timing of the backend call,
-``RunResponse.device_us``) and ``stack_p50_ms`` (median per call of client-measured time minus device time: gRPC,
-both sides' validation and encoding, locks). The network is the yin-yang
-setup 4+1 -> 120 -> 3 compiled for the chip (or the conformance suite's 4+1 -> 16 -> 3 network if the
-compiler is missing). Both sides compete for the same cores: on a 2-core machine with other work running,
-numbers are depressed and noisy.
+``server_peak_rss_mb``, ``malloc`` (the measuring process keeps freed memory for reuse, as the trainers and
+the server do: ``runtime.allocator.tune_malloc``; ``--malloc default`` measures glibc's defaults, under which
+every 1 MB result page-faults anew on both sides). The breakdown of a gRPC call: ``floor_p50_ms`` (a trivial
+RPC, GetInfo, on the same server: what gRPC itself costs on this machine), ``device_p50_ms`` (the server's own
+timing of the backend call, ``RunResponse.device_us``) and ``stack_p50_ms`` (median per call of client-measured
+time minus device time: gRPC, both sides' validation and encoding, locks). The network is the yin-yang setup
+4+1 -> 120 -> 3 compiled for the chip (or the conformance suite's 4+1 -> 16 -> 3 network if the compiler is missing).
+Both sides compete for the same cores: on a 2-core machine with other work running, numbers are depressed and noisy.
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ def worker(args: argparse.Namespace) -> int:
     """Measure one case against the server at ``args.target``; print one JSON line."""
     for mod in args.imports:
         __import__(mod)
+    if args.malloc == "tuned":
+        # As the trainers and `firstspike serve` do; applies to both sides measured here (in-process and client).
+        from runtime.allocator import tune_malloc
+
+        tune_malloc()
     from hal.registry import open_backend
     from runtime.remote import GrpcBackend
 
@@ -208,6 +214,7 @@ def worker(args: argparse.Namespace) -> int:
         "device_p50_ms": pct("device", 50),
         "stack_p50_ms": pct("stack", 50),
         "identical_results": bool(same),
+        "malloc": args.malloc,
         "backend": args.backend,
         "network": desc,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -264,6 +271,8 @@ def run_case(args: argparse.Namespace, case: str) -> dict:
             str(args.seconds),
             "--rounds",
             str(args.rounds),
+            "--malloc",
+            args.malloc,
             *imports,
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
@@ -287,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default="batch1,batch100,batch1000", help=f"comma-separated, of {list(CASES)}")
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per side and case (default 3)")
     p.add_argument("--rounds", type=int, default=4, help="alternating in-process/gRPC blocks (default 4)")
+    p.add_argument(
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="glibc malloc of the measuring process: tuned as in the trainers and the server (default), or glibc's",
+    )
     p.add_argument("--import", dest="imports", action="append", default=[], help="module to import (test backends)")
     p.add_argument("--pythonpath", action="append", default=[], help="extra PYTHONPATH entry for subprocesses")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)

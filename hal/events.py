@@ -44,16 +44,18 @@ def model_to_ticks(t: np.ndarray, tau_s_ticks: float) -> np.ndarray:
 
 
 def _is_sorted(events: np.ndarray) -> bool:
-    """True if events are already in (batch, time, label) order (O(n); devices return them sorted)."""
+    """True if events are already in (batch, time, label) order (O(n); devices return them sorted).
+
+    Compares one packed uint64 key per event, ``batch << 42 | time << 10 | label``, which orders exactly like
+    (batch, time, label) for the values :func:`_check_events` lets through (batch < 2**16 <= 2**22, time a u32,
+    label < 2**10) and costs about half of three strided field comparisons.
+    """
     if len(events) < 2:
         return True
-    b, t, lab = events["batch"], events["time"], events["label"]
-    later_b = b[1:] > b[:-1]
-    same_b = b[1:] == b[:-1]
-    if not (later_b | same_b).all():
-        return False
-    t0, t1 = t[:-1], t[1:]
-    return bool(np.all(later_b | (same_b & ((t1 > t0) | ((t1 == t0) & (lab[1:] >= lab[:-1]))))))
+    key = events["batch"].astype(np.uint64) << np.uint64(42)
+    key |= events["time"].astype(np.uint64) << np.uint64(10)
+    key |= events["label"]
+    return not bool(np.any(key[1:] < key[:-1]))
 
 
 def _sorted(events: np.ndarray) -> np.ndarray:

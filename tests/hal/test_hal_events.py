@@ -12,6 +12,7 @@ from hal.events import (
     SPIKE_DTYPE,
     InputSpikes,
     SpikeEvents,
+    _is_sorted,
     model_to_ticks,
     seconds_to_ticks,
     ticks_to_model,
@@ -91,3 +92,36 @@ def test_bad_inputs_are_named():
         SpikeEvents(ev, 1)
     with pytest.raises(TypeError, match="SPIKE_DTYPE"):
         InputSpikes(np.zeros(3), 1)
+
+
+# Extreme field values: the packed sort key must order exactly like (batch, time, label) across the full ranges.
+_extreme_events = st.lists(
+    st.tuples(
+        st.one_of(st.integers(0, 3), st.integers(chip.MAX_BATCH - 4, chip.MAX_BATCH - 1)),
+        st.one_of(st.integers(0, 3), st.integers(2**32 - 4, 2**32 - 1), st.integers(0, 2**32 - 1)),
+        st.one_of(st.integers(0, 3), st.integers(chip.N_INPUT_CHANNELS - 4, chip.N_INPUT_CHANNELS - 1)),
+    ),
+    max_size=40,
+)
+
+
+def test_order_check_sees_a_later_entry_with_a_huge_time():
+    ev = np.array([(1, 0, 0), (0, 2**32 - 1, 1023)], dtype=SPIKE_DTYPE)
+    assert not _is_sorted(ev)
+    assert InputSpikes(ev, 2).events["batch"].tolist() == [0, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_extreme_events, st.booleans())
+def test_containers_sort_exactly_like_lexsort_at_extreme_values(triples, presort):
+    if presort:  # the already-sorted fast path must be taken and be right
+        triples = sorted(triples)
+    ev = np.array(triples, dtype=SPIKE_DTYPE) if triples else np.empty(0, SPIKE_DTYPE)
+    want = ev[np.lexsort((ev["label"], ev["time"], ev["batch"]))]
+    got = InputSpikes(ev, chip.MAX_BATCH).events
+    assert np.array_equal(got, want)
+    # The order check itself, on the raw triples (a wrong "sorted" would skip the sort).
+    assert _is_sorted(ev) == (triples == sorted(triples))
+    spikes = ev[ev["label"] < chip.N_NEURONS]
+    want_spikes = spikes[np.lexsort((spikes["label"], spikes["time"], spikes["batch"]))]
+    assert np.array_equal(SpikeEvents(spikes, chip.MAX_BATCH).events, want_spikes)
