@@ -191,6 +191,18 @@ def _clamp(net: TTFSNetwork, limits: Sequence[float]) -> None:
             layer.weight.clamp_(-lim, lim)
 
 
+def _weights(net: TTFSNetwork) -> list[torch.Tensor]:
+    return [layer.weight.detach().clone() for layer in net.layers]
+
+
+def _load_weights(net: TTFSNetwork, session: Session, weights: Sequence[torch.Tensor]) -> None:
+    """Set the float weights and send the changed synapses to the device."""
+    with torch.no_grad():
+        for layer, w in zip(net.layers, weights, strict=True):
+            layer.weight.copy_(w)
+    session.update_weights([layer.weight for layer in net.layers])
+
+
 def _step_seed(seed: int, epoch: int, batch: int) -> int:
     """Noise seed of one training step: distinct per run seed, epoch and batch, and never one of EVAL_SEEDS."""
     return (1 << 32) + ((int(seed) * 1_000_003 + epoch * 65_537 + batch) % (1 << 60))
@@ -219,6 +231,7 @@ def train_in_the_loop(
     max_seconds: float | None = None,
     lr: float | None = None,
     select: str = "best-val",
+    ema: float | None = None,
 ) -> dict[str, Any]:
     """Train ``task`` with ``device`` in the loop; returns the metrics dict (the software trainer's keys plus
     ``device``: counters, chip time and the energy estimate).
@@ -232,11 +245,17 @@ def train_in_the_loop(
     it (estimated from the previous epoch; the epochs actually run are reported). ``select``: as in the
     software trainer, keep the weights of the epoch with the best validation accuracy (measured on the
     device; ``"best-val"``) or of the last epoch (``"final"``); the metrics also report the final epoch's
-    accuracies. Without a progress bar one line per epoch is logged. With ``out_dir`` writes ``model.pt``,
+    accuracies. ``ema``: also keep an exponential moving average of the float weights (decay per training
+    step, e.g. 0.99); validation, model selection and the saved model then use the averaged weights (measured
+    on the device like everything else), while training itself follows the raw weights unchanged; the raw
+    weights' validation accuracy is kept in ``history["val_accuracy_raw"]``. Without a progress bar one line
+    per epoch is logged. With ``out_dir`` writes ``model.pt``,
     ``network.fsn`` (the artifact with the same fixed scales), ``metrics.json`` and ``training.png``.
     """
     if select not in ("best-val", "final"):
         raise ValueError(f"select must be 'best-val' or 'final', got {select!r}")
+    if ema is not None and not 0.0 < float(ema) < 1.0:
+        raise ValueError(f"ema (decay per step) must be in (0, 1), got {ema!r}")
     cfg = device_task(task, layer_sizes)
     if lr is not None:
         cfg = replace(cfg, lr=float(lr))
@@ -302,7 +321,10 @@ def train_in_the_loop(
     val_acc = math.nan
     epochs_run = 0
     best_val, best_epoch = -1.0, 0
-    best_state = [layer.weight.detach().clone() for layer in net.layers]
+    best_state = _weights(net)
+    averaged = _weights(net) if ema is not None else None
+    if averaged is not None:
+        history["val_accuracy_raw"] = []
     for epoch in range(n_epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n_train, generator=gen)
@@ -323,6 +345,10 @@ def train_in_the_loop(
             x_dev = torch.from_numpy(res.input_times)
             loss, out, _ = train_step(net, optimizer, bumper, x_dev, y, cfg, measured_times=measured)
             _clamp(net, limits)
+            if averaged is not None:
+                with torch.no_grad():
+                    for a, layer in zip(averaged, net.layers, strict=True):
+                        a.mul_(ema).add_(layer.weight, alpha=1.0 - ema)
             diff = session.update_weights([layer.weight for layer in net.layers])
             changed += diff.changed_entries() if diff is not None else 0
             if loss is not None:
@@ -338,12 +364,19 @@ def train_in_the_loop(
                                     acc=f"{100 * correct / min((b + 1) * bs, n_train):.1f}%",
                                     val=f"{100 * val_acc:.1f}%", refresh=False)
         dt = time.perf_counter() - t0
+        train_diffs = session.uploads.diffs - diffs0
         train_time += dt
         samples_seen += n_train
         epochs_run += 1
         history["lr"].append(optimizer.param_groups[0]["lr"])
         scheduler.step()
         ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
+        if averaged is not None:  # validate the averaged weights, then carry on training the raw ones
+            history["val_accuracy_raw"].append(ev["accuracy"])
+            raw = _weights(net)
+            _load_weights(net, session, averaged)
+            ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
+            _load_weights(net, session, raw)
         val_acc = ev["accuracy"]
         history["train_loss"].append(loss_sum / n_loss if n_loss else math.nan)
         history["train_accuracy"].append(correct / n_train if n_train else math.nan)
@@ -351,10 +384,10 @@ def train_in_the_loop(
         history["val_accuracy"].append(val_acc)
         history["epoch_seconds"].append(dt)
         history["silent_hidden_fraction"].append(silent_hidden / n_batches if n_batches else math.nan)
-        history["changed_weights_per_step"].append(changed / max(session.uploads.diffs - diffs0, 1))
+        history["changed_weights_per_step"].append(changed / max(train_diffs, 1))
         if val_acc >= best_val:  # ties: keep the later epoch (as the software trainer does)
             best_val, best_epoch = val_acc, epoch + 1
-            best_state = [layer.weight.detach().clone() for layer in net.layers]
+            best_state = _weights(net) if averaged is None else [a.clone() for a in averaged]
         if bar is None:
             say(f"epoch {epoch + 1}/{n_epochs}: loss {history['train_loss'][-1]:.4f} "
                 f"train {100 * history['train_accuracy'][-1]:.2f}% val {100 * val_acc:.2f}% "
@@ -369,13 +402,12 @@ def train_in_the_loop(
     if bar is not None:
         bar.close()
 
+    if averaged is not None:  # the "final epoch" model is the average at the end
+        _load_weights(net, session, averaged)
     final_test_ev = evaluate_on_device(session, test, cfg, seed=EVAL_SEEDS["test"], stats=eval_stats)
     final_val_ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
     if select == "best-val" and epochs_run and best_epoch != epochs_run:
-        with torch.no_grad():
-            for layer, w in zip(net.layers, best_state, strict=True):
-                layer.weight.copy_(w)
-        session.update_weights([layer.weight for layer in net.layers])
+        _load_weights(net, session, best_state)
         test_ev = evaluate_on_device(session, test, cfg, seed=EVAL_SEEDS["test"], stats=eval_stats)
         val_ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
     else:
@@ -411,6 +443,7 @@ def train_in_the_loop(
     )
     metrics.update({
         "mode": "in-the-loop",
+        "ema": ema,
         "epochs_requested": n_epochs,
         "init_model": None if init_model is None or isinstance(init_model, TTFSNetwork) else str(init_model),
         "device": device_info,
@@ -477,6 +510,9 @@ def add_device_arguments(parser: Any) -> None:
     g.add_argument("--lr", type=float, default=None, help="learning rate (default: the task's reference value)")
     g.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM,
                    help="fixed weight range per layer = HEADROOM x largest initial |w| (default %(default)s)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="validate, select and save an exponential moving average of the weights (decay per "
+                        "step, e.g. 0.99); training follows the raw weights")
     g.add_argument("--max-minutes", type=float, default=None,
                    help="wall-time budget: stop before an epoch that would end after it")
 
@@ -499,7 +535,7 @@ def run_cli(args: Any) -> int:
             args.task, device, epochs=args.epochs, seed=args.seed, out_dir=out, train_size=args.train_size,
             eval_size=args.eval_size, threads=args.threads, progress=not args.no_progress,
             mnist_dir=args.mnist_dir, init_model=args.init, headroom=args.headroom, lr=args.lr,
-            device_uri=args.device, select=getattr(args, "select", "best-val"),
+            device_uri=args.device, select=getattr(args, "select", "best-val"), ema=getattr(args, "ema", None),
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
     except (ValueError, OSError, HalError) as exc:

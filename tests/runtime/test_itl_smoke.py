@@ -113,3 +113,23 @@ def test_energy_model_terms_and_units():
     assert format_energy(33.7e-6) == "33.7 uJ" and format_energy(4.2e-9) == "4.2 nJ"
     with pytest.raises(ValueError, match="static_w"):
         EnergyModel(static_w=-1.0)
+
+
+def test_weight_average_leaves_training_unchanged_and_is_what_gets_selected(tmp_path):
+    from runtime.ttfs.layers import TTFSNetwork
+
+    common = dict(epochs=3, seed=4, train_size=300, eval_size=100, progress=False, select="final")
+    plain = train_in_the_loop("yinyang", SimBackend(serial=1), out_dir=tmp_path / "raw", **common)
+    avg = train_in_the_loop("yinyang", SimBackend(serial=1), ema=0.9, out_dir=tmp_path / "ema", **common)
+    # the raw trajectory is the same run: same losses, same validation of the raw weights
+    assert avg["history"]["train_loss"] == plain["history"]["train_loss"]
+    assert avg["history"]["val_accuracy_raw"] == plain["history"]["val_accuracy"]
+    assert avg["ema"] == 0.9 and plain["ema"] is None
+    # what is kept is the average: not the raw final weights, and within the representable range
+    model = TTFSNetwork.load(tmp_path / "ema" / "model.pt")
+    raw = TTFSNetwork.load(tmp_path / "raw" / "model.pt")
+    for a, r, lim in zip(model.layers, raw.layers, avg["device"]["max_abs_weight"], strict=True):
+        assert not torch.equal(a.weight, r.weight)
+        assert float(a.weight.detach().abs().max()) <= lim + 1e-12
+    with pytest.raises(ValueError, match="ema"):
+        train_in_the_loop("yinyang", SimBackend(serial=1), ema=1.0, **common)
