@@ -232,7 +232,7 @@ def main() -> None:
         t.add_argument("--out", required=True)
         if name == "itl":
             t.add_argument("--init", default=None, help="start from this model.pt (fine-tuning)")
-            t.add_argument("--headroom", type=float, default=1.5)
+            t.add_argument("--headroom", type=float, default=None, help="default: the task's (in_the_loop)")
             t.add_argument("--lr", type=float, default=None, help="learning rate (default: the task's)")
             t.add_argument("--select", choices=("best-val", "final"), default="final",
                            help="weights kept: last epoch (default here) or best validation epoch")

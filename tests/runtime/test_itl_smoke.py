@@ -32,6 +32,7 @@ def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_p
     assert h["train_loss"][1] < h["train_loss"][0]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     dev = metrics["device"]
+    assert dev["headroom"] == 2.0  # yin-yang's default range: 2 x the largest initial |w| per layer
     assert dev["training"]["runs"] == 2 * 2  # two batches of 150 per epoch
     assert dev["training"]["spikes"] > 0 and dev["training"]["synaptic_events"] > 0
     assert dev["total"]["config_diffs"] >= 1
@@ -86,6 +87,9 @@ def test_fixed_weight_scales_and_device_task():
     with pytest.raises(ValueError, match="must be > 0"):
         fixed_weight_scales(net, max_weights=[0.0, 1.0])
     assert device_task("mnist16").layer_sizes == (246, 10)
+    from runtime.training.in_the_loop import DEFAULT_HEADROOM, DEVICE_HEADROOM
+
+    assert DEVICE_HEADROOM.get("mnist16", DEFAULT_HEADROOM) == 1.5 and DEVICE_HEADROOM["yinyang"] == 2.0
     assert device_task("yinyang").layer_sizes == (120, 3)
     with pytest.raises(ValueError, match="layer sizes"):
         device_task("yinyang", layer_sizes=(10,))
