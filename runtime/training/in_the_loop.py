@@ -198,15 +198,9 @@ def _clamp(net: TTFSNetwork, limits: Sequence[float]) -> None:
             layer.weight.clamp_(-lim, lim)
 
 
-def _weights(net: TTFSNetwork) -> list[torch.Tensor]:
-    return [layer.weight.detach().clone() for layer in net.layers]
-
-
-def _load_weights(net: TTFSNetwork, session: Session, weights: Sequence[torch.Tensor]) -> None:
+def _load_weights(net: TTFSNetwork, session: Session, weights: list[torch.Tensor]) -> None:
     """Set the float weights and send the changed synapses to the device."""
-    with torch.no_grad():
-        for layer, w in zip(net.layers, weights, strict=True):
-            layer.weight.copy_(w)
+    net.load_weights(weights)
     session.update_weights([layer.weight for layer in net.layers])
 
 
@@ -331,8 +325,8 @@ def train_in_the_loop(
     val_acc = math.nan
     epochs_run = 0
     best_val, best_epoch = -1.0, 0
-    best_state = _weights(net)
-    averaged = _weights(net) if ema is not None else None
+    best_state = net.weight_snapshot()
+    averaged = net.weight_snapshot() if ema is not None else None
     if averaged is not None:
         history["val_accuracy_raw"] = []
     for epoch in range(n_epochs):
@@ -383,7 +377,7 @@ def train_in_the_loop(
         ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
         if averaged is not None:  # validate the averaged weights, then carry on training the raw ones
             history["val_accuracy_raw"].append(ev["accuracy"])
-            raw = _weights(net)
+            raw = net.weight_snapshot()
             _load_weights(net, session, averaged)
             ev = evaluate_on_device(session, val, cfg, seed=EVAL_SEEDS["val"], stats=eval_stats)
             _load_weights(net, session, raw)
@@ -397,7 +391,7 @@ def train_in_the_loop(
         history["changed_weights_per_step"].append(changed / max(train_diffs, 1))
         if val_acc >= best_val:  # ties: keep the later epoch (as the software trainer does)
             best_val, best_epoch = val_acc, epoch + 1
-            best_state = _weights(net) if averaged is None else [a.clone() for a in averaged]
+            best_state = net.weight_snapshot() if averaged is None else [a.clone() for a in averaged]
         if bar is None:
             say(f"epoch {epoch + 1}/{n_epochs}: loss {history['train_loss'][-1]:.4f} "
                 f"train {100 * history['train_accuracy'][-1]:.2f}% val {100 * val_acc:.2f}% "

@@ -325,7 +325,7 @@ def train_software(
         )
     val_acc = math.nan
     best_val, best_epoch = -1.0, 0
-    best_state = [layer.weight.detach().clone() for layer in net.layers]
+    best_state = net.weight_snapshot()
     for epoch in range(n_epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n_train, generator=gen)
@@ -367,7 +367,7 @@ def train_software(
         history["epoch_seconds"].append(dt)
         if val_acc >= best_val:  # ties: keep the later epoch
             best_val, best_epoch = val_acc, epoch + 1
-            best_state = [layer.weight.detach().clone() for layer in net.layers]
+            best_state = net.weight_snapshot()
         if bar is None:
             say(f"epoch {epoch + 1}/{n_epochs}: loss {history['train_loss'][-1]:.4f} "
                 f"train {100 * history['train_accuracy'][-1]:.2f}% val {100 * val_acc:.2f}% "
@@ -378,9 +378,7 @@ def train_software(
     final_test_ev = evaluate(net, test, cfg)
     final_val_ev = evaluate(net, val, cfg)
     if select == "best-val" and n_epochs:
-        with torch.no_grad():
-            for layer, w in zip(net.layers, best_state, strict=True):
-                layer.weight.copy_(w)
+        net.load_weights(best_state)
     else:
         best_epoch = n_epochs
     test_ev = evaluate(net, test, cfg)

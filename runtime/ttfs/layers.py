@@ -165,6 +165,16 @@ class TTFSNetwork(nn.Module):
         with torch.no_grad():
             return self.forward(input_times)[-1]
 
+    def weight_snapshot(self) -> list[torch.Tensor]:
+        """Detached copies of every layer's weight matrix (model units), e.g. to keep the best epoch's."""
+        return [layer.weight.detach().clone() for layer in self.layers]
+
+    @torch.no_grad()
+    def load_weights(self, weights: list[torch.Tensor]) -> None:
+        """Copy ``weights`` (one matrix per layer, as from :meth:`weight_snapshot`) into the layers."""
+        for layer, w in zip(self.layers, weights, strict=True):
+            layer.weight.copy_(w)
+
     def to_network(self) -> Any:
         """This model as the compiler's IR (``compiler.ir.Network``), see :func:`runtime.ttfs.export.to_network`."""
         from runtime.ttfs.export import to_network  # lazy: the compiler is needed only for deployment
