@@ -1,6 +1,6 @@
 """gRPC overhead: throughput and latency of runs through a device server vs the same backend in-process.
 
-    python benchmarks/grpc_overhead.py [--backend sim://] [--cases batch1,batch100,batch1000] [--seconds 4]
+    python benchmarks/grpc_overhead.py [--backend sim://] [--cases batch1,batch100,batch1000] [--seconds 3]
 
 For each case a fresh server subprocess (``python -m runtime.server --backend URI --port 0``) and a fresh
 measuring subprocess (so peak RSS is per case) are started. The measuring process alternates blocks of runs
@@ -15,7 +15,9 @@ the server do: ``runtime.allocator.tune_malloc``; ``--malloc default`` measures 
 every 1 MB result page-faults anew on both sides). The breakdown of a gRPC call: ``floor_p50_ms`` (a trivial
 RPC, GetInfo, on the same server: what gRPC itself costs on this machine), ``device_p50_ms`` (the server's own
 timing of the backend call, ``RunResponse.device_us``) and ``stack_p50_ms`` (median per call of client-measured
-time minus device time: gRPC, both sides' validation and encoding, locks). The network is the yin-yang setup
+time minus device time: gRPC, both sides' validation and encoding, locks), with the spikes as columns as the client
+asks; ``stack_records_p50_ms`` the same with the spikes as 10-byte records (alternating calls), and
+``response_bytes`` / ``response_records_bytes`` the size of one response either way. The network is the yin-yang setup
 4+1 -> 120 -> 3 compiled for the chip (or the conformance suite's 4+1 -> 16 -> 3 network if the compiler is missing).
 Both sides compete for the same cores: on a 2-core machine with other work running, numbers are depressed and noisy.
 """
@@ -102,36 +104,45 @@ def _block(dev, inputs, options, n: int) -> tuple[float, list[float]]:
     return time.perf_counter() - t0, lat
 
 
-def _stub_breakdown(remote, inputs, options, n: int) -> tuple[list[float], list[float], list[float]]:
-    """(trivial GetInfo latencies, Run latencies, Run device times) in seconds from ``n`` raw stub calls each.
+def _stub_breakdown(remote, inputs, options, n: int) -> dict[str, list[float]]:
+    """Latencies in seconds of ``n`` raw stub calls each: trivial GetInfo (``floor``), and Run asking for the
+    spikes as columns (what ``remote.run`` asks) and as records, alternating: ``total``/``device`` (the
+    server's ``device_us``) per layout, plus the serialised response sizes in bytes.
 
     Uses the backend's own channel and lease, so the calls take exactly the path ``remote.run`` takes minus the
     client-side Python around the stub."""
     from proto.firstspike.v1 import device_pb2 as pb
     from runtime import wire
 
-    floor = []
+    out: dict[str, list[float]] = {"floor": []}
     for _ in range(n):
         s = time.perf_counter()
         remote._stub.GetInfo(pb.GetInfoRequest(), timeout=60)
-        floor.append(time.perf_counter() - s)
+        out["floor"].append(time.perf_counter() - s)
     opts = wire.options_to_pb(options)
-    reqs = [
-        pb.RunRequest(
-            lease_id=remote.lease_id,
-            config_id=remote.config_id,
-            inputs=wire.pack_events(x.events, x.batch_size),
-            options=opts,
-        )
-        for x in inputs
-    ]
-    total, device = [], []
+    layouts = {"columns": wire.COLUMNS, "records": wire.RECORDS}
+    reqs = {
+        name: [
+            pb.RunRequest(
+                lease_id=remote.lease_id,
+                config_id=remote.config_id,
+                inputs=wire.pack_events(x.events, x.batch_size),
+                options=opts,
+                result_layout=layout,
+            )
+            for x in inputs
+        ]
+        for name, layout in layouts.items()
+    }
     for k in range(n):
-        s = time.perf_counter()
-        resp = remote._stub.Run(reqs[k % len(reqs)], timeout=600)
-        total.append(time.perf_counter() - s)
-        device.append(resp.device_us * 1e-6)
-    return floor, total, device
+        for name in layouts:
+            s = time.perf_counter()
+            resp = remote._stub.Run(reqs[name][k % len(inputs)], timeout=600)
+            out.setdefault(f"total_{name}", []).append(time.perf_counter() - s)
+            out.setdefault(f"device_{name}", []).append(resp.device_us * 1e-6)
+            if k == 0:
+                out[f"bytes_{name}"] = [float(resp.ByteSize())]
+    return out
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -182,10 +193,11 @@ def worker(args: argparse.Namespace) -> int:
             lats[key] += lat
     n_calls = per_block * args.rounds
     rate = {k: n_calls * batch / v for k, v in totals.items()}
-    floor, stub_total, stub_device = _stub_breakdown(remote, inputs, options, per_block)
-    lats["floor"] = floor
-    lats["device"] = stub_device
-    lats["stack"] = [t - d for t, d in zip(stub_total, stub_device, strict=True)]
+    raw = _stub_breakdown(remote, inputs, options, per_block)
+    lats["floor"] = raw["floor"]
+    lats["device"] = raw["device_columns"]
+    for name, key in (("columns", "stack"), ("records", "stack_records")):
+        lats[key] = [t - d for t, d in zip(raw[f"total_{name}"], raw[f"device_{name}"], strict=True)]
 
     def pct(key: str, q: float) -> float:
         return round(float(np.percentile(lats[key], q)) * 1e3, 3)
@@ -213,6 +225,10 @@ def worker(args: argparse.Namespace) -> int:
         "floor_p50_ms": pct("floor", 50),
         "device_p50_ms": pct("device", 50),
         "stack_p50_ms": pct("stack", 50),
+        # the same raw calls with the spikes as 10-byte records instead of columns (alternating with them)
+        "stack_records_p50_ms": pct("stack_records", 50),
+        "response_bytes": int(raw["bytes_columns"][0]),
+        "response_records_bytes": int(raw["bytes_records"][0]),
         "identical_results": bool(same),
         "malloc": args.malloc,
         "backend": args.backend,

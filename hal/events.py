@@ -7,7 +7,7 @@ recorded output: the neuron id). Times are integers in ticks; model time is ``ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -83,6 +83,51 @@ def _check_events(events: np.ndarray, batch_size: int, label_max: int, what: str
     return events
 
 
+def entry_counts(events: np.ndarray, batch_size: int) -> np.ndarray:
+    """Events per batch entry (``uint32``, length ``batch_size``) of events sorted by batch entry."""
+    bounds = np.searchsorted(events["batch"], np.arange(batch_size + 1, dtype=np.uint32))
+    return np.diff(bounds).astype(np.uint32)
+
+
+def _columns_to_events(
+    counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int, label_max: int, what: str
+) -> tuple[np.ndarray, bool]:
+    """Columns -> (events of SPIKE_DTYPE in entry order, whether they are already (time, label)-sorted per entry).
+
+    Checks every length and range; raises a ValueError naming the column."""
+    counts, times, labels = np.asarray(counts), np.asarray(times), np.asarray(labels)
+    if batch_size < 0 or batch_size > chip.MAX_BATCH:
+        raise FieldRangeError(f"{what}.batch_size", batch_size, 0, chip.MAX_BATCH)
+    for name, col, kinds in (("entry_counts", counts, "u"), ("times", times, "u"), ("labels", labels, "u")):
+        if col.ndim != 1 or col.dtype.kind not in kinds or col.dtype.itemsize > 4:
+            raise TypeError(f"{what}.{name}: must be a 1-d array of unsigned integers of <= 32 bits, got {col.dtype}")
+    if len(counts) != batch_size:
+        raise ValueError(f"{what}.entry_counts: {len(counts)} counts for {batch_size} batch entries (one per entry)")
+    n = int(counts.sum(dtype=np.uint64))
+    if len(times) != n or len(labels) != n:
+        raise ValueError(
+            f"{what}: entry_counts sum to {n} events but there are {len(times)} times and {len(labels)} labels"
+        )
+    if n and int(labels.max()) > label_max:
+        raise FieldRangeError(f"{what}.label", int(labels.max()), 0, label_max)
+    events = np.empty(n, dtype=SPIKE_DTYPE)
+    events["batch"] = np.repeat(np.arange(batch_size, dtype=np.uint32), counts)
+    events["time"] = times
+    events["label"] = labels
+    if n < 2:
+        return events, True
+    # Batch order holds by construction; (time, label) order within each entry is one packed-key comparison,
+    # ignored where a new entry starts.
+    wide = np.uint64 if times.dtype.itemsize > 2 else np.uint32
+    key = times.astype(wide) << wide(10)
+    key |= labels
+    descending = key[1:] < key[:-1]
+    starts = np.cumsum(counts[:-1], dtype=np.int64)
+    starts = starts[(starts > 0) & (starts < n)]
+    descending[starts - 1] = False
+    return events, not bool(descending.any())
+
+
 @dataclass(frozen=True, eq=False)
 class InputSpikes:
     """Input spike trains for a batch: events on input channels, sorted by (batch, time, label).
@@ -123,6 +168,17 @@ class InputSpikes:
         ev["label"] = ch[ji]
         return cls(ev, b)
 
+    @classmethod
+    def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> InputSpikes:
+        """Build from columns: events per entry (``counts``, one per entry), then every event's time in ticks
+        and input channel, entry by entry (any order within an entry)."""
+        events, _ = _columns_to_events(counts, times, labels, batch_size, chip.N_INPUT_CHANNELS - 1, "InputSpikes")
+        return cls(events, batch_size)
+
+    def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(events per entry ``uint32``, times in ticks ``uint32``, channels ``uint16``), entry by entry."""
+        return entry_counts(self.events, self.batch_size), self.events["time"].copy(), self.events["label"].copy()
+
     def __len__(self) -> int:
         return len(self.events)
 
@@ -147,10 +203,38 @@ class SpikeEvents:
 
     events: np.ndarray
     batch_size: int
+    # (counts, times, labels) this container was built from, when it was built from columns: lets
+    # to_columns() skip three strided passes over the records. Never compared, never part of the value.
+    _columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         ev = _check_events(self.events, self.batch_size, chip.N_NEURONS - 1, "SpikeEvents")
         object.__setattr__(self, "events", _sorted(ev))
+
+    @classmethod
+    def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> SpikeEvents:
+        """Build from columns: spikes per entry (``counts``, one per entry), then every spike's time in ticks
+        and neuron id, entry by entry. Columns already sorted within each entry (what devices send) skip the
+        sort and its full check (and are kept for :meth:`to_columns`); others are sorted. The arrays must not
+        be modified afterwards."""
+        events, in_order = _columns_to_events(counts, times, labels, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
+        if not in_order:
+            return cls(events, batch_size)
+        out = object.__new__(cls)  # validated above: the columns' order and ranges are the invariants
+        object.__setattr__(out, "events", events)
+        object.__setattr__(out, "batch_size", int(batch_size))
+        object.__setattr__(out, "_columns", (np.asarray(counts), np.asarray(times), np.asarray(labels)))
+        return out
+
+    def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(spikes per entry ``uint32``, times in ticks (``uint32`` or narrower), neuron ids ``uint16``), entry
+        by entry; read-only use (they may be shared with this container)."""
+        if self._columns is not None:
+            counts, times, labels = self._columns
+            return counts.astype(np.uint32, copy=False), times, labels.astype(np.uint16, copy=False)
+        return entry_counts(self.events, self.batch_size), self.events["time"].copy(), self.events["label"].copy()
 
     def __len__(self) -> int:
         return len(self.events)

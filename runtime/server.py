@@ -643,9 +643,12 @@ class DeviceServicer(pb_grpc.DeviceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "options is required (at least duration_ticks)", wire.REASON_INVALID
             )
         options = wire.options_from_pb(request.options)
+        layout = wire.check_layout(request.result_layout, "result_layout")
         inputs = wire.unpack_inputs(request.inputs)
         result, le, us = self.host.run(request.lease_id, request.config_id, inputs, options, _time_remaining(context))
-        size = len(result.spikes.events) * wire.SPIKE_DTYPE.itemsize
+        n = len(result.spikes.events)
+        # an upper bound of the encoded spikes (columns: u32 per entry, at most u32 time + u16 label per event)
+        size = n * wire.SPIKE_DTYPE.itemsize if layout == wire.RECORDS else 4 * result.spikes.batch_size + 6 * n
         size += 0 if result.membrane is None else result.membrane.nbytes
         if size + 4096 > self.max_message_bytes:
             raise StatusError(
@@ -657,7 +660,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         fields.update(
             lease=le.short, batch=inputs.batch_size, inputs=len(inputs), events=len(result.spikes), device_ms=us / 1000
         )
-        return wire.result_to_pb(result, config_id=le.config_id, sequence=request.sequence, device_us=us)
+        return wire.result_to_pb(
+            result, config_id=le.config_id, sequence=request.sequence, device_us=us, layout=layout
+        )
 
     @_unary("Run", logging.DEBUG)
     def Run(self, request: pb.RunRequest, context: grpc.ServicerContext, fields: dict) -> pb.RunResponse:

@@ -1,8 +1,10 @@
 """Conversions between hal objects and the ``firstspike.v1`` protobuf messages (client and server share them).
 
-Spike events travel as packed little-endian records of :data:`hal.events.SPIKE_DTYPE` (10 bytes: u32 batch,
-u32 time in ticks, u16 label) in one ``bytes`` field; membrane samples as a dtype string, a shape and raw
-C-order bytes. Every decoder validates what it reads and raises a ``ValueError`` subclass naming the field.
+Spike events travel in one of two layouts (``SpikeBatch.layout``): packed little-endian records of
+:data:`hal.events.SPIKE_DTYPE` (10 bytes: u32 batch, u32 time in ticks, u16 label) in one ``bytes`` field, or
+columns (u32 events per entry, u16/u32 times, u16 labels: 4-6 bytes per event, what clients ask results in);
+membrane samples as a dtype string, a shape and raw C-order bytes. Every decoder validates what it reads and
+raises a ``ValueError`` subclass naming the field.
 """
 
 from __future__ import annotations
@@ -51,32 +53,89 @@ class WireError(HalError, ValueError):
 
 
 # ---- spikes ------------------------------------------------------------------------------------------
+RECORDS = pb.SPIKE_LAYOUT_RECORDS
+COLUMNS = pb.SPIKE_LAYOUT_COLUMNS
+LAYOUTS = {RECORDS: "SPIKE_LAYOUT_RECORDS(0)", COLUMNS: "SPIKE_LAYOUT_COLUMNS(1)"}
+_U16_TIMES = 1 << 16  # columns carry times as u16 when every time is below this
+
+
+def check_layout(layout: int, what: str) -> int:
+    """``layout`` if it names a SpikeLayout; a WireError naming ``what`` and the allowed values otherwise."""
+    if layout not in LAYOUTS:
+        raise WireError(f"{what}: {int(layout)} is not a spike layout; allowed {', '.join(LAYOUTS.values())}")
+    return int(layout)
+
+
 def pack_events(events: np.ndarray, batch_size: int) -> pb.SpikeBatch:
-    """Events of SPIKE_DTYPE -> SpikeBatch (10-byte little-endian records)."""
+    """Events of SPIKE_DTYPE (any order) -> SpikeBatch in the records layout (10-byte little-endian records)."""
     arr = np.ascontiguousarray(events, dtype=SPIKE_DTYPE)
     return pb.SpikeBatch(batch_size=int(batch_size), events=arr.tobytes())
 
 
-def _unpack_array(msg: pb.SpikeBatch, what: str) -> np.ndarray:
-    data = msg.events
-    if len(data) % SPIKE_DTYPE.itemsize:
-        raise WireError(
-            f"{what}.events: {len(data)} bytes is not a multiple of 10 (records are u32 batch, u32 time, u16 label)"
-        )
+def pack_spikes(x: InputSpikes | SpikeEvents, layout: int = RECORDS) -> pb.SpikeBatch:
+    """A hal event container -> SpikeBatch in ``layout``. Columns use u16 times when all times are < 2**16."""
+    if check_layout(layout, "layout") == RECORDS:
+        return pack_events(x.events, x.batch_size)
+    counts, times, labels = x.to_columns()
+    narrow = times.dtype.itemsize <= 2 or not len(times) or int(times.max()) < _U16_TIMES
+    time_dtype = "<u2" if narrow else "<u4"
+    return pb.SpikeBatch(
+        batch_size=int(x.batch_size),
+        layout=COLUMNS,
+        entry_counts=counts.astype("<u4", copy=False).tobytes(),
+        times=times.astype(time_dtype, copy=False).tobytes(),
+        labels=labels.astype("<u2", copy=False).tobytes(),
+        time_bytes=np.dtype(time_dtype).itemsize,
+    )
+
+
+def _column(data: bytes, dtype: str, what: str) -> np.ndarray:
+    size = np.dtype(dtype).itemsize
+    if len(data) % size:
+        raise WireError(f"{what}: {len(data)} bytes is not a multiple of {size} ({dtype} values)")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _unpack(msg: pb.SpikeBatch, what: str, container: type[InputSpikes] | type[SpikeEvents]) -> Any:
     if not 0 <= msg.batch_size <= chip.MAX_BATCH:
         raise FieldRangeError(f"{what}.batch_size", msg.batch_size, 0, chip.MAX_BATCH)
-    # frombuffer is zero-copy and read-only; hal's containers sort into a fresh array anyway.
-    return np.frombuffer(data, dtype=SPIKE_DTYPE)
+    layout = check_layout(msg.layout, f"{what}.layout")
+    columns = {"entry_counts": msg.entry_counts, "times": msg.times, "labels": msg.labels}
+    if layout == RECORDS:
+        stray = [k for k, v in columns.items() if v] + (["time_bytes"] if msg.time_bytes else [])
+        if stray:
+            raise WireError(f"{what}: {', '.join(stray)} set in the records layout (only `events` carries events)")
+        data = msg.events
+        if len(data) % SPIKE_DTYPE.itemsize:
+            raise WireError(
+                f"{what}.events: {len(data)} bytes is not a multiple of 10 (records are u32 batch, u32 time, u16 label)"
+            )
+        # frombuffer is zero-copy and read-only; hal's containers sort into a fresh array anyway.
+        return container(np.frombuffer(data, dtype=SPIKE_DTYPE), int(msg.batch_size))
+    if msg.events:
+        raise WireError(f"{what}.events: {len(msg.events)} bytes in the columns layout (events travel as columns)")
+    if msg.time_bytes not in (2, 4):
+        raise WireError(f"{what}.time_bytes: {msg.time_bytes}; allowed 2 (u16 times) or 4 (u32 times)")
+    counts = _column(msg.entry_counts, "<u4", f"{what}.entry_counts")
+    times = _column(msg.times, "<u2" if msg.time_bytes == 2 else "<u4", f"{what}.times")
+    labels = _column(msg.labels, "<u2", f"{what}.labels")
+    try:
+        return container.from_columns(counts, times, labels, int(msg.batch_size))
+    except HalError:
+        raise
+    except ValueError as e:  # a length mismatch between the columns
+        raise WireError(str(e)) from None
 
 
 def unpack_inputs(msg: pb.SpikeBatch) -> InputSpikes:
-    """SpikeBatch -> InputSpikes (labels are input channels 0..1023); raises a ValueError naming the field."""
-    return InputSpikes(_unpack_array(msg, "inputs"), int(msg.batch_size))
+    """SpikeBatch (either layout) -> InputSpikes (labels are input channels 0..1023); raises a ValueError
+    naming the field."""
+    return _unpack(msg, "inputs", InputSpikes)
 
 
 def unpack_spikes(msg: pb.SpikeBatch) -> SpikeEvents:
-    """SpikeBatch -> SpikeEvents (labels are neuron ids 0..511)."""
-    return SpikeEvents(_unpack_array(msg, "spikes"), int(msg.batch_size))
+    """SpikeBatch (either layout) -> SpikeEvents (labels are neuron ids 0..511)."""
+    return _unpack(msg, "spikes", SpikeEvents)
 
 
 # ---- run options -------------------------------------------------------------------------------------
@@ -135,10 +194,12 @@ def tensor_from_pb(m: pb.Tensor) -> np.ndarray:
 
 
 # ---- results -----------------------------------------------------------------------------------------
-def result_to_pb(r: RunResult, *, config_id: str = "", sequence: int = 0, device_us: int = 0) -> pb.RunResponse:
-    """hal RunResult -> RunResponse."""
+def result_to_pb(
+    r: RunResult, *, config_id: str = "", sequence: int = 0, device_us: int = 0, layout: int = RECORDS
+) -> pb.RunResponse:
+    """hal RunResult -> RunResponse, spikes in ``layout``."""
     msg = pb.RunResponse(
-        spikes=pack_events(r.spikes.events, r.spikes.batch_size),
+        spikes=pack_spikes(r.spikes, layout),
         dropped=int(r.dropped),
         stats={str(k): int(v) for k, v in r.stats.items()},
         config_id=config_id,

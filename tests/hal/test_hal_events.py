@@ -13,6 +13,7 @@ from hal.events import (
     InputSpikes,
     SpikeEvents,
     _is_sorted,
+    entry_counts,
     model_to_ticks,
     seconds_to_ticks,
     ticks_to_model,
@@ -125,3 +126,46 @@ def test_containers_sort_exactly_like_lexsort_at_extreme_values(triples, presort
     spikes = ev[ev["label"] < chip.N_NEURONS]
     want_spikes = spikes[np.lexsort((spikes["label"], spikes["time"], spikes["batch"]))]
     assert np.array_equal(SpikeEvents(spikes, chip.MAX_BATCH).events, want_spikes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_extreme_events)
+def test_columns_round_trip_at_extreme_values(triples):
+    ev = np.array(triples, dtype=SPIKE_DTYPE) if triples else np.empty(0, SPIKE_DTYPE)
+    x = InputSpikes(ev, chip.MAX_BATCH)
+    counts, times, labels = x.to_columns()
+    assert counts.dtype == np.uint32 and len(counts) == chip.MAX_BATCH and counts.sum() == len(ev)
+    assert np.array_equal(entry_counts(x.events, chip.MAX_BATCH), counts)
+    assert np.array_equal(InputSpikes.from_columns(counts, times, labels, chip.MAX_BATCH).events, x.events)
+    spikes = SpikeEvents(ev[ev["label"] < chip.N_NEURONS], chip.MAX_BATCH)
+    assert SpikeEvents.from_columns(*spikes.to_columns(), chip.MAX_BATCH) == spikes
+
+
+def test_columns_out_of_order_within_an_entry_are_sorted():
+    # Entry 0: (7, 3) then (5, 9) is out of order; (5, 9) -> entry 1 starts: a drop at a boundary is fine.
+    got = SpikeEvents.from_columns(
+        np.array([2, 1], np.uint32), np.array([7, 5, 1], np.uint32), np.array([3, 9, 0], np.uint16), 2
+    )
+    assert got.events.tolist() == [(0, 5, 9), (0, 7, 3), (1, 1, 0)]
+    # Same time, labels out of order.
+    got = SpikeEvents.from_columns(
+        np.array([2], np.uint32), np.array([4, 4], np.uint16), np.array([9, 3], np.uint16), 1
+    )
+    assert got.events["label"].tolist() == [3, 9]
+
+
+def test_bad_columns_are_named():
+    u32 = lambda *v: np.array(v, np.uint32)  # noqa: E731
+    u16 = lambda *v: np.array(v, np.uint16)  # noqa: E731
+    with pytest.raises(ValueError, match="2 counts for 3 batch entries"):
+        SpikeEvents.from_columns(u32(1, 0), u32(5), u16(1), 3)
+    with pytest.raises(ValueError, match="sum to 2 events but there are 1 times and 2 labels"):
+        SpikeEvents.from_columns(u32(1, 1), u32(5), u16(1, 2), 2)
+    with pytest.raises(FieldRangeError, match=r"SpikeEvents\.label"):
+        SpikeEvents.from_columns(u32(1), u32(5), u16(512), 1)
+    with pytest.raises(FieldRangeError, match=r"InputSpikes\.label"):
+        InputSpikes.from_columns(u32(1), u32(5), u16(1024), 1)
+    with pytest.raises(TypeError, match="times: must be a 1-d array of unsigned"):
+        SpikeEvents.from_columns(u32(1), np.array([5.0]), u16(1), 1)
+    with pytest.raises(FieldRangeError, match="batch_size"):
+        SpikeEvents.from_columns(u32(), u32(), u16(), chip.MAX_BATCH + 1)

@@ -73,6 +73,17 @@ def _events(rows):
     return ev.tobytes()
 
 
+COLS = pb.SPIKE_LAYOUT_COLUMNS
+
+
+def _u32(*values: int) -> bytes:
+    return np.array(values, "<u4").tobytes()
+
+
+def _u16(*values: int) -> bytes:
+    return np.array(values, "<u2").tobytes()
+
+
 def _healthy(server, stub):
     hs = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.target))
     assert (
@@ -83,13 +94,18 @@ def _healthy(server, stub):
     cfg = fake_config(1)
     stub.LoadConfig(pb.LoadConfigRequest(lease_id=lease, config=cfg.to_bytes()), timeout=5)
     inputs = fake_inputs(1, batch=3)
-    resp = stub.Run(
-        pb.RunRequest(
-            lease_id=lease, inputs=wire.pack_events(inputs.events, 3), options=wire.options_to_pb(FAKE_OPTIONS)
-        ),
-        timeout=5,
-    )
-    assert wire.result_from_pb(resp).spikes == fake_result(cfg, inputs, FAKE_OPTIONS).spikes
+    want = fake_result(cfg, inputs, FAKE_OPTIONS).spikes
+    # Inputs in either layout, results in either layout (records when result_layout is left unset).
+    for inputs_layout, result_layout in ((wire.RECORDS, None), (wire.COLUMNS, wire.COLUMNS), (wire.RECORDS, COLS)):
+        request = pb.RunRequest(
+            lease_id=lease, inputs=wire.pack_spikes(inputs, inputs_layout), options=wire.options_to_pb(FAKE_OPTIONS)
+        )
+        if result_layout is not None:
+            request.result_layout = result_layout
+        resp = stub.Run(request, timeout=5)
+        assert resp.spikes.layout == (result_layout or wire.RECORDS)
+        assert bool(resp.spikes.events) == (resp.spikes.layout == wire.RECORDS) and len(want) > 0
+        assert wire.result_from_pb(resp).spikes == want
     stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease), timeout=5)
 
 
@@ -183,6 +199,59 @@ def test_bad_requests_get_the_right_status(server, stub):
             run(inputs=pb.SpikeBatch(batch_size=1, events=_events([(0, 3000, 0)]))),
             INVALID,
             "InputSpikes.time",
+            "invalid-argument",
+        ),
+        (stub.Run, run(result_layout=5), INVALID, "result_layout: 5 is not a spike layout", "invalid-argument"),
+        (stub.Run, run(inputs=pb.SpikeBatch(batch_size=2, layout=9)), INVALID, "inputs.layout", "invalid-argument"),
+        (
+            stub.Run,
+            run(
+                inputs=pb.SpikeBatch(
+                    batch_size=2, layout=COLS, entry_counts=_u32(1, 1), times=_u16(5), labels=_u16(1, 2), time_bytes=2
+                )
+            ),
+            INVALID,
+            "entry_counts sum to 2 events but there are 1 times",
+            "invalid-argument",
+        ),
+        (
+            stub.Run,
+            run(
+                inputs=pb.SpikeBatch(
+                    batch_size=2, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1), time_bytes=2
+                )
+            ),
+            INVALID,
+            "1 counts for 2 batch entries",
+            "invalid-argument",
+        ),
+        (
+            stub.Run,
+            run(
+                inputs=pb.SpikeBatch(
+                    batch_size=1, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1), time_bytes=3
+                )
+            ),
+            INVALID,
+            "time_bytes: 3",
+            "invalid-argument",
+        ),
+        (
+            stub.Run,
+            run(
+                inputs=pb.SpikeBatch(
+                    batch_size=1, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1024), time_bytes=2
+                )
+            ),
+            INVALID,
+            "InputSpikes.label",
+            "invalid-argument",
+        ),
+        (
+            stub.Run,
+            run(inputs=pb.SpikeBatch(batch_size=1, events=_events([(0, 5, 1)]), labels=_u16(1))),
+            INVALID,
+            "labels set in the records layout",
             "invalid-argument",
         ),
         (stub.Run, run(inputs=pb.SpikeBatch(batch_size=chip.MAX_BATCH + 1)), INVALID, "batch_size", "invalid-argument"),
@@ -322,7 +391,9 @@ def test_client_maps_statuses_to_exceptions(server):
         with pytest.raises(RemoteCapacityError, match="message limit") as ei:
             from hal.backend import RunOptions
 
-            dev.run(fake_inputs(3, batch=64, n=64), RunOptions(duration_ticks=3000, record="all"))
+            # ~64 000 spikes (~260 kB as columns) + membrane samples (64 x 4 x 1500 x 2 bytes = 768 kB) > 0.5 MiB
+            opts = RunOptions(duration_ticks=3000, record="all", readout=(0, 1, 2, 3), readout_period=2)
+            dev.run(fake_inputs(3, batch=64, n=64), opts)
         assert ei.value.code == Code.RESOURCE_EXHAUSTED and ei.value.reason == "capacity"
         assert isinstance(ei.value, ValueError)  # a CapacityError is a hal ValueError
         # The backend stays usable after errors.

@@ -103,6 +103,26 @@ def test_a_client_written_from_the_document():
         ev = InputSpikes.from_times(np.array([[100, np.nan], [260, 250]]), channels=np.array([5, 7]))
         want = fake_result(cfg, ev, RunOptions(duration_ticks=3000, seed=1)).spikes.events
         assert got == [tuple(int(x) for x in r) for r in want] and len(got) == 3
+        # The columns layout both ways: inputs as columns, results as columns (section 4.1).
+        entries = [sum(1 for b, _, _ in rows if b == e) for e in range(2)]
+        req.inputs.CopyFrom(
+            pb.SpikeBatch(
+                batch_size=2,
+                layout=pb.SPIKE_LAYOUT_COLUMNS,
+                entry_counts=struct.pack("<2I", *entries),
+                times=struct.pack("<3H", *(t for _, t, _ in rows)),
+                labels=struct.pack("<3H", *(c for _, _, c in rows)),
+                time_bytes=2,
+            )
+        )
+        req.result_layout = pb.SPIKE_LAYOUT_COLUMNS
+        col = stub.Run(req, timeout=10).spikes
+        assert col.layout == pb.SPIKE_LAYOUT_COLUMNS and not col.events and col.time_bytes in (2, 4)
+        counts = struct.unpack(f"<{col.batch_size}I", col.entry_counts)
+        times = struct.unpack(f"<{sum(counts)}{'H' if col.time_bytes == 2 else 'I'}", col.times)
+        labels = struct.unpack(f"<{sum(counts)}H", col.labels)
+        batch_of = [e for e, c in enumerate(counts) for _ in range(c)]
+        assert list(zip(batch_of, times, labels, strict=True)) == got
         stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease.lease_id), timeout=5)
     finally:
         srv.close()

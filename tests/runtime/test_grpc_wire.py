@@ -42,6 +42,64 @@ def test_inputs_round_trip(data):
     assert back.batch_size == batch and np.array_equal(back.events, inputs.events)
 
 
+@given(event_arrays(chip.N_NEURONS - 1), st.sampled_from([2**16 - 1, 2**16, 2**32 - 1]))
+def test_columns_round_trip_and_layout(data, time_cap):
+    ev, batch = data
+    ev["time"] = np.minimum(ev["time"], time_cap)  # both sides of the u16/u32 time switch
+    for container, unpack in ((SpikeEvents, wire.unpack_spikes), (InputSpikes, wire.unpack_inputs)):
+        x = container(ev, batch)
+        msg = pb.SpikeBatch.FromString(wire.pack_spikes(x, wire.COLUMNS).SerializeToString())
+        assert unpack(msg) == x if container is SpikeEvents else np.array_equal(unpack(msg).events, x.events)
+        # The documented layout: u32 count per entry, then u16 (all times < 2**16) or u32 times, u16 labels.
+        wide = len(ev) > 0 and int(ev["time"].max()) >= 2**16
+        assert msg.layout == wire.COLUMNS and msg.time_bytes == (4 if wide else 2) and not msg.events
+        assert np.frombuffer(msg.entry_counts, "<u4").tolist() == np.bincount(ev["batch"], minlength=batch).tolist()
+        assert np.frombuffer(msg.times, "<u4" if wide else "<u2").tolist() == x.events["time"].tolist()
+        assert np.frombuffer(msg.labels, "<u2").tolist() == x.events["label"].tolist()
+
+
+@given(event_arrays(chip.N_NEURONS - 1), st.randoms(use_true_random=False))
+def test_unsorted_columns_are_sorted_on_arrival(data, rnd):
+    ev, batch = data
+    spikes = SpikeEvents(ev, batch)
+    counts, times, labels = spikes.to_columns()
+    # Shuffle within each entry: the receiver must sort, not trust the order.
+    order = np.arange(len(times))
+    for lo, hi in zip(np.cumsum(counts) - counts, np.cumsum(counts), strict=True):
+        block = order[lo:hi].tolist()
+        rnd.shuffle(block)
+        order[lo:hi] = block
+    msg = pb.SpikeBatch(
+        batch_size=batch,
+        layout=wire.COLUMNS,
+        entry_counts=counts.astype("<u4").tobytes(),
+        times=times[order].astype("<u4").tobytes(),
+        labels=labels[order].astype("<u2").tobytes(),
+        time_bytes=4,
+    )
+    assert wire.unpack_spikes(msg) == spikes
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=40),
+    st.binary(max_size=40),
+    st.binary(max_size=40),
+    st.integers(0, 6),
+    st.integers(0, 3),
+)
+def test_unpack_rejects_garbage_columns_with_value_errors(batch, counts, times, labels, time_bytes, layout):
+    msg = pb.SpikeBatch(
+        batch_size=batch, layout=layout, entry_counts=counts, times=times, labels=labels, time_bytes=time_bytes
+    )
+    for unpack in (wire.unpack_inputs, wire.unpack_spikes):
+        with contextlib.suppress(ValueError):  # every rejection is a ValueError subclass naming the field
+            got = unpack(msg)
+            # accepted: then it is exactly what the columns say
+            assert got.batch_size == batch and len(got) == len(labels) // 2
+
+
 @given(event_arrays(chip.N_NEURONS - 1))
 def test_spikes_round_trip_and_layout(data):
     ev, batch = data

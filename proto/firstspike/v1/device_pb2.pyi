@@ -8,11 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SpikeLayout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPIKE_LAYOUT_RECORDS: _ClassVar[SpikeLayout]
+    SPIKE_LAYOUT_COLUMNS: _ClassVar[SpikeLayout]
+
 class Record(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RECORD_UNSPECIFIED: _ClassVar[Record]
     RECORD_FIRST: _ClassVar[Record]
     RECORD_ALL: _ClassVar[Record]
+SPIKE_LAYOUT_RECORDS: SpikeLayout
+SPIKE_LAYOUT_COLUMNS: SpikeLayout
 RECORD_UNSPECIFIED: Record
 RECORD_FIRST: Record
 RECORD_ALL: Record
@@ -180,12 +187,22 @@ class ConfigResponse(_message.Message):
     def __init__(self, config_id: _Optional[str] = ..., summary: _Optional[_Mapping[str, int]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class SpikeBatch(_message.Message):
-    __slots__ = ("batch_size", "events")
+    __slots__ = ("batch_size", "events", "layout", "entry_counts", "times", "labels", "time_bytes")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIME_BYTES_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     events: bytes
-    def __init__(self, batch_size: _Optional[int] = ..., events: _Optional[bytes] = ...) -> None: ...
+    layout: SpikeLayout
+    entry_counts: bytes
+    times: bytes
+    labels: bytes
+    time_bytes: int
+    def __init__(self, batch_size: _Optional[int] = ..., events: _Optional[bytes] = ..., layout: _Optional[_Union[SpikeLayout, str]] = ..., entry_counts: _Optional[bytes] = ..., times: _Optional[bytes] = ..., labels: _Optional[bytes] = ..., time_bytes: _Optional[int] = ...) -> None: ...
 
 class RunOptions(_message.Message):
     __slots__ = ("duration_ticks", "record", "seed", "readout", "readout_period", "entry_offset")
@@ -214,18 +231,20 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("lease_id", "config_id", "inputs", "options", "sequence")
+    __slots__ = ("lease_id", "config_id", "inputs", "options", "sequence", "result_layout")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     config_id: str
     inputs: SpikeBatch
     options: RunOptions
     sequence: int
-    def __init__(self, lease_id: _Optional[str] = ..., config_id: _Optional[str] = ..., inputs: _Optional[_Union[SpikeBatch, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    result_layout: SpikeLayout
+    def __init__(self, lease_id: _Optional[str] = ..., config_id: _Optional[str] = ..., inputs: _Optional[_Union[SpikeBatch, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ..., sequence: _Optional[int] = ..., result_layout: _Optional[_Union[SpikeLayout, str]] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("spikes", "dropped", "membrane", "stats", "config_id", "sequence", "device_us")
