@@ -5,7 +5,10 @@
 For each case a fresh server subprocess (``python -m runtime.server --backend URI --port 0``) and a fresh
 measuring subprocess (so peak RSS is per case) are started. The measuring process alternates blocks of runs
 in-process and through gRPC (loopback) on the same network and inputs, and prints one JSON line:
-``samples_per_s`` (gRPC), ``inprocess_samples_per_s``, ``ratio_vs_inprocess``, ``p50_ms``/``p99_ms`` per
+``samples_per_s`` (gRPC), ``inprocess_samples_per_s``, ``ratio_vs_inprocess``; then as many single calls
+alternating in-process and gRPC (adjacent calls see the same machine speed, which on a shared VM drifts over
+seconds): ``interleaved_ratio_vs_inprocess`` (summed times) and ``interleaved_pair_ratio_p50`` (median of each
+pair's ratio); ``p50_ms``/``p99_ms`` per
 gRPC call, ``inprocess_p50_ms``; the same for the in-process device called from a worker thread as the server calls it
 (``inprocess_worker_thread_*``, ``ratio_vs_inprocess_worker_thread``: the sim's numba kernels behave very
 differently from the main thread), ``overhead_p50_ms`` (gRPC median minus in-process median, same run) and
@@ -193,6 +196,19 @@ def worker(args: argparse.Namespace) -> int:
             lats[key] += lat
     n_calls = per_block * args.rounds
     rate = {k: n_calls * batch / v for k, v in totals.items()}
+    # The same comparison one call at a time (in-process, gRPC, in-process, ...): this VM's speed drifts by tens
+    # of percent over seconds, which can land on one side's block; adjacent calls see the same speed.
+    pairs = []
+    for k in range(n_calls):
+        x = inputs[k % len(inputs)]
+        order = (local, remote) if k % 2 == 0 else (remote, local)
+        dt = {}
+        for dev in order:
+            s = time.perf_counter()
+            dev.run(x, options)
+            dt[dev] = time.perf_counter() - s
+        pairs.append((dt[local], dt[remote]))
+    pair_local, pair_remote = np.array(pairs).T
     raw = _stub_breakdown(remote, inputs, options, per_block)
     lats["floor"] = raw["floor"]
     lats["device"] = raw["device_columns"]
@@ -210,6 +226,9 @@ def worker(args: argparse.Namespace) -> int:
         "samples_per_s": round(rate["remote"], 1),
         "inprocess_samples_per_s": round(rate["local"], 1),
         "ratio_vs_inprocess": round(rate["remote"] / rate["local"], 3),
+        # alternating single calls (see above): ratio of the summed times, and the median of per-pair ratios
+        "interleaved_ratio_vs_inprocess": round(float(pair_local.sum() / pair_remote.sum()), 3),
+        "interleaved_pair_ratio_p50": round(float(np.median(pair_local / pair_remote)), 3),
         "p50_ms": pct("remote", 50),
         "p99_ms": pct("remote", 99),
         "inprocess_p50_ms": pct("local", 50),
