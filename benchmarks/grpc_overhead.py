@@ -4,11 +4,10 @@
 
 For each case a fresh server subprocess (``python -m runtime.server --backend URI --port 0``) and a fresh
 measuring subprocess (so peak RSS is per case) are started. The measuring process alternates blocks of runs
-in-process and through gRPC (loopback) on the same network and inputs, and prints one JSON line:
-``samples_per_s`` (gRPC), ``inprocess_samples_per_s``, ``ratio_vs_inprocess``; then as many single calls
-alternating in-process and gRPC (adjacent calls see the same machine speed, which on a shared VM drifts over
-seconds): ``interleaved_ratio_vs_inprocess`` (summed times) and ``interleaved_pair_ratio_p50`` (median of each
-pair's ratio); ``p50_ms``/``p99_ms`` per
+in-process and through gRPC (loopback) on the same network and inputs (``--rounds`` short blocks per side, each
+after one untimed run: this VM's speed drifts by tens of percent over seconds, and short blocks spread that over
+both sides), and prints one JSON line:
+``samples_per_s`` (gRPC), ``inprocess_samples_per_s``, ``ratio_vs_inprocess``, ``p50_ms``/``p99_ms`` per
 gRPC call, ``inprocess_p50_ms``; the same for the in-process device called from a worker thread as the server calls it
 (``inprocess_worker_thread_*``, ``ratio_vs_inprocess_worker_thread``: the sim's numba kernels behave very
 differently from the main thread), ``overhead_p50_ms`` (gRPC median minus in-process median, same run) and
@@ -97,7 +96,13 @@ def _peak_rss_mb(pid: int | None = None) -> float:
     return float("nan")
 
 
-def _block(dev, inputs, options, n: int) -> tuple[float, list[float]]:
+def _block(dev, inputs, options, n: int, settle: bool = False) -> tuple[float, list[float]]:
+    """(seconds for ``n`` back-to-back runs, their latencies). ``settle``: one untimed run first, so the block
+    measures the steady state, not what the previous block left behind: after a block in-process, numba's
+    OpenMP threads keep spinning and take a core from the server's first run (measured 2.7-3 ms slower when a
+    gRPC call directly follows an in-process one)."""
+    if settle:
+        dev.run(inputs[-1], options)
     lat = []
     t0 = time.perf_counter()
     for k in range(n):
@@ -180,35 +185,22 @@ def worker(args: argparse.Namespace) -> int:
 
     def in_thread() -> tuple[float, list[float]]:
         box: list = []
-        th = threading.Thread(target=lambda: box.append(_block(local, inputs, options, per_block)))
+        th = threading.Thread(target=lambda: box.append(_block(local, inputs, options, per_block, settle=True)))
         th.start()
         th.join()
         return box[0]
 
     for _ in range(args.rounds):
         for key, fn in (
-            ("local", lambda: _block(local, inputs, options, per_block)),
+            ("local", lambda: _block(local, inputs, options, per_block, settle=True)),
             ("thread", in_thread),
-            ("remote", lambda: _block(remote, inputs, options, per_block)),
+            ("remote", lambda: _block(remote, inputs, options, per_block, settle=True)),
         ):
             t, lat = fn()
             totals[key] += t
             lats[key] += lat
     n_calls = per_block * args.rounds
     rate = {k: n_calls * batch / v for k, v in totals.items()}
-    # The same comparison one call at a time (in-process, gRPC, in-process, ...): this VM's speed drifts by tens
-    # of percent over seconds, which can land on one side's block; adjacent calls see the same speed.
-    pairs = []
-    for k in range(n_calls):
-        x = inputs[k % len(inputs)]
-        order = (local, remote) if k % 2 == 0 else (remote, local)
-        dt = {}
-        for dev in order:
-            s = time.perf_counter()
-            dev.run(x, options)
-            dt[dev] = time.perf_counter() - s
-        pairs.append((dt[local], dt[remote]))
-    pair_local, pair_remote = np.array(pairs).T
     raw = _stub_breakdown(remote, inputs, options, per_block)
     lats["floor"] = raw["floor"]
     lats["device"] = raw["device_columns"]
@@ -226,9 +218,6 @@ def worker(args: argparse.Namespace) -> int:
         "samples_per_s": round(rate["remote"], 1),
         "inprocess_samples_per_s": round(rate["local"], 1),
         "ratio_vs_inprocess": round(rate["remote"] / rate["local"], 3),
-        # alternating single calls (see above): ratio of the summed times, and the median of per-pair ratios
-        "interleaved_ratio_vs_inprocess": round(float(pair_local.sum() / pair_remote.sum()), 3),
-        "interleaved_pair_ratio_p50": round(float(np.median(pair_local / pair_remote)), 3),
         "p50_ms": pct("remote", 50),
         "p99_ms": pct("remote", 99),
         "inprocess_p50_ms": pct("local", 50),
@@ -330,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="sim://", help="device URI served and compared in-process (default sim://)")
     p.add_argument("--cases", default="batch1,batch100,batch1000", help=f"comma-separated, of {list(CASES)}")
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per side and case (default 3)")
-    p.add_argument("--rounds", type=int, default=4, help="alternating in-process/gRPC blocks (default 4)")
+    p.add_argument("--rounds", type=int, default=12, help="alternating in-process/gRPC blocks (default 12)")
     p.add_argument(
         "--malloc",
         choices=("tuned", "default"),
