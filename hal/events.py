@@ -83,6 +83,14 @@ def _check_events(events: np.ndarray, batch_size: int, label_max: int, what: str
     return events
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` if nobody can write to it (e.g. a view of received bytes), else a read-only copy."""
+    if a.flags.writeable or (a.base is not None and not isinstance(a.base, bytes)):
+        a = a.copy()
+        a.flags.writeable = False
+    return a
+
+
 def entry_counts(events: np.ndarray, batch_size: int) -> np.ndarray:
     """Events per batch entry (``uint32``, length ``batch_size``) of events sorted by batch entry."""
     bounds = np.searchsorted(events["batch"], np.arange(batch_size + 1, dtype=np.uint32))
@@ -217,15 +225,14 @@ class SpikeEvents:
     def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> SpikeEvents:
         """Build from columns: spikes per entry (``counts``, one per entry), then every spike's time in ticks
         and neuron id, entry by entry. Columns already sorted within each entry (what devices send) skip the
-        sort and its full check (and are kept for :meth:`to_columns`); others are sorted. The arrays must not
-        be modified afterwards."""
+        sort and its full check (and are kept, read-only, for :meth:`to_columns`); others are sorted."""
         events, in_order = _columns_to_events(counts, times, labels, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
         if not in_order:
             return cls(events, batch_size)
         out = object.__new__(cls)  # validated above: the columns' order and ranges are the invariants
         object.__setattr__(out, "events", events)
         object.__setattr__(out, "batch_size", int(batch_size))
-        object.__setattr__(out, "_columns", (np.asarray(counts), np.asarray(times), np.asarray(labels)))
+        object.__setattr__(out, "_columns", tuple(_frozen(np.asarray(c)) for c in (counts, times, labels)))
         return out
 
     def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -169,3 +169,13 @@ def test_bad_columns_are_named():
         SpikeEvents.from_columns(u32(1), np.array([5.0]), u16(1), 1)
     with pytest.raises(FieldRangeError, match="batch_size"):
         SpikeEvents.from_columns(u32(), u32(), u16(), chip.MAX_BATCH + 1)
+
+
+def test_columns_kept_by_spike_events_are_private_and_read_only():
+    counts, times, labels = np.array([2, 1], np.uint32), np.array([5, 7, 1], np.uint32), np.array([3, 3, 0], np.uint16)
+    x = SpikeEvents.from_columns(counts, times, labels, 2)
+    times[0] = 99  # the caller's arrays stay the caller's
+    kept = x.to_columns()
+    assert kept[1].tolist() == [5, 7, 1] == x.events["time"].tolist()
+    with pytest.raises(ValueError, match="read-only"):
+        kept[1][0] = 0
