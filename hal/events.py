@@ -126,8 +126,8 @@ def _columns_to_events(
         return events, True
     # Batch order holds by construction; (time, label) order within each entry is one packed-key comparison,
     # ignored where a new entry starts.
-    wide = np.uint64 if times.dtype.itemsize > 2 else np.uint32
-    key = times.astype(wide) << wide(10)
+    wide = np.dtype(np.uint64 if times.dtype.itemsize > 2 else np.uint32)
+    key: np.ndarray = np.left_shift(times.astype(wide), np.array(10, dtype=wide))
     key |= labels
     descending = key[1:] < key[:-1]
     starts = np.cumsum(counts[:-1], dtype=np.int64)
