@@ -263,3 +263,41 @@ def test_sim_sixteen_concurrent_clients(sim_servers):
     for t in threads:
         t.join(300)
     assert not errors, errors[0]
+
+
+def test_large_batches_go_as_one_run_when_the_result_fits(fake_servers, monkeypatch):
+    a, _ = fake_servers
+    cfg = fake_config(1)
+    inputs = fake_inputs(2, batch=37)
+    first = RunOptions(duration_ticks=3000, seed=11)
+    with GrpcBackend(a.target, stream_threshold=4, chunk_entries=5) as dev:
+        dev.configure(cfg)
+        want = dev.run_stream(inputs, first)
+        streamed: list[int] = []
+        real = dev.run_stream
+        monkeypatch.setattr(dev, "run_stream", lambda x, o, chunk_entries=None: streamed.append(1) or real(x, o))
+        # First spikes of 37 entries x the enabled neurons: far below 64 MiB, so one Run despite the threshold.
+        assert dev.result_fits_one_message(inputs, first)
+        assert dev.run(inputs, first).spikes == want.spikes and streamed == []
+        # Every spike may be up to max_events (2**24 x 6 bytes > 64 MiB): above the threshold that streams.
+        every = RunOptions(duration_ticks=3000, seed=11, record="all")
+        assert not dev.result_fits_one_message(inputs, every)
+        dev.run(inputs, every)
+        assert streamed == [1]
+        # At or below the threshold it is always one Run.
+        dev.run(fake_inputs(2, batch=4), every)
+        assert streamed == [1]
+    # A client whose own message limit is too small for the bound streams first spikes too: 12 enabled
+    # neurons x 5000 entries x 6 bytes = 360 kB > 300 KiB (the configuration upload, 273 kB, still fits).
+    big = fake_inputs(3, batch=5000, n=4)
+    with GrpcBackend(a.target, stream_threshold=4, chunk_entries=1000, max_message_bytes=300 << 10) as small:
+        small.configure(cfg)
+        assert not small.result_fits_one_message(big, first)
+        assert small.run(big, first).spikes == dev_free_result(a, cfg, big, first)
+
+
+def dev_free_result(server: ServerProcess, cfg, inputs, options):
+    """The spikes of one plain Run on ``server`` with a default client (no streaming)."""
+    with GrpcBackend(server.target) as dev:
+        dev.configure(cfg)
+        return dev.run(inputs, options).spikes
