@@ -84,6 +84,21 @@ def _u16(*values: int) -> bytes:
     return np.array(values, "<u2").tobytes()
 
 
+INV = "invalid-argument"
+
+
+def _cols(batch: int, counts: list[int], times: list[int], labels: list[int], time_bytes: int = 2) -> pb.SpikeBatch:
+    """A SpikeBatch in the columns layout (u16 times unless told otherwise)."""
+    return pb.SpikeBatch(
+        batch_size=batch,
+        layout=COLS,
+        entry_counts=_u32(*counts),
+        times=_u16(*times),
+        labels=_u16(*labels),
+        time_bytes=time_bytes,
+    )
+
+
 def _healthy(server, stub):
     hs = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.target))
     assert (
@@ -203,50 +218,10 @@ def test_bad_requests_get_the_right_status(server, stub):
         ),
         (stub.Run, run(result_layout=5), INVALID, "result_layout: 5 is not a spike layout", "invalid-argument"),
         (stub.Run, run(inputs=pb.SpikeBatch(batch_size=2, layout=9)), INVALID, "inputs.layout", "invalid-argument"),
-        (
-            stub.Run,
-            run(
-                inputs=pb.SpikeBatch(
-                    batch_size=2, layout=COLS, entry_counts=_u32(1, 1), times=_u16(5), labels=_u16(1, 2), time_bytes=2
-                )
-            ),
-            INVALID,
-            "entry_counts sum to 2 events but there are 1 times",
-            "invalid-argument",
-        ),
-        (
-            stub.Run,
-            run(
-                inputs=pb.SpikeBatch(
-                    batch_size=2, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1), time_bytes=2
-                )
-            ),
-            INVALID,
-            "1 counts for 2 batch entries",
-            "invalid-argument",
-        ),
-        (
-            stub.Run,
-            run(
-                inputs=pb.SpikeBatch(
-                    batch_size=1, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1), time_bytes=3
-                )
-            ),
-            INVALID,
-            "time_bytes: 3",
-            "invalid-argument",
-        ),
-        (
-            stub.Run,
-            run(
-                inputs=pb.SpikeBatch(
-                    batch_size=1, layout=COLS, entry_counts=_u32(1), times=_u16(5), labels=_u16(1024), time_bytes=2
-                )
-            ),
-            INVALID,
-            "InputSpikes.label",
-            "invalid-argument",
-        ),
+        (stub.Run, run(inputs=_cols(2, [1, 1], [5], [1, 2])), INVALID, "sum to 2 events but there are 1 times", INV),
+        (stub.Run, run(inputs=_cols(2, [1], [5], [1])), INVALID, "1 counts for 2 batch entries", INV),
+        (stub.Run, run(inputs=_cols(1, [1], [5], [1], time_bytes=3)), INVALID, "time_bytes: 3", INV),
+        (stub.Run, run(inputs=_cols(1, [1], [5], [1024])), INVALID, "InputSpikes.label", INV),
         (
             stub.Run,
             run(inputs=pb.SpikeBatch(batch_size=1, events=_events([(0, 5, 1)]), labels=_u16(1))),
