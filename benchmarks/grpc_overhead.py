@@ -98,9 +98,8 @@ def _peak_rss_mb(pid: int | None = None) -> float:
 
 def _block(dev, inputs, options, n: int, settle: bool = False) -> tuple[float, list[float]]:
     """(seconds for ``n`` back-to-back runs, their latencies). ``settle``: one untimed run first, so the block
-    measures the steady state, not what the previous block left behind: after a block in-process, numba's
-    OpenMP threads keep spinning and take a core from the server's first run (measured 2.7-3 ms slower when a
-    gRPC call directly follows an in-process one)."""
+    measures the steady state of back-to-back calls, not the switch from the other side's block (caches,
+    thread pools and allocator state of the other path)."""
     if settle:
         dev.run(inputs[-1], options)
     lat = []
