@@ -1,0 +1,34 @@
+"""The gRPC measuring scripts run and print what their docstrings promise (tiny sizes; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _json_lines(*cmd: str) -> list[dict]:
+    res = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_wire_codec_compares_both_layouts():
+    rows = _json_lines("benchmarks/wire_codec.py", "--batch", "50", "--repeats", "3")
+    assert [r["case"] for r in rows] == ["records", "columns"]
+    records, columns = rows
+    assert records["events"] == columns["events"] > 0
+    # records: 10 bytes per spike; columns: 4 per entry plus 4 per spike (u16 times)
+    assert records["message_bytes"] >= 10 * records["events"]
+    assert columns["message_bytes"] < 0.5 * records["message_bytes"]
+    assert columns["ratio_bytes_vs_records"] == round(columns["message_bytes"] / records["message_bytes"], 3)
+    assert all(r["encode_p50_ms"] > 0 and r["decode_p50_ms"] > 0 for r in rows)
+
+
+def test_grpc_call_order_runs_against_its_own_server():
+    (row,) = _json_lines("scripts/grpc_call_order.py", "--pairs", "2")
+    assert row["benchmark"] == "grpc_call_order" and row["pairs"] == 2
+    assert row["server_device_p50_ms"] > 0 and row["stub_p50_ms"] > row["server_device_p50_ms"]
