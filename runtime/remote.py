@@ -519,9 +519,9 @@ class GrpcBackend(Backend):
 
         The bound: first spikes (``record="first"``) are at most one per enabled neuron and entry, all spikes at
         most the device's ``max_events``; spikes travel as columns (4 bytes per entry, at most 6 per spike),
-        membrane samples as int32. Large batches whose result fits go as one ``Run``: measured on loopback,
-        10 000 yin-yang entries as one Run cost ~10 ms over the device time, as a RunStream of 1024-entry
-        chunks ~75 ms (docs/protocol.md section 11)."""
+        membrane samples as int32. Large batches whose result fits go as one ``Run``: on loopback, 10 000
+        yin-yang entries took 282 ms as one Run against 266 ms in-process, and 419 ms as a RunStream of
+        1024-entry chunks against 343 ms (one benchmark run each, docs/protocol.md section 11)."""
         b = inputs.batch_size
         info = self.info()
         events = info.max_events if info.max_events else 1 << 62
