@@ -91,10 +91,15 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def entry_counts(events: np.ndarray, batch_size: int) -> np.ndarray:
-    """Events per batch entry (``uint32``, length ``batch_size``) of events sorted by batch entry."""
-    bounds = np.searchsorted(events["batch"], np.arange(batch_size + 1, dtype=np.uint32))
+def entry_counts(batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """Events per batch entry (``uint32``, length ``batch_size``) from the events' batch indices, sorted."""
+    bounds = np.searchsorted(batch, np.arange(batch_size + 1, dtype=np.uint32))
     return np.diff(bounds).astype(np.uint32)
+
+
+def _record_columns(events: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted records -> (events per entry ``uint32``, times ``uint32``, labels ``uint16``) as fresh arrays."""
+    return entry_counts(events["batch"], batch_size), events["time"].copy(), events["label"].copy()
 
 
 def _columns_to_events(
@@ -106,8 +111,8 @@ def _columns_to_events(
     counts, times, labels = np.asarray(counts), np.asarray(times), np.asarray(labels)
     if batch_size < 0 or batch_size > chip.MAX_BATCH:
         raise FieldRangeError(f"{what}.batch_size", batch_size, 0, chip.MAX_BATCH)
-    for name, col, kinds in (("entry_counts", counts, "u"), ("times", times, "u"), ("labels", labels, "u")):
-        if col.ndim != 1 or col.dtype.kind not in kinds or col.dtype.itemsize > 4:
+    for name, col in (("entry_counts", counts), ("times", times), ("labels", labels)):
+        if col.ndim != 1 or col.dtype.kind != "u" or col.dtype.itemsize > 4:
             raise TypeError(f"{what}.{name}: must be a 1-d array of unsigned integers of <= 32 bits, got {col.dtype}")
     if len(counts) != batch_size:
         raise ValueError(f"{what}.entry_counts: {len(counts)} counts for {batch_size} batch entries (one per entry)")
@@ -185,7 +190,7 @@ class InputSpikes:
 
     def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(events per entry ``uint32``, times in ticks ``uint32``, channels ``uint16``), entry by entry."""
-        return entry_counts(self.events, self.batch_size), self.events["time"].copy(), self.events["label"].copy()
+        return _record_columns(self.events, self.batch_size)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -241,7 +246,7 @@ class SpikeEvents:
         if self._columns is not None:
             counts, times, labels = self._columns
             return counts.astype(np.uint32, copy=False), times, labels.astype(np.uint16, copy=False)
-        return entry_counts(self.events, self.batch_size), self.events["time"].copy(), self.events["label"].copy()
+        return _record_columns(self.events, self.batch_size)
 
     def __len__(self) -> int:
         return len(self.events)

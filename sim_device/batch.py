@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal.events import InputSpikes, SpikeEvents
+from hal.events import InputSpikes, SpikeEvents, entry_counts
 from sim_device.fastnoise import input_noise, threshold_noise
 
 
@@ -93,7 +93,7 @@ def assemble_spikes(
     dropped = max(0, len(b) - max_events)
     if dropped:
         b, t, n = b[:max_events], t[:max_events], n[:max_events]
-    # Sorted by entry: counts by binary search; from_columns keeps the columns for the gRPC server's encoder.
-    counts = np.diff(np.searchsorted(b, np.arange(batch_size + 1))).astype(np.uint32)
+    # Sorted by entry; from_columns keeps the columns for the gRPC server's encoder.
+    counts = entry_counts(b, batch_size)
     times, labels = t.astype(np.uint32, copy=False), n.astype(np.uint16, copy=False)
     return SpikeEvents.from_columns(counts, times, labels, batch_size), dropped

@@ -135,7 +135,7 @@ def test_columns_round_trip_at_extreme_values(triples):
     x = InputSpikes(ev, chip.MAX_BATCH)
     counts, times, labels = x.to_columns()
     assert counts.dtype == np.uint32 and len(counts) == chip.MAX_BATCH and counts.sum() == len(ev)
-    assert np.array_equal(entry_counts(x.events, chip.MAX_BATCH), counts)
+    assert np.array_equal(entry_counts(x.events["batch"], chip.MAX_BATCH), counts)
     assert np.array_equal(InputSpikes.from_columns(counts, times, labels, chip.MAX_BATCH).events, x.events)
     spikes = SpikeEvents(ev[ev["label"] < chip.N_NEURONS], chip.MAX_BATCH)
     assert SpikeEvents.from_columns(*spikes.to_columns(), chip.MAX_BATCH) == spikes
