@@ -529,10 +529,10 @@ class GrpcBackend(Backend):
             events = min(events, b * int(np.count_nonzero(self._config.neurons.values["enabled"])))
         samples = options.duration_ticks // max(1, options.readout_period)
         membrane = 4 * b * len(options.readout) * samples
-        request = 10 * len(inputs) + 4096
+        request = wire.max_spike_bytes(wire.RECORDS, b, len(inputs)) + 4096
         server_limit = int(info.extra.get("server", {}).get("max_message_bytes") or self.max_message_bytes)
         limit = min(self.max_message_bytes, server_limit)
-        return max(4 * b + 6 * events + membrane + 4096, request) <= limit
+        return max(wire.max_spike_bytes(wire.COLUMNS, b, events) + membrane + 4096, request) <= limit
 
     def run_stream(self, inputs: InputSpikes, options: RunOptions, chunk_entries: int | None = None) -> RunResult:
         """Run as a RunStream of chunks of ``chunk_entries`` entries (server computes one while the next

@@ -646,9 +646,7 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         layout = wire.check_layout(request.result_layout, "result_layout")
         inputs = wire.unpack_inputs(request.inputs)
         result, le, us = self.host.run(request.lease_id, request.config_id, inputs, options, _time_remaining(context))
-        n = len(result.spikes.events)
-        # an upper bound of the encoded spikes (columns: u32 per entry, at most u32 time + u16 label per event)
-        size = n * wire.SPIKE_DTYPE.itemsize if layout == wire.RECORDS else 4 * result.spikes.batch_size + 6 * n
+        size = wire.max_spike_bytes(layout, result.spikes.batch_size, len(result.spikes))
         size += 0 if result.membrane is None else result.membrane.nbytes
         if size + 4096 > self.max_message_bytes:
             raise StatusError(

@@ -66,6 +66,14 @@ def check_layout(layout: int, what: str) -> int:
     return int(layout)
 
 
+def max_spike_bytes(layout: int, batch_size: int, n_events: int) -> int:
+    """The most bytes ``n_events`` spikes of ``batch_size`` entries take in ``layout`` (columns: a u32 count per
+    entry, at most a u32 time and a u16 label per spike)."""
+    if layout == RECORDS:
+        return SPIKE_DTYPE.itemsize * n_events
+    return 4 * batch_size + 6 * n_events
+
+
 def pack_events(events: np.ndarray, batch_size: int) -> pb.SpikeBatch:
     """Events of SPIKE_DTYPE (any order) -> SpikeBatch in the records layout (10-byte little-endian records)."""
     arr = np.ascontiguousarray(events, dtype=SPIKE_DTYPE)
