@@ -527,7 +527,7 @@ class GrpcBackend(Backend):
         events = info.max_events if info.max_events else 1 << 62
         if options.record == "first":
             events = min(events, b * int(np.count_nonzero(self._config.neurons.values["enabled"])))
-        samples = options.duration_ticks // max(1, options.readout_period)
+        samples = -(-options.duration_ticks // max(1, options.readout_period))  # a sample at 0, P, 2P, ... < duration
         membrane = 4 * b * len(options.readout) * samples
         request = wire.max_spike_bytes(wire.RECORDS, b, len(inputs)) + 4096
         server_limit = int(info.extra.get("server", {}).get("max_message_bytes") or self.max_message_bytes)
