@@ -27,6 +27,7 @@ Both sides compete for the same cores: on a 2-core machine with other work runni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -250,23 +252,12 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_case(args: argparse.Namespace, case: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *args.pythonpath, env.get("PYTHONPATH", "")])
-    imports = [a for m in args.imports for a in ("--import", m)]
+@contextlib.contextmanager
+def served(backend: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``python -m runtime.server --backend BACKEND --port 0`` as a subprocess on a free loopback port:
+    yields (process, port); terminated (killed after 30 s) on exit."""
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime.server",
-            "--backend",
-            args.backend,
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            *imports,
-        ],
+        [sys.executable, "-m", "runtime.server", "--backend", backend, "--port", "0", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -280,7 +271,21 @@ def run_case(args: argparse.Namespace, case: str) -> dict:
         t.join(120)
         if not line or not line[0].strip():
             raise RuntimeError("the server did not start")
-        port = json.loads(line[0])["port"]
+        yield server, int(json.loads(line[0])["port"])
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def run_case(args: argparse.Namespace, case: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *args.pythonpath, env.get("PYTHONPATH", "")])
+    imports = [a for m in args.imports for a in ("--import", m)]
+    with served(args.backend, *imports, env=env) as (server, port):
         cmd = [
             sys.executable,
             __file__,
@@ -304,13 +309,6 @@ def run_case(args: argparse.Namespace, case: str) -> dict:
         out = json.loads(res.stdout.strip().splitlines()[-1])
         out["server_peak_rss_mb"] = round(_peak_rss_mb(server.pid), 1)
         return out
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

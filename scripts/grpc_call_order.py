@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=60)
     p.add_argument("--gap-ms", type=float, default=0.0, help="sleep before each timed call (default 0)")
     args = p.parse_args(argv)
-    from grpc_overhead import _network
+    from grpc_overhead import _network, served
 
     from hal.registry import open_backend
     from proto.firstspike.v1 import device_pb2 as pb
@@ -41,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.remote import GrpcBackend
 
     tune_malloc()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "runtime.server", "--backend", "sim://", "--port", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(ROOT),
-    )
-    try:
-        port = json.loads(server.stdout.readline())["port"]
+    with served("sim://") as (_, port):
         cfg, make, options, desc = _network()
         rng = np.random.default_rng(123)
         inputs = [make(1000, rng) for _ in range(4)]
@@ -96,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out), flush=True)
         remote.close()
         local.close()
-    finally:
-        server.terminate()
-        server.wait(30)
     return 0
 
 
