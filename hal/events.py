@@ -230,7 +230,8 @@ class SpikeEvents:
     def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> SpikeEvents:
         """Build from columns: spikes per entry (``counts``, one per entry), then every spike's time in ticks
         and neuron id, entry by entry. Columns already sorted within each entry (what devices send) skip the
-        sort and its full check (and are kept, read-only, for :meth:`to_columns`); others are sorted."""
+        sort and its full check (and are kept, read-only, for :meth:`to_columns`: arrays nobody can write to are
+        kept as they are, others copied); others are sorted."""
         events, in_order = _columns_to_events(counts, times, labels, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
         if not in_order:
             return cls(events, batch_size)
