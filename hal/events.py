@@ -7,7 +7,7 @@ recorded output: the neuron id). Times are integers in ticks; model time is ``ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,10 +102,10 @@ def _record_columns(events: np.ndarray, batch_size: int) -> tuple[np.ndarray, np
     return entry_counts(events["batch"], batch_size), events["time"].copy(), events["label"].copy()
 
 
-def _columns_to_events(
+def _check_columns(
     counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int, label_max: int, what: str
-) -> tuple[np.ndarray, bool]:
-    """Columns -> (events of SPIKE_DTYPE in entry order, whether they are already (time, label)-sorted per entry).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Validate columns; returns them as arrays and whether they are already (time, label)-sorted per entry.
 
     Checks every length and range; raises a ValueError naming the column."""
     counts, times, labels = np.asarray(counts), np.asarray(times), np.asarray(labels)
@@ -123,12 +123,8 @@ def _columns_to_events(
         )
     if n and int(labels.max()) > label_max:
         raise FieldRangeError(f"{what}.label", int(labels.max()), 0, label_max)
-    events = np.empty(n, dtype=SPIKE_DTYPE)
-    events["batch"] = np.repeat(np.arange(batch_size, dtype=np.uint32), counts)
-    events["time"] = times
-    events["label"] = labels
     if n < 2:
-        return events, True
+        return counts, times, labels, True
     # Batch order holds by construction; (time, label) order within each entry is one packed-key comparison,
     # ignored where a new entry starts.
     wide = np.dtype(np.uint64 if times.dtype.itemsize > 2 else np.uint32)
@@ -138,7 +134,16 @@ def _columns_to_events(
     starts = np.cumsum(counts[:-1], dtype=np.int64)
     starts = starts[(starts > 0) & (starts < n)]
     descending[starts - 1] = False
-    return events, not bool(descending.any())
+    return counts, times, labels, not bool(descending.any())
+
+
+def _columns_to_records(counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
+    """Validated columns -> events of SPIKE_DTYPE in entry order (a fresh array)."""
+    events = np.empty(len(times), dtype=SPIKE_DTYPE)
+    events["batch"] = np.repeat(np.arange(batch_size, dtype=np.uint32), counts)
+    events["time"] = times
+    events["label"] = labels
+    return events
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,8 +190,8 @@ class InputSpikes:
     def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> InputSpikes:
         """Build from columns: events per entry (``counts``, one per entry), then every event's time in ticks
         and input channel, entry by entry (any order within an entry)."""
-        events, _ = _columns_to_events(counts, times, labels, batch_size, chip.N_INPUT_CHANNELS - 1, "InputSpikes")
-        return cls(events, batch_size)
+        cols = _check_columns(counts, times, labels, batch_size, chip.N_INPUT_CHANNELS - 1, "InputSpikes")
+        return cls(_columns_to_records(*cols[:3], batch_size), batch_size)
 
     def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(events per entry ``uint32``, times in ticks ``uint32``, channels ``uint16``), entry by entry."""
@@ -210,54 +215,89 @@ class InputSpikes:
         return out
 
 
-@dataclass(frozen=True, eq=False)
 class SpikeEvents:
-    """Recorded spikes of a run: ``label`` is the neuron id (0..511), sorted by (batch, time, label)."""
+    """Recorded spikes of a run: ``label`` is the neuron id (0..511), sorted by (batch, time, label).
 
-    events: np.ndarray
+    A value: immutable, compared by content. It holds the spikes as records (:attr:`events`) or as columns
+    (:meth:`to_columns`, what devices and the wire produce) and builds either form from the other on first use,
+    so a result that is only passed on (a server's encoder, a device pool's join) never pays for records.
+    """
+
+    __slots__ = ("_columns", "_events", "batch_size")
     batch_size: int
-    # (counts, times, labels) this container was built from, when it was built from columns: lets
-    # to_columns() skip three strided passes over the records. Never compared, never part of the value.
-    _columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _events: np.ndarray | None
+    # (counts, times, labels), read-only, when built from columns (or once to_columns() has made them)
+    _columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
-    def __post_init__(self) -> None:
-        ev = _check_events(self.events, self.batch_size, chip.N_NEURONS - 1, "SpikeEvents")
-        object.__setattr__(self, "events", _sorted(ev))
+    def __init__(self, events: np.ndarray, batch_size: int) -> None:
+        ev = _check_events(events, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
+        self._set(_sorted(ev), None, batch_size)
+
+    def _set(self, events: np.ndarray | None, columns: tuple | None, batch_size: int) -> None:
+        object.__setattr__(self, "_events", events)
+        object.__setattr__(self, "_columns", columns)
+        object.__setattr__(self, "batch_size", int(batch_size))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SpikeEvents is immutable; cannot set {name!r}")
+
+    def __reduce__(self) -> tuple:
+        return SpikeEvents, (self.events, self.batch_size)
+
+    def __repr__(self) -> str:
+        return f"SpikeEvents(batch_size={self.batch_size}, spikes={len(self)})"
 
     @classmethod
     def from_columns(cls, counts: np.ndarray, times: np.ndarray, labels: np.ndarray, batch_size: int) -> SpikeEvents:
         """Build from columns: spikes per entry (``counts``, one per entry), then every spike's time in ticks
-        and neuron id, entry by entry. Columns already sorted within each entry (what devices send) skip the
-        sort and its full check (and are kept, read-only, for :meth:`to_columns`: arrays nobody can write to are
-        kept as they are, others copied); others are sorted."""
-        events, in_order = _columns_to_events(counts, times, labels, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
+        and neuron id, entry by entry. Columns already sorted within each entry (what devices send) are kept as
+        they are, read-only (arrays nobody can write to as they are, others copied), and records are built only
+        when :attr:`events` is first read; others are sorted into records now."""
+        counts, times, labels, in_order = _check_columns(
+            counts, times, labels, batch_size, chip.N_NEURONS - 1, "SpikeEvents"
+        )
         if not in_order:
-            return cls(events, batch_size)
+            return cls(_columns_to_records(counts, times, labels, batch_size), batch_size)
         out = object.__new__(cls)  # validated above: the columns' order and ranges are the invariants
-        object.__setattr__(out, "events", events)
-        object.__setattr__(out, "batch_size", int(batch_size))
-        object.__setattr__(out, "_columns", tuple(_frozen(np.asarray(c)) for c in (counts, times, labels)))
+        out._set(None, tuple(_frozen(c) for c in (counts, times, labels)), batch_size)
         return out
+
+    @property
+    def events(self) -> np.ndarray:
+        """The spikes as records of :data:`SPIKE_DTYPE` (time in ticks), sorted by (batch, time, label)."""
+        ev = self._events
+        if ev is None:
+            assert self._columns is not None
+            # Two threads may both build them here; either result is the same value.
+            ev = _columns_to_records(*self._columns, self.batch_size)
+            object.__setattr__(self, "_events", ev)
+        return ev
 
     def to_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(spikes per entry ``uint32``, times in ticks (``uint32`` or narrower), neuron ids ``uint16``), entry
-        by entry; read-only use (they may be shared with this container)."""
-        if self._columns is not None:
-            counts, times, labels = self._columns
-            return counts.astype(np.uint32, copy=False), times, labels.astype(np.uint16, copy=False)
-        return _record_columns(self.events, self.batch_size)
+        by entry; read-only (they are shared with this container)."""
+        cols = self._columns
+        if cols is None:
+            c, t, lab = _record_columns(self.events, self.batch_size)
+            cols = (_frozen(c), _frozen(t), _frozen(lab))
+            object.__setattr__(self, "_columns", cols)
+        counts, times, labels = cols
+        return counts.astype(np.uint32, copy=False), times, labels.astype(np.uint16, copy=False)
 
     def __len__(self) -> int:
-        return len(self.events)
+        if self._events is not None:
+            return len(self._events)
+        assert self._columns is not None
+        return len(self._columns[1])
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, SpikeEvents)
-            and self.batch_size == other.batch_size
-            and np.array_equal(self.events, other.events)
-        )
+        if not isinstance(other, SpikeEvents) or self.batch_size != other.batch_size or len(self) != len(other):
+            return False
+        if self._columns is not None and other._columns is not None:
+            return all(np.array_equal(a, b) for a, b in zip(self._columns, other._columns, strict=True))
+        return np.array_equal(self.events, other.events)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable numpy contents; compared by value only
 
     def first_spike_ticks(self, neurons: np.ndarray | None = None) -> np.ndarray:
         """(batch, n) first spike time in ticks of each neuron in ``neurons`` (default all 512), -1 if silent."""
@@ -265,16 +305,21 @@ class SpikeEvents:
         lut = np.full(chip.N_NEURONS, -1, dtype=np.int64)
         lut[nrn] = np.arange(len(nrn))
         out = np.full((self.batch_size, len(nrn)), -1, dtype=np.int64)
-        ev = self.events
-        col = lut[ev["label"].astype(np.int64)]
+        counts, times, labels = self.to_columns()
+        col = lut[labels]
         keep = col >= 0
-        b = ev["batch"][keep].astype(np.int64)
+        b = np.repeat(np.arange(self.batch_size, dtype=np.int64), counts)[keep]
         c = col[keep]
-        t = ev["time"][keep].astype(np.int64)
-        # Events are time-sorted within a batch entry: the first occurrence of each (b, c) is its first spike.
+        t = times[keep].astype(np.int64)
         key = b * len(nrn) + c
-        _, first = np.unique(key, return_index=True)
-        out[b[first], c[first]] = t[first]
+        hit = np.zeros(out.size, dtype=np.bool_)
+        hit[key] = True
+        if np.count_nonzero(hit) < len(key):
+            # All spikes recorded: events are time-sorted within an entry, so the first occurrence of each
+            # (entry, neuron) is its first spike.
+            _, first = np.unique(key, return_index=True)
+            b, c, t = b[first], c[first], t[first]
+        out[b, c] = t
         return out
 
     def first_spike_model_times(self, neurons: np.ndarray, tau_s_ticks: float) -> np.ndarray:
@@ -287,6 +332,12 @@ class SpikeEvents:
     @staticmethod
     def concatenate(parts: list[SpikeEvents]) -> SpikeEvents:
         """Join results of consecutive sub-batches back into one (batch indices shifted)."""
+        offs = sum(p.batch_size for p in parts)
+        held = [p._columns for p in parts if p._columns is not None]
+        if parts and len(held) == len(parts):
+            # Columns need no batch shift: entry k of part j is simply the next entry.
+            counts, times, labels = (np.concatenate(c) for c in zip(*held, strict=True))
+            return SpikeEvents.from_columns(counts, times, labels, offs)
         offs = 0
         chunks = []
         for p in parts:

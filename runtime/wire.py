@@ -82,19 +82,26 @@ def pack_events(events: np.ndarray, batch_size: int) -> pb.SpikeBatch:
 
 def pack_spikes(x: InputSpikes | SpikeEvents, layout: int = RECORDS) -> pb.SpikeBatch:
     """A hal event container -> SpikeBatch in ``layout``. Columns use u16 times when all times are < 2**16."""
+    msg = pb.SpikeBatch()
+    fill_spikes(msg, x, layout)
+    return msg
+
+
+def fill_spikes(msg: pb.SpikeBatch, x: InputSpikes | SpikeEvents, layout: int = RECORDS) -> None:
+    """Write ``x`` into the (empty) SpikeBatch ``msg`` in ``layout``, e.g. a response's own ``spikes`` field:
+    building a separate message and assigning it would copy every byte once more."""
+    msg.batch_size = int(x.batch_size)
     if check_layout(layout, "layout") == RECORDS:
-        return pack_events(x.events, x.batch_size)
+        msg.events = np.ascontiguousarray(x.events, dtype=SPIKE_DTYPE).tobytes()
+        return
     counts, times, labels = x.to_columns()
     narrow = times.dtype.itemsize <= 2 or not len(times) or int(times.max()) < _U16_TIMES
     time_dtype = "<u2" if narrow else "<u4"
-    return pb.SpikeBatch(
-        batch_size=int(x.batch_size),
-        layout=COLUMNS,
-        entry_counts=counts.astype("<u4", copy=False).tobytes(),
-        times=times.astype(time_dtype, copy=False).tobytes(),
-        labels=labels.astype("<u2", copy=False).tobytes(),
-        time_bytes=np.dtype(time_dtype).itemsize,
-    )
+    msg.layout = COLUMNS
+    msg.entry_counts = counts.astype("<u4", copy=False).tobytes()
+    msg.times = times.astype(time_dtype, copy=False).tobytes()
+    msg.labels = labels.astype("<u2", copy=False).tobytes()
+    msg.time_bytes = np.dtype(time_dtype).itemsize
 
 
 def _column(data: bytes, dtype: str, what: str) -> np.ndarray:
@@ -207,13 +214,13 @@ def result_to_pb(
 ) -> pb.RunResponse:
     """hal RunResult -> RunResponse, spikes in ``layout``."""
     msg = pb.RunResponse(
-        spikes=pack_spikes(r.spikes, layout),
         dropped=int(r.dropped),
         stats={str(k): int(v) for k, v in r.stats.items()},
         config_id=config_id,
         sequence=int(sequence),
         device_us=int(device_us),
     )
+    fill_spikes(msg.spikes, r.spikes, layout)
     if r.membrane is not None:
         msg.membrane.CopyFrom(tensor_to_pb(r.membrane))
     return msg

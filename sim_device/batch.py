@@ -93,8 +93,8 @@ def assemble_spikes(
     dropped = max(0, len(b) - max_events)
     if dropped:
         b, t, n = b[:max_events], t[:max_events], n[:max_events]
-    # Sorted by entry; from_columns keeps the columns for the gRPC server's encoder. They are fresh arrays made
-    # read-only here, so it keeps them as they are instead of copying them.
+    # Sorted by entry: from_columns keeps the columns (the gRPC server encodes them as they are) and builds records
+    # only if someone reads them. They are fresh arrays made read-only here, so it keeps them without a copy.
     columns = (entry_counts(b, batch_size), t.astype(np.uint32), n.astype(np.uint16))
     for c in columns:
         c.flags.writeable = False

@@ -62,6 +62,11 @@ def test_first_spike_ticks_is_the_minimum_time(triples):
         if expect[b, n] < 0 or t < expect[b, n]:
             expect[b, n] = t
     assert np.array_equal(first, expect)
+    # the same from the columns form (no records built), and for a subset of neurons in any order
+    twin = SpikeEvents.from_columns(*spikes.to_columns(), 4)
+    assert np.array_equal(twin.first_spike_ticks(), expect)
+    some = np.array([511, 0, 7, 300])
+    assert np.array_equal(twin.first_spike_ticks(some), expect[:, some])
     m = spikes.first_spike_model_times(np.array([0, 5, 511]), 750.0)
     assert np.all(np.isinf(m[expect[:, [0, 5, 511]] < 0]))
 
@@ -76,6 +81,11 @@ def test_split_then_concatenate_preserves_order(times, data):
     as_out = [SpikeEvents(p.events, p.batch_size) for p in parts]
     joined = SpikeEvents.concatenate(as_out)
     assert np.array_equal(joined.events, spikes.events)
+    # parts held as columns (as devices and the wire return them) join without records, to the same value
+    as_columns = [SpikeEvents.from_columns(*p.to_columns(), p.batch_size) for p in parts]
+    joined_columns = SpikeEvents.concatenate(as_columns)
+    assert joined_columns == joined and joined_columns.batch_size == b
+    assert np.array_equal(joined_columns.events, spikes.events)
 
 
 def test_bad_inputs_are_named():
@@ -179,3 +189,33 @@ def test_columns_kept_by_spike_events_are_private_and_read_only():
     assert kept[1].tolist() == [5, 7, 1] == x.events["time"].tolist()
     with pytest.raises(ValueError, match="read-only"):
         kept[1][0] = 0
+
+
+def test_spike_events_from_columns_build_records_only_when_read():
+    counts = np.array([2, 0, 1], np.uint32)
+    times, labels = np.array([5, 7, 1], np.uint16), np.array([3, 4, 0], np.uint16)
+    x = SpikeEvents.from_columns(counts, times, labels, 3)
+    assert x._events is None and len(x) == 3  # nothing built yet
+    assert x.events.tolist() == [(0, 5, 3), (0, 7, 4), (2, 1, 0)]
+    # equal by value to the records form, whatever the columns' integer widths
+    y = SpikeEvents(x.events.copy(), 3)
+    assert x == y and y == x
+    wide = SpikeEvents.from_columns(counts, times.astype(np.uint32), labels, 3)
+    assert wide == x
+    assert x != SpikeEvents.from_columns(counts, np.array([5, 8, 1], np.uint16), labels, 3)
+    assert x != SpikeEvents.from_columns(np.array([2, 1, 0], np.uint32), times, labels, 3)
+
+
+def test_spike_events_are_immutable_values():
+    import copy
+    import pickle
+
+    x = SpikeEvents.from_columns(np.array([1], np.uint32), np.array([9], np.uint32), np.array([2], np.uint16), 1)
+    with pytest.raises(AttributeError, match="immutable"):
+        x.batch_size = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        x.events = x.events  # type: ignore[misc]
+    for y in (pickle.loads(pickle.dumps(x)), copy.deepcopy(x), copy.copy(x)):
+        assert y == x and y.batch_size == 1
+    with pytest.raises(TypeError):
+        hash(x)
