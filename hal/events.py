@@ -230,8 +230,9 @@ class SpikeEvents:
     _columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
     def __init__(self, events: np.ndarray, batch_size: int) -> None:
-        ev = _check_events(events, batch_size, chip.N_NEURONS - 1, "SpikeEvents")
-        self._set(_sorted(ev), None, batch_size)
+        ev = _sorted(_check_events(events, batch_size, chip.N_NEURONS - 1, "SpikeEvents"))  # a fresh copy
+        ev.flags.writeable = False
+        self._set(ev, None, batch_size)
 
     def _set(self, events: np.ndarray | None, columns: tuple | None, batch_size: int) -> None:
         object.__setattr__(self, "_events", events)
@@ -264,12 +265,14 @@ class SpikeEvents:
 
     @property
     def events(self) -> np.ndarray:
-        """The spikes as records of :data:`SPIKE_DTYPE` (time in ticks), sorted by (batch, time, label)."""
+        """The spikes as records of :data:`SPIKE_DTYPE` (time in ticks), sorted by (batch, time, label); read-only
+        (copy them to change them)."""
         ev = self._events
         if ev is None:
             assert self._columns is not None
             # Two threads may both build them here; either result is the same value.
             ev = _columns_to_records(*self._columns, self.batch_size)
+            ev.flags.writeable = False
             object.__setattr__(self, "_events", ev)
         return ev
 

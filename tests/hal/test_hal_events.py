@@ -217,5 +217,9 @@ def test_spike_events_are_immutable_values():
         x.events = x.events  # type: ignore[misc]
     for y in (pickle.loads(pickle.dumps(x)), copy.deepcopy(x), copy.copy(x)):
         assert y == x and y.batch_size == 1
+    # the records are read-only in both forms, so they cannot drift from the columns kept beside them
+    for y in (x, SpikeEvents(x.events, 1)):
+        with pytest.raises(ValueError, match="read-only"):
+            y.events["time"][0] = 1
     with pytest.raises(TypeError):
         hash(x)
