@@ -289,6 +289,10 @@ class ChipConfig:
     def to_bytes(self) -> bytes:
         """Exact, versioned, CRC-checked encoding; equal configs give equal bytes."""
         self.validate()
+        return self._encode()
+
+    def _encode(self) -> bytes:
+        # to_bytes() without the validation, for a config validated a moment ago by its builder
         return encode_arrays(CONFIG_MAGIC, CONFIG_VERSION, self.fields())
 
     @classmethod
@@ -363,9 +367,13 @@ class ConfigDiff:
         """Number of patched array entries (plus replaced entries)."""
         return sum(len(i) for i, _ in self.patches.values()) + sum(len(v) for v in self.replaced.values())
 
-    def apply(self, base: ChipConfig) -> ChipConfig:
-        """Return a new config: ``base`` with the diff applied. ``base`` is never modified."""
-        if base.digest() != self.base_digest:
+    def apply(self, base: ChipConfig, *, base_digest: bytes | None = None) -> ChipConfig:
+        """Return a new config: ``base`` with the diff applied. ``base`` is never modified.
+
+        ``base_digest``: ``base.digest()``, when the caller holds ``base`` privately and already knows it (saves
+        encoding and hashing ``base`` again). The result is checked against :attr:`target_digest` either way, so
+        it is exactly the target: its digest is ``target_digest``."""
+        if (base.digest() if base_digest is None else base_digest) != self.base_digest:
             raise ConfigError("diff does not apply: the base configuration differs from the one it was made for")
         arrays = {k: v.copy() for k, v in base.fields().items()}
         for name, (idx, val) in self.patches.items():
@@ -379,8 +387,8 @@ class ConfigDiff:
             if name not in _FIELD_SPECS:
                 raise ConfigError(f"diff replaces unknown field {name!r}")
             arrays[name] = val.copy()
-        out = ChipConfig.from_fields(arrays, copy=False)
-        if out.digest() != self.target_digest:
+        out = ChipConfig.from_fields(arrays, copy=False)  # validates
+        if hashlib.sha256(out._encode()).digest() != self.target_digest:
             raise ConfigError("diff result does not match its target digest")
         return out
 

@@ -460,9 +460,9 @@ class GrpcBackend(Backend):
         self._check_open()
         with self._lock:
             if isinstance(config, ConfigDiff):
-                new = config.apply(self._config)  # ConfigError if the diff's base is not our config
-                data = new.to_bytes()
-                digest = hashlib.sha256(data).digest()
+                # ConfigError if the diff's base is not our config; the result is checked to be the target
+                new = config.apply(self._config, base_digest=self._digest)
+                digest = config.target_digest
                 pending = config if self._server_digest == config.base_digest else None
             elif isinstance(config, ChipConfig):
                 data = config.to_bytes()  # validates

@@ -343,14 +343,20 @@ class DeviceHost:
         self._applied = (cfg, digest)
 
     def set_config(
-        self, lease_id: str, cfg: ChipConfig, time_remaining: float | None, diff: ConfigDiff | None = None
+        self,
+        lease_id: str,
+        cfg: ChipConfig,
+        time_remaining: float | None,
+        diff: ConfigDiff | None = None,
+        digest: bytes | None = None,
     ) -> tuple[Lease, bool]:
-        """Give the lease ``cfg`` and apply it to the device now (so the backend validates it).
+        """Give the lease ``cfg`` and apply it to the device now (so the backend validates it). ``digest``:
+        ``cfg.digest()`` if the caller has just established it (a diff's checked target).
 
         Returns (lease, unchanged). Raises before changing the lease if the backend rejects the config.
         """
-        data = cfg.to_bytes()
-        digest = _hexdigest(data)
+        if digest is None:
+            digest = _hexdigest(cfg.to_bytes())
         le = self.lease(lease_id)
         if le.digest == digest:
             return le, True
@@ -372,8 +378,9 @@ class DeviceHost:
                 f"{le.digest.hex()[:12]}; send the full configuration with LoadConfig",
                 wire.REASON_DIFF_BASE,
             )
-        new = diff.apply(le.config)  # ConfigError if the result does not match the target digest
-        return self.set_config(lease_id, new, time_remaining, diff=diff)
+        # The lease's config is private and le.digest is its digest; apply checks the result against the target.
+        new = diff.apply(le.config, base_digest=le.digest)  # ConfigError if the result is not the target
+        return self.set_config(lease_id, new, time_remaining, diff=diff, digest=diff.target_digest)
 
     def reset(self, lease_id: str, time_remaining: float | None) -> Lease:
         le = self.lease(lease_id)

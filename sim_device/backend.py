@@ -68,6 +68,7 @@ class SimBackend(Backend):
         self._max_events = int(max_events)
         self._mismatch = analog.Mismatch.for_serial(self._serial) if mismatch else analog.Mismatch.ideal()
         self._config = ChipConfig()
+        self._config_digest: bytes | None = None  # of _config, when known (it never changes in place)
         self._compiled: EngineModel | None = None
         self._closed = False
         self.runs = 0
@@ -117,9 +118,11 @@ class SimBackend(Backend):
     def configure(self, config: ChipConfig | ConfigDiff) -> None:
         self._check_open()
         if isinstance(config, ConfigDiff):
-            new = config.apply(self._config)
+            new = config.apply(self._config, base_digest=self._config_digest)
+            digest: bytes | None = config.target_digest
         elif isinstance(config, ChipConfig):
             new = config.copy()  # validates
+            digest = None  # hashed when a diff first needs it
         else:
             raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
         if self._compiled is not None and only_weights_differ(self._config, new):
@@ -127,7 +130,7 @@ class SimBackend(Backend):
             compiled = update_weights(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
         else:
             compiled = compile_model(build_model(new, self._mismatch))
-        self._config, self._compiled = new, compiled
+        self._config, self._compiled, self._config_digest = new, compiled, digest
 
     @property
     def config(self) -> ChipConfig:

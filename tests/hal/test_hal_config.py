@@ -80,6 +80,22 @@ def test_diff_refuses_wrong_base():
     other.row_modes[0, 0] = RowMode.EXCITATORY
     with pytest.raises(ConfigError, match="base configuration differs"):
         a.diff(b).apply(other)
+    # a caller that knows its base's digest passes it instead of having it recomputed: the check is the same
+    d = a.diff(b)
+    assert d.apply(a, base_digest=a.digest()) == b
+    with pytest.raises(ConfigError, match="base configuration differs"):
+        d.apply(a, base_digest=other.digest())
+
+
+def test_diff_result_is_checked_against_its_target_even_with_a_known_base():
+    a = ChipConfig()
+    b = a.copy()
+    b.synapses.weights[0, 1, 1] = 1
+    d = a.diff(b)
+    d.patches["synapses.weights"][1][0] = 2  # tampered: no longer produces the target
+    for known in (None, a.digest()):
+        with pytest.raises(ConfigError, match="target digest"):
+            d.apply(a, base_digest=known)
 
 
 @SLOW
