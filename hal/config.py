@@ -66,6 +66,8 @@ def _check_range(name: str, arr: np.ndarray, low: int, high: int) -> None:
         return
     if arr.dtype == np.bool_:
         return
+    if low <= int(arr.min()) and int(arr.max()) <= high:  # two reductions in the native dtype, no copy
+        return
     a = arr.astype(np.int64, copy=False)
     bad = np.flatnonzero((a < low) | (a > high))
     if len(bad):
