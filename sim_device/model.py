@@ -60,20 +60,26 @@ def _clip_v(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, V_MAX)
 
 
-def _jumps(config: ChipConfig, logical: np.ndarray, mismatch: Mismatch) -> np.ndarray:
-    """(2, 256, 256) current jump (Q12 LSB) of every synapse: (w * g * V_ONE / GAIN_DIVISOR) * f_neuron *
-    f_synapse, one rounding; zero on OFF rows."""
-    v = config.neurons.values
-    modes = np.asarray(config.row_modes, dtype=np.int64)[:, :, None]
-    col_logical = logical.reshape(chip.N_HALVES, 1, C)
-    inh = modes == RowMode.INHIBITORY
+def _jump_values(w: np.ndarray, mode: np.ndarray, col_logical: np.ndarray, v: dict, mismatch: Mismatch,
+                 f_syn: np.ndarray) -> np.ndarray:
+    """Current jumps (Q12 LSB) of synapses given elementwise (or broadcastable): weight ``w``, row mode, the
+    logical neuron of the column and the synapse's mismatch factor. (w * g * V_ONE / GAIN_DIVISOR) * f_neuron
+    * f_synapse with one rounding; zero on OFF rows."""
+    inh = mode == RowMode.INHIBITORY
     gain = np.where(inh, np.asarray(v["gain_inh"], dtype=np.int64)[col_logical],
                     np.asarray(v["gain_exc"], dtype=np.int64)[col_logical])
     f_n = np.where(inh, mismatch.gain_i[col_logical], mismatch.gain_e[col_logical])
-    w = np.asarray(config.synapses.weights, dtype=np.int64)
-    base = w * gain * (V_ONE // GAIN_DIVISOR)
-    jump = (base * f_n * mismatch.synapse) >> (2 * FACTOR_BITS)
-    return np.where(modes == RowMode.OFF, 0, jump).astype(np.int64)
+    base = np.asarray(w, dtype=np.int64) * gain * (V_ONE // GAIN_DIVISOR)
+    jump = (base * f_n * f_syn) >> (2 * FACTOR_BITS)
+    return np.where(mode == RowMode.OFF, 0, jump).astype(np.int64)
+
+
+def _jumps(config: ChipConfig, logical: np.ndarray, mismatch: Mismatch) -> np.ndarray:
+    """(2, 256, 256) current jump (Q12 LSB) of every synapse (:func:`_jump_values`)."""
+    modes = np.asarray(config.row_modes, dtype=np.int64)[:, :, None]
+    col_logical = logical.reshape(chip.N_HALVES, 1, C)
+    return _jump_values(config.synapses.weights, modes, col_logical, config.neurons.values, mismatch,
+                        mismatch.synapse)
 
 
 def only_weights_differ(a: ChipConfig, b: ChipConfig) -> bool:
@@ -88,7 +94,16 @@ def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch) -> 
     """``build_model(config, mismatch)`` for a ``config`` that differs from ``model.config`` only in synapse
     weights (see :func:`only_weights_differ`): every per-neuron integer and propagator is reused, only the
     jumps are recomputed. Same arrays as a full build (tested)."""
-    return replace(model, config=config, jump=_jumps(config, model.logical, mismatch))
+    # Only the synapses whose weight changed get a new jump (a training step changes a few hundred of 131 072).
+    changed = np.flatnonzero(model.config.synapses.weights.reshape(-1) != config.synapses.weights.reshape(-1))
+    jump = model.jump.copy()
+    if len(changed):
+        h, r, c = np.unravel_index(changed, model.jump.shape)
+        mode = np.asarray(config.row_modes, dtype=np.int64)[h, r]
+        col_logical = model.logical.reshape(chip.N_HALVES, C)[h, c]
+        jump.reshape(-1)[changed] = _jump_values(config.synapses.weights.reshape(-1)[changed], mode, col_logical,
+                                                 config.neurons.values, mismatch, mismatch.synapse.reshape(-1)[changed])
+    return replace(model, config=config, jump=jump)
 
 
 def build_model(config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
