@@ -92,8 +92,8 @@ def only_weights_differ(a: ChipConfig, b: ChipConfig) -> bool:
 
 def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
     """``build_model(config, mismatch)`` for a ``config`` that differs from ``model.config`` only in synapse
-    weights (see :func:`only_weights_differ`): every per-neuron integer and propagator is reused, only the
-    jumps are recomputed. Same arrays as a full build (tested)."""
+    weights (see :func:`only_weights_differ`): every per-neuron integer and propagator is reused, and only the
+    jumps of the synapses whose weight changed are recomputed. Same arrays as a full build (tested)."""
     # Only the synapses whose weight changed get a new jump (a training step changes a few hundred of 131 072).
     changed = np.flatnonzero(model.config.synapses.weights.reshape(-1) != config.synapses.weights.reshape(-1))
     jump = model.jump.copy()

@@ -71,6 +71,13 @@ def test_first_spike_ticks_is_the_minimum_time(triples):
     assert np.all(np.isinf(m[expect[:, [0, 5, 511]] < 0]))
 
 
+def test_first_spike_ticks_with_all_spikes_recorded_takes_each_neurons_earliest():
+    # neuron 5 fires twice in entry 0, neuron 7 once in each entry (record="all" results look like this)
+    x = SpikeEvents.from_columns(np.array([3, 1], np.uint32), np.array([10, 15, 20, 4], np.uint32),
+                                 np.array([5, 7, 5, 7], np.uint16), 2)
+    assert x.first_spike_ticks(np.array([5, 7])).tolist() == [[10, 15], [-1, 4]]
+
+
 @settings(max_examples=50, deadline=None)
 @given(times_arrays, st.data())
 def test_split_then_concatenate_preserves_order(times, data):
