@@ -32,3 +32,16 @@ def test_grpc_call_order_runs_against_its_own_server():
     (row,) = _json_lines("scripts/grpc_call_order.py", "--pairs", "2")
     assert row["benchmark"] == "grpc_call_order" and row["pairs"] == 2
     assert row["server_device_p50_ms"] > 0 and row["stub_p50_ms"] > row["server_device_p50_ms"]
+
+
+def test_itl_throughput_trains_both_ways_and_checks_they_agree():
+    rows = _json_lines(
+        "benchmarks/itl_throughput.py", "--epochs", "1", "--train-size", "300", "--eval-size", "100", "--rounds", "1"
+    )
+    assert [r["case"] for r in rows] == ["yinyang_inprocess", "yinyang_grpc"]
+    local, remote = rows
+    assert local["train_samples_per_s"] > 0 and remote["train_samples_per_s"] > 0
+    # the ratio comes from the unrounded medians; the printed rates are rounded to 0.1
+    ratio = remote["train_samples_per_s"] / local["train_samples_per_s"]
+    assert abs(remote["ratio_vs_inprocess"] - ratio) < 0.002
+    assert remote["identical"] is True  # the same history and device spike counts through gRPC
