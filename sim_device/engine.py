@@ -936,19 +936,47 @@ def compile_model(model: DeviceModel) -> EngineModel:
 
 
 def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
-    """The engine model of ``model``, a weight-only change of ``em.model`` (:func:`sim_device.model.with_weights`):
-    the routing matrices are rebuilt and patched into ``em``; the propagator tables (and the lockstep tables
-    cached per duration), the processing order and the index maps are kept. The structure (used sources, neuron
-    graph) follows the wiring, which weights do not change (see :func:`_routing_matrices`); should it differ
-    anyway (``model`` is not a weight-only change) this is :func:`compile_model`.
-    Either way the arrays equal those of ``compile_model(model)`` (tested)."""
-    we_full, wi_full, count, linked = _routing_matrices(model, em.index_of)
-    used = np.flatnonzero(linked.any(axis=1))
+    """The engine model of ``model``, which MUST differ from ``em.model`` in synapse weights only (the caller checks
+    :func:`sim_device.model.only_weights_differ`; ``model.jump`` as :func:`sim_device.model.with_weights` makes it).
+    The wiring, and so the structure (used sources, neuron graph, propagator tables, processing order), stays;
+    instead of rebuilding the routing matrices (:func:`_routing_matrices`), every changed synapse adds its jump
+    change to the summed jumps of each (routed source, active target) it sits on and its hit change to the
+    source's activated-synapse count: integer sums, so the arrays equal those of ``compile_model(model)``
+    (tested)."""
+    old = em.model
+    changed = np.flatnonzero(old.config.synapses.weights.reshape(-1) != model.config.synapses.weights.reshape(-1))
+    if not len(changed):
+        return replace(em, model=model)
+    cfg = model.config
+    h, r, c = np.unravel_index(changed, model.jump.shape)
+    dj = model.jump.reshape(-1)[changed] - old.jump.reshape(-1)[changed]
+    dc = (cfg.synapses.weights.reshape(-1)[changed] > 0).astype(np.int64)
+    dc -= old.config.synapses.weights.reshape(-1)[changed] > 0
+    # routes on rows that are not OFF, keyed by (half, row, address), sorted for a range lookup per synapse
+    rt = cfg.routing.routes
+    rh, rr = rt["half"].astype(np.int64), rt["row"].astype(np.int64)
+    mode = np.asarray(cfg.row_modes, dtype=np.int64)[rh, rr]
+    on = mode != RowMode.OFF
+    rkey = ((rh * chip.ROWS_PER_HALF + rr) * 256 + rt["address"].astype(np.int64))[on]
+    rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
+    order = np.argsort(rkey, kind="stable")
+    rkey, rsid, rmode = rkey[order], rsid[order], mode[on][order]
+    skey = (h * chip.ROWS_PER_HALF + r) * 256 + cfg.synapses.labels[h, r, c].astype(np.int64)
+    lo = np.searchsorted(rkey, skey, side="left")
+    n = np.searchsorted(rkey, skey, side="right") - lo
+    syn = np.repeat(np.arange(len(changed)), n)  # one (synapse, route) pair per hit of a changed synapse
+    route = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+    count = em.act_count.copy()
+    np.add.at(count, rsid[route], dc[syn])
+    tgt = em.index_of[model.logical.reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[h, c]][syn]
+    keep = tgt >= 0
+    syn, route, tgt = syn[keep], route[keep], tgt[keep]
+    col = em.src_index[rsid[route]]  # a source wired to an active target is a used source
+    we, wi = em.we.copy(), em.wi.copy()
+    for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
+        sel = rmode[route] == m
+        np.add.at(target, (tgt[sel], col[sel]), dj[syn[sel]])
     a = len(em.active)
-    if not np.array_equal(used, np.flatnonzero(em.src_index >= 0)):
-        return compile_model(model)
-    we = np.ascontiguousarray(we_full[used].T)
-    wi = np.ascontiguousarray(wi_full[used].T)
     act_nrn = count[chip.N_INPUT_CHANNELS + em.active] if a else np.zeros(0, dtype=np.int64)
     return replace(
         em,
@@ -959,7 +987,6 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
         we_g=np.ascontiguousarray(we[em.grp_nrn].T),
         wi_g=np.ascontiguousarray(wi[em.grp_nrn].T),
         act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
-        run_tables=em.run_tables,  # they depend on the time constants only
     )
 
 

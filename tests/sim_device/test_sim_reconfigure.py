@@ -118,3 +118,39 @@ def test_weights_crossing_zero_never_rebuild(monkeypatch: pytest.MonkeyPatch) ->
         a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
         assert a.spikes == b.spikes and a.stats == b.stats
     assert a.spikes.events.size > 0  # the restored network spikes again
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weight_patch_equals_a_rebuild_with_shared_rows_and_inhibitory_rows(seed: int) -> None:
+    """Extra routes put several sources on the same rows and addresses (one synapse then serves several
+    sources) and some rows turn inhibitory or off; random weight changes, zeros included, must still patch the
+    summed jumps and counts exactly."""
+    from hal.config import ChipConfig, Routing, RowMode
+    from sim_device.engine import update_weights
+    from sim_device.model import with_weights
+
+    rng = np.random.default_rng(seed)
+    cfg = mnist16_network(rng).config.copy()
+    r = cfg.routing.routes
+    k = 300
+    pick = rng.integers(0, len(r), size=k)
+    extra = {  # more sources onto rows and addresses that are already in use
+        "kind": rng.integers(0, 2, size=k),
+        "source": rng.integers(0, 256, size=k),
+        "half": r["half"][pick],
+        "row": r["row"][pick],
+        "address": r["address"][pick],
+    }
+    merged = {f: np.r_[r[f].astype(np.int64), extra[f]] for f in extra}
+    cfg.routing = Routing.from_lists(**merged)
+    rows = np.unique(np.c_[r["half"], r["row"]], axis=0)
+    for h, row in rows[rng.choice(len(rows), size=20, replace=False)]:
+        cfg.row_modes[h, row] = rng.choice([RowMode.INHIBITORY, RowMode.OFF])
+    cfg = ChipConfig.from_bytes(cfg.to_bytes())  # validated
+    mm = analog.Mismatch.for_serial(seed)
+    em = compile_model(build_model(cfg, mm))
+    for _ in range(3):
+        target = _perturb(em.model.config, rng, zero_some=True)
+        assert only_weights_differ(em.model.config, target)
+        em = update_weights(em, with_weights(em.model, target, mm))
+        _same_engine_model(em, compile_model(build_model(target, mm)))
