@@ -957,11 +957,11 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     rh, rr = rt["half"].astype(np.int64), rt["row"].astype(np.int64)
     mode = np.asarray(cfg.row_modes, dtype=np.int64)[rh, rr]
     on = mode != RowMode.OFF
-    rkey = ((rh * chip.ROWS_PER_HALF + rr) * 256 + rt["address"].astype(np.int64))[on]
+    rkey = ((rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + rt["address"].astype(np.int64))[on]
     rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
     order = np.argsort(rkey, kind="stable")
     rkey, rsid, rmode = rkey[order], rsid[order], mode[on][order]
-    skey = (h * chip.ROWS_PER_HALF + r) * 256 + cfg.synapses.labels[h, r, c].astype(np.int64)
+    skey = (h * chip.ROWS_PER_HALF + r) * chip.N_LABELS + cfg.synapses.labels[h, r, c].astype(np.int64)
     lo = np.searchsorted(rkey, skey, side="left")
     n = np.searchsorted(rkey, skey, side="right") - lo
     syn = np.repeat(np.arange(len(changed)), n)  # one (synapse, route) pair per hit of a changed synapse
