@@ -21,7 +21,6 @@ one tau_s of latency in trained networks; spikes later than the window are repor
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,8 +31,7 @@ import numpy as np
 from compiler.artifact import CompiledNetwork
 from hal import chip
 from hal.backend import Backend, RunOptions, RunResult
-from hal.config import CONFIG_MAGIC, CONFIG_VERSION, ChipConfig, ConfigDiff
-from hal.encoding import encode_arrays
+from hal.config import ChipConfig, ConfigDiff
 from hal.events import InputSpikes, SpikeEvents
 
 __all__ = ["DEFAULT_MARGIN_TAU", "Session", "SessionError", "SessionResult"]
@@ -342,8 +340,7 @@ def weight_diff(base: ChipConfig, target: ChipConfig, base_digest: bytes = b"") 
     digest = base_digest or base.digest()
     if not len(changed):
         return ConfigDiff(digest, digest, {}, {})
-    # same bytes as target.digest(), minus the range validation (6-bit magnitudes cannot be out of range)
-    target_digest = hashlib.sha256(encode_arrays(CONFIG_MAGIC, CONFIG_VERSION, target.fields())).digest()
+    target_digest = target.digest(validate=False)  # 6-bit magnitudes from the compiler cannot be out of range
     patch = (changed.astype(np.uint32), target.synapses.weights.reshape(-1)[changed].copy())
     return ConfigDiff(digest, target_digest, {"synapses.weights": patch}, {})
 
