@@ -335,12 +335,11 @@ class SpikeEvents:
     @staticmethod
     def concatenate(parts: list[SpikeEvents]) -> SpikeEvents:
         """Join results of consecutive sub-batches back into one (batch indices shifted)."""
-        offs = sum(p.batch_size for p in parts)
         held = [p._columns for p in parts if p._columns is not None]
         if parts and len(held) == len(parts):
             # Columns need no batch shift: entry k of part j is simply the next entry.
             counts, times, labels = (np.concatenate(c) for c in zip(*held, strict=True))
-            return SpikeEvents.from_columns(counts, times, labels, offs)
+            return SpikeEvents.from_columns(counts, times, labels, sum(p.batch_size for p in parts))
         offs = 0
         chunks = []
         for p in parts:

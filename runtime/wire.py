@@ -74,10 +74,13 @@ def max_spike_bytes(layout: int, batch_size: int, n_events: int) -> int:
     return 4 * batch_size + 6 * n_events
 
 
+def _record_bytes(events: np.ndarray) -> bytes:
+    return np.ascontiguousarray(events, dtype=SPIKE_DTYPE).tobytes()
+
+
 def pack_events(events: np.ndarray, batch_size: int) -> pb.SpikeBatch:
     """Events of SPIKE_DTYPE (any order) -> SpikeBatch in the records layout (10-byte little-endian records)."""
-    arr = np.ascontiguousarray(events, dtype=SPIKE_DTYPE)
-    return pb.SpikeBatch(batch_size=int(batch_size), events=arr.tobytes())
+    return pb.SpikeBatch(batch_size=int(batch_size), events=_record_bytes(events))
 
 
 def pack_spikes(x: InputSpikes | SpikeEvents, layout: int = RECORDS) -> pb.SpikeBatch:
@@ -92,7 +95,7 @@ def fill_spikes(msg: pb.SpikeBatch, x: InputSpikes | SpikeEvents, layout: int = 
     building a separate message and assigning it would copy every byte once more."""
     msg.batch_size = int(x.batch_size)
     if check_layout(layout, "layout") == RECORDS:
-        msg.events = np.ascontiguousarray(x.events, dtype=SPIKE_DTYPE).tobytes()
+        msg.events = _record_bytes(x.events)
         return
     counts, times, labels = x.to_columns()
     narrow = times.dtype.itemsize <= 2 or not len(times) or int(times.max()) < _U16_TIMES
