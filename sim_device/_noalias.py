@@ -1,4 +1,5 @@
-"""Two numba intrinsics that tell LLVM the propagator tables are never written where the level state is.
+"""Numba intrinsics that tell LLVM the propagator tables and jump matrices are never written where the level
+state is.
 
 Why: LLVM vectorises a loop only if it can rule out that a store hits memory a later iteration loads. The
 lockstep pass (:func:`sim_device.engine._deliver_all`) loads table coefficients at per-neuron (data-dependent)
@@ -6,7 +7,8 @@ rows and stores the state; without aliasing information it must assume they may 
 run time for data-dependent indices, and stays scalar. numba has no ``restrict``; these intrinsics attach
 LLVM scoped-noalias metadata instead: table loads carry ``!alias.scope !{tables}``, state loads and
 stores carry ``!noalias !{tables}``. The caller must guarantee what that promises (the table array and the
-state array are different allocations). Without numba the functions are plain Python equivalents.
+state array are different allocations). The loads also skip numba's negative-index wraparound, which would
+otherwise turn a contiguous row read into a gather. Without numba the functions are plain Python equivalents.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ if HAVE_NUMBA:
 
     @intrinsic
     def load_table(typingctx, table, row, col):  # pragma: no cover - compiled
-        """``int64(table[row, col])`` of a C-contiguous 2D int32 array (no wraparound, no bounds check),
-        tagged as a table load."""
+        """``int64(table[row, col])`` of a C-contiguous 2D int32 or int64 array (no wraparound, no bounds
+        check), tagged as a table load."""
         if not (isinstance(table, types.Array) and table.ndim == 2 and table.layout == "C"
-                and table.dtype == types.int32):
+                and table.dtype in (types.int32, types.int64)):
             return None
         sig = types.int64(table, row, col)
 
@@ -47,7 +49,7 @@ if HAVE_NUMBA:
             ptr = builder.gep(ary.data, [builder.add(builder.mul(r, ncol), c)], inbounds=True)
             val = builder.load(ptr)
             val.set_metadata("alias.scope", _tables_scope(builder.module))
-            return builder.sext(val, ir.IntType(64))
+            return builder.sext(val, ir.IntType(64)) if val.type.width < 64 else val
 
         return sig, codegen
 
