@@ -140,19 +140,27 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
             if ta > lo:
                 lo = ta
             hi = g * P
+            # the membrane at lo and hi as the bisection finds it (the time-stamp below needs both); u_lo is
+            # known once lo has moved, else it is evaluated at the end
+            u_hi = ug
+            u_lo = theta
+            lo_moved = False
             while hi - lo > 1:
                 if lo > limit:
                     return -1  # the crossing comes after the next event, which re-anchors the neuron first
                 mid = (lo + hi) >> 1
-                if _prop_u(tick, step, jlen, t, u, ie, ii, mid - ta) >= theta:
-                    hi = mid
-                else:
-                    lo = mid
+                um = _prop_u(tick, step, jlen, t, u, ie, ii, mid - ta)
+                up_ = um >= theta  # selects, not branches: this comparison is unpredictable
+                hi = mid if up_ else hi
+                u_hi = um if up_ else u_hi
+                lo = lo if up_ else mid
+                u_lo = u_lo if up_ else um
+                lo_moved = lo_moved or not up_
             if lo > limit:
                 return -1
             if lo > ta:
-                u_hi = _prop_u(tick, step, jlen, t, u, ie, ii, hi - ta)
-                u_lo = _prop_u(tick, step, jlen, t, u, ie, ii, lo - ta)
+                if not lo_moved:
+                    u_lo = _prop_u(tick, step, jlen, t, u, ie, ii, lo - ta)
                 if u_lo < theta and theta - u_lo < u_hi - theta:
                     return lo
             return hi
@@ -499,6 +507,15 @@ def _jumps_of(we_g, wi_g, k, q0, n, st, add):  # pragma: no cover - compiled
         store_state(st, S_JI + q, ji)
 
 
+@njit(cache=True, inline="always")
+def _any_jump(st, n):  # pragma: no cover - compiled
+    """Whether any of the level's ``n`` neurons has a non-zero summed jump (``st[S_JE]``, ``st[S_JI]``)."""
+    acc = 0
+    for q in range(n):
+        acc |= load_state(st, S_JE + q) | load_state(st, S_JI + q)
+    return acc != 0
+
+
 @njit(cache=True, _nrt=False)
 def _advance(
     tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
@@ -558,7 +575,7 @@ def _level_entry(
         st[S_TH + q] = th_all[row, i]
         st[S_LIM + q] = _lim(ct, q0 + q, 0, 0, 0, 0, st[S_TH + q])
     idx = lo
-    tp = 0  # the previous event tick: every neuron with a jump there is anchored at it
+    tp = 0  # the last event tick with a jump for the level (every neuron with a jump there is anchored at it)
     while idx < hi:
         tn = src_t[idx]
         _jumps_of(we_g, wi_g, src_k[idx], q0, n, st, False)
@@ -566,6 +583,10 @@ def _level_entry(
         while idx < hi and src_t[idx] == tn:
             _jumps_of(we_g, wi_g, src_k[idx], q0, n, st, True)
             idx += 1
+        if not _any_jump(st, n):
+            # no neuron of the level is touched at tn (an input tick seen by a later level): no anchor moves, so
+            # tp stays and the next tick's neurons still share it
+            continue
         if _deliver_all(ct, jc, q0, n, tn, tp, st) == 0:
             tp = tn
             continue
