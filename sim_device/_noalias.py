@@ -87,7 +87,43 @@ if HAVE_NUMBA:
 
         return sig, codegen
 
+    @intrinsic
+    def store_flag(typingctx, flags, idx, value):  # pragma: no cover - compiled
+        """``flags[idx] = value`` for a C-contiguous 1D uint8 array, tagged as not aliasing any table load."""
+        if not (isinstance(flags, types.Array) and flags.ndim == 1 and flags.dtype == types.uint8):
+            return None
+        sig = types.void(flags, idx, value)
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            i = context.cast(builder, args[1], signature.args[1], types.intp)
+            v = context.cast(builder, args[2], signature.args[2], types.uint8)
+            st = builder.store(v, builder.gep(ary.data, [i], inbounds=True))
+            st.set_metadata("noalias", _tables_scope(builder.module))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def trailing_zeros(typingctx, word):  # pragma: no cover - compiled
+        """The number of trailing zero bits of a non-zero uint64 (one ``tzcnt``), as int64."""
+        if word != types.uint64:
+            return None
+        sig = types.int64(word)
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))  # 1: the word is never zero
+
+        return sig, codegen
+
 else:  # pragma: no cover
+
+    def store_flag(flags, idx, value):  # type: ignore[no-redef]
+        flags[int(idx)] = value
+
+    def trailing_zeros(word):  # type: ignore[no-redef]
+        w = int(word)
+        return (w & -w).bit_length() - 1
 
     def load_table(table, row, col):  # type: ignore[no-redef]
         return int(table[int(row), int(col)])

@@ -27,7 +27,7 @@ import numpy as np
 
 from hal import chip
 from hal.config import RowMode, SourceKind
-from sim_device._noalias import load_state, load_table, store_state
+from sim_device._noalias import load_state, load_table, store_flag, store_state, trailing_zeros
 from sim_device.model import DeviceModel
 from sim_device.spec import (
     COEF_BITS,
@@ -369,10 +369,11 @@ def _run_group(
 # vectorises): anchor tick, membrane, currents, refractory flag (0/1), release tick, spike count, and ``lim``, the
 # last delivery tick at which the exact fast path applies (see :func:`_level_entry`).
 # The rows are ``SM`` apart in one flat array (a compile-time stride, so LLVM sees that they never overlap); the
-# extra cache line keeps the 14 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
+# extra cache line keeps the 13 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
 SM = chip.N_NEURONS + 8
-S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI, S_SLOW = range(0, 14 * SM, SM)
-N_STATE = 14
+assert SM % 8 == 0, "the flag bytes of a level are scanned as whole 64-bit words"
+S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI = range(0, 13 * SM, SM)
+N_STATE = 13
 #: ``lim`` of a neuron that needs no search before its next anchor (larger than any tick of a run)
 NEVER = 1 << 62
 
@@ -402,13 +403,13 @@ def _lim(ct, c, tn, u, ie, ii, th):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _deliver_all(ct, jc, q0, n, tn, tp, st):  # pragma: no cover - compiled
+def _deliver_all(ct, jc, q0, n, tn, tp, st, slow):  # pragma: no cover - compiled
     """The vector pass of one event tick ``tn`` over the ``n`` level neurons (columns ``q0:q0+n`` of ``ct``).
     Every neuron with a non-zero jump (``st[S_JE]``, ``st[S_JI]``) that is anchored at ``tp`` (the previous
     event tick: most are, so the table rows are shared and the loads contiguous) and whose delivery needs no
     search (``tn <= lim``) takes it: state propagated to ``tn`` (tick part, then step part), membrane clamped
     (held while refractory), jumps added, ``lim`` of the new anchor (:func:`_lim`). The others keep their state;
-    those with a jump are flagged in ``st[S_SLOW]`` for the scalar pass. Returns the number flagged.
+    those with a jump are flagged in ``slow`` (one byte per neuron) for the scalar pass. Returns the number flagged.
 
     The loop is branch-free (selects only), without calls and with alias information for LLVM
     (:mod:`sim_device._noalias`), so it vectorises. It is specialised on two facts shared by all neurons: whether
@@ -417,15 +418,15 @@ def _deliver_all(ct, jc, q0, n, tn, tp, st):  # pragma: no cover - compiled
     d = tn - tp
     if d < P:
         if (tn & (P - 1)) == 0:
-            return _deliver_loop(ct, jc, q0, n, tn, tp, st, False, True)
-        return _deliver_loop(ct, jc, q0, n, tn, tp, st, False, False)
+            return _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, False, True)
+        return _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, False, False)
     if (tn & (P - 1)) == 0:
-        return _deliver_loop(ct, jc, q0, n, tn, tp, st, True, True)
-    return _deliver_loop(ct, jc, q0, n, tn, tp, st, True, False)
+        return _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, True, True)
+    return _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, True, False)
 
 
 @njit(cache=True, inline="always")
-def _deliver_loop(ct, jc, q0, n, tn, tp, st, stepped, on_grid):  # pragma: no cover - compiled
+def _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, stepped, on_grid):  # pragma: no cover - compiled
     """The body of :func:`_deliver_all`; ``stepped`` and ``on_grid`` are constants at each (inlined) call."""
     c1, c2, c3, c4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
     sb = np.uint64(8 * P)
@@ -487,7 +488,7 @@ def _deliver_loop(ct, jc, q0, n, tn, tp, st, stepped, on_grid):  # pragma: no co
         store_state(st, S_IE + q, en if upd else ie)
         store_state(st, S_II + q, iN if upd else ii)
         store_state(st, S_LIM + q, ln if upd else lim)
-        store_state(st, S_SLOW + q, 1 if sl else 0)
+        store_flag(slow, q, 1 if sl else 0)
         nslow += 1 if sl else 0
     return nslow
 
@@ -554,7 +555,7 @@ def _advance(
 @njit(cache=True, _nrt=False)
 def _level_entry(
     e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g,
-    grp_nrn, dur, spk, nsp, st,
+    grp_nrn, dur, spk, nsp, st, slow, slow_w,
 ):  # pragma: no cover - compiled
     """One entry of an acyclic level in lockstep over the entry's events ``src[lo:hi]``: per event tick, the
     summed jumps of all level neurons (contiguous columns ``q0:q0+n`` of ``we_g``/``wi_g``), the vector pass
@@ -587,13 +588,19 @@ def _level_entry(
             # no neuron of the level is touched at tn (an input tick seen by a later level): no anchor moves, so
             # tp stays and the next tick's neurons still share it
             continue
-        if _deliver_all(ct, jc, q0, n, tn, tp, st) == 0:
-            tp = tn
-            continue
+        nslow = _deliver_all(ct, jc, q0, n, tn, tp, st, slow)
         tp = tn
-        for q in range(n):
-            if st[S_SLOW + q] == 0:
-                continue
+        # the flagged neurons in order, eight flag bytes per word (a flag byte is 0 or 1): one test per word and a
+        # bit scan per flagged neuron instead of a hard-to-predict branch per neuron
+        word = 0
+        bits = np.uint64(0)
+        while nslow > 0:
+            while bits == 0:
+                bits = slow_w[word]
+                word += 1
+            q = ((word - 1) << 3) + (trailing_zeros(bits) >> 3)
+            bits &= bits - np.uint64(1)
+            nslow -= 1
             i = grp_nrn[q0 + q]
             t = tid[i]
             th = st[S_TH + q]
@@ -664,6 +671,8 @@ def _run_level(
     """Run the acyclic level ``grp_nrn[q0:q1]`` on every entry (see :func:`_level_entry`)."""
     n = q1 - q0
     st = np.zeros(N_STATE * SM, dtype=np.int64)
+    slow = np.zeros(SM, dtype=np.uint8)  # SM is a multiple of 8: whole words, the bytes past n stay 0
+    slow_w = slow.view(np.uint64)
     for q in range(n):
         st[S_UMIN + q] = umin[grp_nrn[q0 + q]]
         st[S_UMAX + q] = umax[grp_nrn[q0 + q]]
@@ -678,7 +687,7 @@ def _run_level(
             spk = bigger
         nsp = _level_entry(
             e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, refr_ticks, tick, step,
-            jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, st,
+            jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
         )
     return spk, nsp
 
