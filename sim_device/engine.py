@@ -517,14 +517,14 @@ def _any_jump(st, n):  # pragma: no cover - compiled
     return acc != 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _advance(
     tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
 ):  # pragma: no cover - compiled
     """Releases and spikes of engine neuron ``i`` from its anchor up to tick ``tn`` (its next delivery, or
     ``dur``); the crossing search is limited to ``tn`` exactly as right after the anchor. Spikes are appended to
-    ``spk`` (the caller guarantees room). Returns the new state and ``nsp``. Scalars only, so no reference
-    counting in the caller's loop."""
+    ``spk`` (the caller guarantees room). Returns the new state and ``nsp``. Inlined into the lockstep entry
+    (a call with 21 arguments per crossing search cost 7 % of an MNIST16 run)."""
     while True:
         if refr:
             if rel < dur and rel <= tn:  # release first (also at the tick of a delivery)
