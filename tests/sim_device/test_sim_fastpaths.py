@@ -11,7 +11,7 @@ from hal.backend import RunOptions
 from hal.events import InputSpikes
 from sim_device import analog, fastnoise
 from sim_device.backend import SimBackend
-from sim_device.engine import CHUNK_ENTRIES
+from sim_device.engine import CHUNK_ENTRIES, _sort_nearly
 from sim_device.examples import mnist16_network, mnist_like_inputs
 
 keys = st.lists(st.integers(0, 2**63 - 1), min_size=0, max_size=40)
@@ -70,3 +70,30 @@ def test_results_do_not_depend_on_thread_count_or_chunking() -> None:
         mine = ev[ev["batch"] == b]
         assert np.array_equal(single.spikes.events["time"], mine["time"])
         assert np.array_equal(single.spikes.events["label"], mine["label"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    seed=st.integers(0, 2**32 - 1),
+    order=st.sampled_from(["random", "sorted", "reversed", "nearly sorted", "few values"]),
+)
+def test_adaptive_sort_equals_numpy_sort(n: int, seed: int, order: str) -> None:
+    """``_sort_nearly`` (insertion sort handing over to a full sort past its move budget) sorts any input: sorted,
+    reversed and random (the hand-over), sorted with a few elements moved (the spike lists it is meant for), and
+    many equal keys."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-(2**62), 2**62, size=n, dtype=np.int64)
+    if order == "sorted":
+        a = np.sort(a)
+    elif order == "reversed":
+        a = np.sort(a)[::-1].copy()
+    elif order == "nearly sorted":
+        a = np.sort(a)
+        k = rng.integers(0, n, size=min(n, 3))
+        a[k] = rng.integers(-(2**62), 2**62, size=len(k), dtype=np.int64)
+    elif order == "few values":
+        a = rng.integers(0, 3, size=n, dtype=np.int64)
+    got = a.copy()
+    _sort_nearly(got)
+    assert np.array_equal(got, np.sort(a))
