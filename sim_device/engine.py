@@ -1106,6 +1106,28 @@ class EngineOutput:
     membrane: np.ndarray | None  # (B, R, S) int32
 
 
+@njit(cache=True)
+def _compact_rows(out_t, out_n, out_cnt):  # pragma: no cover - compiled
+    """The first ``out_cnt[b]`` entries of each row ``b`` of ``out_t`` / ``out_n``, row after row, with their row
+    index: (batch, time, neuron). Rows are entries and each row is sorted, so the result is sorted by (batch,
+    time, neuron). (A boolean mask over the rows took 5 ms for 1000 MNIST16 entries, this 0.3 ms.)"""
+    n_b, cap = out_t.shape
+    total = 0
+    for b in range(n_b):
+        total += min(out_cnt[b], cap)
+    batch = np.empty(total, dtype=np.int64)
+    time = np.empty(total, dtype=np.int64)
+    neuron = np.empty(total, dtype=np.int64)
+    k = 0
+    for b in range(n_b):
+        for q in range(min(out_cnt[b], cap)):
+            batch[k] = b
+            time[k] = out_t[b, q]
+            neuron[k] = out_n[b, q]
+            k += 1
+    return batch, time, neuron
+
+
 def run_engine(
     em: EngineModel,
     batch_size: int,
@@ -1154,8 +1176,8 @@ def run_engine(
             int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
         )
 
-    out_t = np.zeros((batch_size, cap), dtype=np.int64)
-    out_n = np.zeros((batch_size, cap), dtype=np.int64)
+    out_t = np.empty((batch_size, cap), dtype=np.int64)  # row b is read only up to out_cnt[b]
+    out_n = np.empty((batch_size, cap), dtype=np.int64)
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)
         # chunks of at most CHUNK_ENTRIES, as equal as possible, so that a static split gives the threads equal
@@ -1171,10 +1193,7 @@ def run_engine(
         cap = out_t.shape[1]
         stats[over] = 0
         call(np.arange(len(over) + 1, dtype=np.int64), over.astype(np.int64), out_t, out_n)
-    # rows are entries and each row is sorted, so the row-major selection is sorted by (batch, time, neuron)
-    mask = np.arange(cap)[None, :] < out_cnt[:, None]
-    batch = np.broadcast_to(np.arange(batch_size, dtype=np.int64)[:, None], mask.shape)[mask]
-    time, neuron = out_t[mask], out_n[mask]
+    batch, time, neuron = _compact_rows(out_t, out_n, out_cnt)
     for r, p in enumerate(readout):
         if ro_idx[r] < 0:
             n = int(em.model.logical[p])
