@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hal.events import InputSpikes, SpikeEvents, entry_counts
-from sim_device.fastnoise import input_noise, threshold_noise
+from sim_device.fastnoise import input_noise, noisy_inputs, threshold_noise
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,8 +37,20 @@ def prepare_inputs(
     b = ev["batch"].astype(np.int64)
     t = ev["time"].astype(np.int64)
     ch = ev["label"].astype(np.int64)
-    lost = 0
-    if noise and len(ev):
+    if not (noise and len(ev)):
+        return PreparedInputs(b, t, ch, inputs.batch_size, 0)
+    fast = noisy_inputs(seed, b, t, ch, entry_offset, duration)
+    if fast is None:
+        return _noisy_numpy(b, t, ch, inputs.batch_size, duration, seed=seed, entry_offset=entry_offset)
+    return PreparedInputs(*fast[:3], inputs.batch_size, fast[3])
+
+
+def _noisy_numpy(
+    b: np.ndarray, t: np.ndarray, ch: np.ndarray, batch_size: int, duration: int, *, seed: int, entry_offset: int
+) -> PreparedInputs:
+    """The input noise in whole-array numpy steps: the definition the compiled
+    :func:`sim_device.fastnoise.noisy_inputs` is tested against, and the path without numba."""
+    if len(b):
         # occurrence k: how many earlier events of the same channel the same entry has (events are sorted)
         key = b * 1024 + ch
         order = np.argsort(key, kind="stable")
@@ -55,7 +67,9 @@ def prepare_inputs(
         # channel < 2^10) orders exactly like lexsort((ch, t, b)) and takes a fraction of its time
         order = np.argsort((b << 34) | (t << 10) | ch, kind="stable")
         b, t, ch = b[order], t[order], ch[order]
-    return PreparedInputs(b, t, ch, inputs.batch_size, lost)
+    else:
+        lost = 0
+    return PreparedInputs(b, t, ch, batch_size, lost)
 
 
 def entry_thresholds(

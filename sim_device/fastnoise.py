@@ -76,6 +76,72 @@ if HAVE_NUMBA:
         return lost, jitter
 
 
+    @njit(cache=True)
+    def _noisy_inputs_kernel(
+        h_loss, h_jit, seed, b, t, ch, entry_offset, duration, loss_shift, sigma
+    ):  # pragma: no cover - compiled
+        n = b.shape[0]
+        ob = np.empty(n, dtype=np.int64)
+        key = np.empty(n, dtype=np.int64)
+        seen = np.zeros(1024, dtype=np.int64)  # occurrences so far of each channel in the current entry
+        sl = _step(h_loss, np.uint64(seed))
+        sj = _step(h_jit, np.uint64(seed))
+        m = 0
+        lo = 0
+        while lo < n:
+            hi = lo
+            while hi < n and b[hi] == b[lo]:
+                hi += 1
+            e = np.uint64(b[lo] + entry_offset)
+            first = m
+            for i in range(lo, hi):
+                c = np.uint64(ch[i])
+                k = np.uint64(seen[ch[i]])
+                seen[ch[i]] += 1
+                if (_step(_step(_step(sl, e), c), k) >> np.uint64(loss_shift)) == np.uint64(0):
+                    continue  # lost
+                z = _normal(_step(_step(_step(sj, e), c), k))
+                ti = min(max(t[i] + ((z * sigma + 32) >> 6), 0), duration - 1)
+                ob[m] = b[lo]
+                key[m] = (ti << 10) | ch[i]
+                m += 1
+            for i in range(lo, hi):
+                seen[ch[i]] = 0
+            # jitter moves events by a few ticks: an insertion sort of the entry's (time, channel) keys, handed
+            # over to a full sort if the entry is far from sorted
+            budget = 4 * (m - first)
+            for x in range(first + 1, m):
+                v = key[x]
+                y = x - 1
+                while y >= first and key[y] > v:
+                    key[y + 1] = key[y]
+                    y -= 1
+                    budget -= 1
+                key[y + 1] = v
+                if budget < 0:
+                    key[first:m] = np.sort(key[first:m])
+                    break
+            lo = hi
+        return ob[:m], key[:m] >> 10, key[:m] & 1023, n - m
+
+
+def noisy_inputs(
+    seed: int, batch: np.ndarray, time: np.ndarray, channel: np.ndarray, entry_offset: int, duration: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """Input loss and jitter applied to events sorted by (batch, time, channel), re-sorted the same way: (batch,
+    time, channel, lost) in one compiled pass, the same as the numpy path of
+    :func:`sim_device.batch.prepare_inputs` (tested). ``None`` without numba (the caller runs the numpy path)."""
+    if not HAVE_NUMBA:  # pragma: no cover
+        return None
+    b, t, ch, lost = _noisy_inputs_kernel(
+        _mixed_tag(analog.TAG_NOISE_LOSS), _mixed_tag(analog.TAG_NOISE_JITTER), np.uint64(int(seed) & _MASK),
+        np.ascontiguousarray(batch, dtype=np.int64), np.ascontiguousarray(time, dtype=np.int64),
+        np.ascontiguousarray(channel, dtype=np.int64), int(entry_offset), int(duration), 64 - analog.LOSS_BITS,
+        analog.SIGMA_JITTER_TICKS,
+    )
+    return b, t, ch, int(lost)
+
+
 def threshold_noise(seed: int, entries: np.ndarray, neurons: np.ndarray) -> np.ndarray:
     """Same as :func:`sim_device.analog.threshold_noise` (Q12 LSB, (len(entries), len(neurons)))."""
     if not HAVE_NUMBA:  # pragma: no cover
