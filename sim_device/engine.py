@@ -597,7 +597,8 @@ def _level_entry(
         st[S_REL + q] = 0
         st[S_NTH + q] = 0
         st[S_TH + q] = th_all[row, i]
-        st[S_LIM + q] = _lim(ct, q0 + q, 0, 0, 0, 0, st[S_TH + q])
+        # _lim of the rest state at tick 0: every sample is 0, so never unless the threshold is <= 0
+        st[S_LIM + q] = NEVER if st[S_TH + q] > 0 else -1
     idx = lo
     tp = 0  # the last event tick with a jump for the level (every neuron with a jump there is anchored at it)
     while idx < hi:
