@@ -654,6 +654,8 @@ def _level_entry(
             else:
                 st[S_LIM + q] = _lim(ct, q0 + q, tn, u, ie, ii, th)
     for q in range(n):
+        if st[S_LIM + q] == NEVER:
+            continue  # no release before the end and no crossing: the search would find nothing (see _lim)
         i = grp_nrn[q0 + q]
         nsp = _advance(
             tick, step, jlen, kb, tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
