@@ -63,7 +63,7 @@ N_SOURCES = chip.N_INPUT_CHANNELS + chip.N_NEURONS  # source id: channel, or 102
 # Tables are shared by neurons with equal time constants: ``tid[i]`` is the table of engine neuron ``i``.
 # Hot kernels that allocate nothing are compiled without numba's reference counting (``_nrt=False``): inlining
 # the helpers below passes arrays by new names, and the increments and decrements numba then emits (atomic
-# calls, inside the crossing search's loops) cost 15 % of an MNIST16 run; the arrays are owned by the caller.
+# calls, inside the crossing search's loops) cost 16 % of an MNIST16 run; the arrays are owned by the caller.
 
 
 @njit(cache=True, inline="always")
@@ -150,12 +150,12 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
                     return -1  # the crossing comes after the next event, which re-anchors the neuron first
                 mid = (lo + hi) >> 1
                 um = _prop_u(tick, step, jlen, t, u, ie, ii, mid - ta)
-                up_ = um >= theta  # selects, not branches: this comparison is unpredictable
-                hi = mid if up_ else hi
-                u_hi = um if up_ else u_hi
-                lo = lo if up_ else mid
-                u_lo = u_lo if up_ else um
-                lo_moved = lo_moved or not up_
+                above = um >= theta  # selects, not branches: this comparison is unpredictable
+                hi = mid if above else hi
+                u_hi = um if above else u_hi
+                lo = lo if above else mid
+                u_lo = u_lo if above else um
+                lo_moved = lo_moved or not above
             if lo > limit:
                 return -1
             if lo > ta:
