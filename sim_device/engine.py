@@ -40,10 +40,15 @@ from sim_device.spec import (
 
 try:  # numba is a declared dependency; without it the same code runs (slowly) as plain Python
     from numba import njit, prange
+    from numba.core.cpu import CPUTargetOptions
 
     HAVE_NUMBA = True
+    # ``_nrt`` is numba's (underscored) switch for reference counting; should a version drop it, the kernels
+    # compile with reference counting: slower, same results
+    NO_REFCOUNT = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     HAVE_NUMBA = False
+    NO_REFCOUNT = {}
     prange = range
 
     def njit(*args, **kwargs):  # type: ignore[no-redef]
@@ -61,7 +66,7 @@ N_SOURCES = chip.N_INPUT_CHANNELS + chip.N_NEURONS  # source id: channel, or 102
 
 # ---- kernels ------------------------------------------------------------------------------------------------
 # Tables are shared by neurons with equal time constants: ``tid[i]`` is the table of engine neuron ``i``.
-# Hot kernels that allocate nothing are compiled without numba's reference counting (``_nrt=False``): inlining
+# Hot kernels that allocate nothing are compiled without numba's reference counting (``NO_REFCOUNT``): inlining
 # the helpers below passes arrays by new names, and the increments and decrements numba then emits (atomic
 # calls, inside the crossing search's loops) cost 16 % of an MNIST16 run; the arrays are owned by the caller.
 
@@ -169,7 +174,7 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, **NO_REFCOUNT)
 def _sample(mem, ns, t_end, tick, step, jlen, t, ta, u, ie, ii, refr, reset, leak, period):  # pragma: no cover
     """Write readout samples for ticks in [ns * period, t_end) from the current anchor; returns the new ns."""
     while ns < mem.shape[0] and ns * period < t_end:
@@ -204,7 +209,7 @@ def _neurons(
     return spk, nsp
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, **NO_REFCOUNT)
 def _neuron(
     i, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
     dur, spk, nsp, mem, period,
@@ -540,7 +545,7 @@ def _any_jump(st, n):  # pragma: no cover - compiled
     return acc != 0
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, inline="always", **NO_REFCOUNT)
 def _advance(
     tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
 ):  # pragma: no cover - compiled
@@ -575,7 +580,7 @@ def _advance(
     return ta, u, ie, ii, refr, rel, nth, nsp
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, **NO_REFCOUNT)
 def _level_entry(
     e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g,
     grp_nrn, dur, spk, nsp, st, slow, slow_w,
