@@ -1089,16 +1089,21 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     )
 
 
-def _run_tables(em: EngineModel, duration: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Only the part of the step tables a run of this duration can reach (j <= (duration + P) / P + 1), and the
-    lockstep tables of it; cached on the model (one entry per cut, so repeated runs pay nothing)."""
+def _run_tables(em: EngineModel, duration: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The tick table and the part of the step tables a run of this duration can reach (j <= (duration + P) / P +
+    1) as int32 (every Q30 coefficient is in ``[0, 2^30]``; products stay int64), and the lockstep tables of them;
+    cached on the model (one entry per cut, so repeated runs pay nothing). int32 halves what the scalar search
+    reads: on the realistic chip every neuron has its own tables, 1.7 MB as int64 for MNIST16 (0.96x CPU time
+    there, 1.01x on the ideal chip, paired)."""
     jcap = min(em.step.shape[2], duration // P + 3)
     got = em.run_tables.get(jcap)
     if got is None:
         step = np.ascontiguousarray(em.step[:, :, :jcap])
         jlen = np.minimum(em.jlen, jcap)
         ct, jc = _level_tables(em.tick, step, jlen, em.tid[em.grp_nrn])
-        got = em.run_tables[jcap] = (step, jlen, ct, jc)
+        for table in (em.tick, step):
+            assert table.min(initial=0) >= 0 and table.max(initial=0) <= 1 << B30
+        got = em.run_tables[jcap] = (em.tick.astype(np.int32), step.astype(np.int32), jlen, ct, jc)
     return got
 
 
@@ -1168,7 +1173,7 @@ def run_engine(
     out_cnt = np.zeros(batch_size, dtype=np.int64)
     stats = np.zeros((batch_size, 2), dtype=np.int64)
     theta_be = np.ascontiguousarray(theta_be, dtype=np.int64)
-    step, jlen, ct, jc = _run_tables(em, duration)
+    tick, step, jlen, ct, jc = _run_tables(em, duration)
     n_grp = len(em.grp_ptr) - 1
     if lockstep is None:
         lock_grp, lock_ev = np.diff(em.grp_ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS
@@ -1179,7 +1184,7 @@ def run_engine(
         kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
         kernel(
             chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
-            em.tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
+            tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
             em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
             int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
         )
