@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: engine functions named in the report (a symbol containing one of these is reported under it)
 NAMES = ("_deliver_all", "_level_entry", "_advance", "_neuron", "_run_level", "_run_group", "_run_chunk",
-         "_with_spikes", "_sort_nearly", "_sample", "_run_batch", "quicksort", "mergesort", "fastnoise")
+         "_with_spikes", "sort_nearly", "_sample", "_run_batch", "quicksort", "mergesort", "fastnoise")
 
 
 def _stash_object_code() -> list:

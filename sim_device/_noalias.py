@@ -71,33 +71,16 @@ if HAVE_NUMBA:
 
     @intrinsic
     def store_state(typingctx, state, idx, value):  # pragma: no cover - compiled
-        """``state[idx] = value`` for a C-contiguous 1D int64 array, tagged as not aliasing any table load."""
-        if not (isinstance(state, types.Array) and state.ndim == 1 and state.dtype == types.int64):
+        """``state[idx] = value`` for a C-contiguous 1D int64 (state) or uint8 (flag) array, the value converted
+        to the array's type, tagged as not aliasing any table load."""
+        if not (isinstance(state, types.Array) and state.ndim == 1 and state.dtype in (types.int64, types.uint8)):
             return None
         sig = types.void(state, idx, value)
 
         def codegen(context, builder, signature, args):
             ary = context.make_array(signature.args[0])(context, builder, args[0])
             i = context.cast(builder, args[1], signature.args[1], types.intp)
-            v = context.cast(builder, args[2], signature.args[2], types.int64)
-            ptr = builder.gep(ary.data, [i], inbounds=True)
-            st = builder.store(v, ptr)
-            st.set_metadata("noalias", _tables_scope(builder.module))
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    @intrinsic
-    def store_flag(typingctx, flags, idx, value):  # pragma: no cover - compiled
-        """``flags[idx] = value`` for a C-contiguous 1D uint8 array, tagged as not aliasing any table load."""
-        if not (isinstance(flags, types.Array) and flags.ndim == 1 and flags.dtype == types.uint8):
-            return None
-        sig = types.void(flags, idx, value)
-
-        def codegen(context, builder, signature, args):
-            ary = context.make_array(signature.args[0])(context, builder, args[0])
-            i = context.cast(builder, args[1], signature.args[1], types.intp)
-            v = context.cast(builder, args[2], signature.args[2], types.uint8)
+            v = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
             st = builder.store(v, builder.gep(ary.data, [i], inbounds=True))
             st.set_metadata("noalias", _tables_scope(builder.module))
             return context.get_dummy_value()
@@ -117,9 +100,6 @@ if HAVE_NUMBA:
         return sig, codegen
 
 else:  # pragma: no cover
-
-    def store_flag(flags, idx, value):  # type: ignore[no-redef]
-        flags[int(idx)] = value
 
     def trailing_zeros(word):  # type: ignore[no-redef]
         w = int(word)

@@ -27,7 +27,8 @@ import numpy as np
 
 from hal import chip
 from hal.config import RowMode, SourceKind
-from sim_device._noalias import load_state, load_table, store_flag, store_state, trailing_zeros
+from sim_device._noalias import load_state, load_table, store_state, trailing_zeros
+from sim_device._sorting import sort_nearly
 from sim_device.model import DeviceModel
 from sim_device.spec import (
     COEF_BITS,
@@ -303,26 +304,6 @@ def _neuron(
 
 
 @njit(cache=True)
-def _sort_nearly(a):  # pragma: no cover - compiled
-    """Sort the int64 array ``a`` in place. The spikes of an entry arrive almost in time order (a level emits them
-    as it walks its events), so an insertion sort finishes in about one pass; it hands over to ``a.sort()`` once
-    it has moved more than four elements per element, so the worst case stays O(n log n)."""
-    n = a.shape[0]
-    budget = 4 * n
-    for x in range(1, n):
-        v = a[x]
-        y = x - 1
-        while y >= 0 and a[y] > v:
-            a[y + 1] = a[y]
-            y -= 1
-            budget -= 1
-        a[y + 1] = v
-        if budget < 0:
-            a.sort()
-            return
-
-
-@njit(cache=True)
 def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur):  # pragma: no cover - compiled
     """Per-entry source lists: the base events plus the routed events of spikes ``spk[lo:hi]``, time-sorted."""
     cnt = np.zeros(n_entries, dtype=np.int64)
@@ -355,7 +336,7 @@ def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur)
         skey = np.empty(c1 - c0, dtype=np.int64)
         for s in range(c1 - c0):
             skey[s] = (nt[c0 + s] << 32) | s
-        _sort_nearly(skey)
+        sort_nearly(skey)
         seg_t = np.empty(c1 - c0, dtype=np.int64)
         seg_k = np.empty(c1 - c0, dtype=np.int64)
         for s in range(c1 - c0):
@@ -516,7 +497,7 @@ def _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, stepped, on_grid):  # pragma:
         store_state(st, S_IE + q, en if upd else ie)
         store_state(st, S_II + q, iN if upd else ii)
         store_state(st, S_LIM + q, ln if upd else lim)
-        store_flag(slow, q, 1 if sl else 0)
+        store_state(slow, q, 1 if sl else 0)
         nslow += 1 if sl else 0
     return nslow
 
@@ -803,7 +784,7 @@ def _run_chunk(
         c0 = rec[e]
         c = rec[e + 1] - c0
         seg = keys[c0 : c0 + c]
-        _sort_nearly(seg)
+        sort_nearly(seg)
         out_cnt[b] = c
         for q in range(min(c, cap)):
             out_t[b, q] = seg[q] >> 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim_device import analog
+from sim_device._sorting import sort_nearly
 
 try:
     from numba import config, njit
@@ -51,6 +52,13 @@ if HAVE_NUMBA:
             s += np.int64((h >> np.uint64(5 * i)) & np.uint64(31)) * 2 + 1
         return s - 384
 
+    @njit(cache=True, inline="always")
+    def _loss_jitter(sl, sj, e, c, k, loss_shift, sigma):  # pragma: no cover - compiled
+        """Whether input event (entry ``e``, channel ``c``, occurrence ``k``) is lost, and its jitter in ticks;
+        ``sl``, ``sj``: the loss and jitter tags stepped with the run seed."""
+        lost = (_step(_step(_step(sl, e), c), k) >> np.uint64(loss_shift)) == np.uint64(0)
+        return lost, (_normal(_step(_step(_step(sj, e), c), k)) * sigma + 32) >> 6
+
     @njit(cache=True)
     def _threshold_kernel(h0, seed, entries, neurons, sigma):  # pragma: no cover - compiled
         out = np.empty((entries.shape[0], neurons.shape[0]), dtype=np.int64)
@@ -69,10 +77,9 @@ if HAVE_NUMBA:
         sl = _step(h_loss, np.uint64(seed))
         sj = _step(h_jit, np.uint64(seed))
         for i in range(n):
-            e, c, k = np.uint64(entries[i]), np.uint64(channels[i]), np.uint64(occ[i])
-            lost[i] = (_step(_step(_step(sl, e), c), k) >> np.uint64(loss_shift)) == np.uint64(0)
-            z = _normal(_step(_step(_step(sj, e), c), k))
-            jitter[i] = (z * sigma + 32) >> 6
+            lost[i], jitter[i] = _loss_jitter(
+                sl, sj, np.uint64(entries[i]), np.uint64(channels[i]), np.uint64(occ[i]), loss_shift, sigma
+            )
         return lost, jitter
 
 
@@ -95,32 +102,18 @@ if HAVE_NUMBA:
             e = np.uint64(b[lo] + entry_offset)
             first = m
             for i in range(lo, hi):
-                c = np.uint64(ch[i])
                 k = np.uint64(seen[ch[i]])
                 seen[ch[i]] += 1
-                if (_step(_step(_step(sl, e), c), k) >> np.uint64(loss_shift)) == np.uint64(0):
-                    continue  # lost
-                z = _normal(_step(_step(_step(sj, e), c), k))
-                ti = min(max(t[i] + ((z * sigma + 32) >> 6), 0), duration - 1)
+                lost, jitter = _loss_jitter(sl, sj, e, np.uint64(ch[i]), k, loss_shift, sigma)
+                if lost:
+                    continue
+                ti = min(max(t[i] + jitter, 0), duration - 1)
                 ob[m] = b[lo]
                 key[m] = (ti << 10) | ch[i]
                 m += 1
             for i in range(lo, hi):
                 seen[ch[i]] = 0
-            # jitter moves events by a few ticks: an insertion sort of the entry's (time, channel) keys, handed
-            # over to a full sort if the entry is far from sorted
-            budget = 4 * (m - first)
-            for x in range(first + 1, m):
-                v = key[x]
-                y = x - 1
-                while y >= first and key[y] > v:
-                    key[y + 1] = key[y]
-                    y -= 1
-                    budget -= 1
-                key[y + 1] = v
-                if budget < 0:
-                    key[first:m] = np.sort(key[first:m])
-                    break
+            sort_nearly(key[first:m])  # jitter moves events by a few ticks: the entry is almost sorted
             lo = hi
         return ob[:m], key[:m] >> 10, key[:m] & 1023, n - m
 

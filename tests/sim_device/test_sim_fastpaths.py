@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from hal.backend import RunOptions
 from hal.events import InputSpikes
 from sim_device import analog, fastnoise
+from sim_device._sorting import sort_nearly
 from sim_device.backend import SimBackend
 from sim_device.batch import _noisy_numpy
-from sim_device.engine import CHUNK_ENTRIES, _sort_nearly
+from sim_device.engine import CHUNK_ENTRIES
 from sim_device.examples import mnist16_network, mnist_like_inputs
 
 keys = st.lists(st.integers(0, 2**63 - 1), min_size=0, max_size=40)
@@ -80,7 +81,7 @@ def test_results_do_not_depend_on_thread_count_or_chunking() -> None:
     order=st.sampled_from(["random", "sorted", "reversed", "nearly sorted", "few values"]),
 )
 def test_adaptive_sort_equals_numpy_sort(n: int, seed: int, order: str) -> None:
-    """``_sort_nearly`` (insertion sort handing over to a full sort past its move budget) sorts any input: sorted,
+    """``sort_nearly`` (insertion sort handing over to a full sort past its move budget) sorts any input: sorted,
     reversed and random (the hand-over), sorted with a few elements moved (the spike lists it is meant for), and
     many equal keys."""
     rng = np.random.default_rng(seed)
@@ -96,7 +97,7 @@ def test_adaptive_sort_equals_numpy_sort(n: int, seed: int, order: str) -> None:
     elif order == "few values":
         a = rng.integers(0, 3, size=n, dtype=np.int64)
     got = a.copy()
-    _sort_nearly(got)
+    sort_nearly(got)
     assert np.array_equal(got, np.sort(a))
 
 
