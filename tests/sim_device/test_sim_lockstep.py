@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 
 from hal.backend import RunOptions
 from hal.events import InputSpikes
+from sim_device import engine
 from sim_device.backend import SimBackend
 from sim_device.batch import entry_thresholds, prepare_inputs
 from sim_device.engine import run_engine
 from sim_device.examples import map_layered, mnist16_network, mnist_like_inputs, random_config, random_inputs
+from sim_device.spec import UPDATE_PERIOD_TICKS
 
 FIELDS = ("batch", "time", "neuron", "spikes", "synaptic_from_neurons", "membrane")
 
@@ -86,3 +88,85 @@ def test_lockstep_on_sparse_layered_networks(seed, noisy, sparsity) -> None:
     ref = SimBackend(serial=seed % 89, mismatch=noisy, noise=noisy, engine="reference")
     ref.configure(net.config)
     assert dev.run(inputs, opts).spikes == ref.run(inputs, opts).spikes
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), noisy=st.booleans())
+def test_lockstep_with_input_events_on_the_update_grid(seed, noisy) -> None:
+    """Input events on the update grid: the first grid sample after such a delivery is a whole step away (a form
+    of its own in the vector pass and in the bound ``lim``); levels of 13 and 5 neurons, not multiples of the 8
+    the vector pass runs over."""
+    rng = np.random.default_rng(seed)
+    net = map_layered([rng.normal(0.3, 0.6, size=(20, 13)), rng.normal(0.4, 0.8, size=(13, 5))])
+    times = np.round(mnist_like_inputs(rng, 3, n=20, active=0.8) * 752 / UPDATE_PERIOD_TICKS) * UPDATE_PERIOD_TICKS
+    inputs = InputSpikes.from_times(times, net.input_channels)
+    opts = RunOptions(duration_ticks=3000, record="all", seed=seed % 1000)
+    dev = SimBackend(serial=seed % 83, mismatch=noisy, noise=False)
+    dev.configure(net.config)
+    runs = _engine_runs(dev, inputs, opts, False)
+    assert runs[0].spikes.sum() > 0
+    _same(runs)
+    ref = SimBackend(serial=seed % 83, mismatch=noisy, noise=False, engine="reference")
+    ref.configure(net.config)
+    assert dev.run(inputs, opts).spikes == ref.run(inputs, opts).spikes
+
+
+_LEVEL: dict = {}
+
+
+def _level_tables_of_a_realistic_chip() -> tuple:
+    """The first level (13 neurons, each with its own mismatched time constants) of a small layered network and
+    the tables a run of 3000 ticks uses (built once)."""
+    if not _LEVEL:
+        rng = np.random.default_rng(11)
+        net = map_layered([rng.normal(0.3, 0.6, size=(20, 13)), rng.normal(0.4, 0.8, size=(13, 5))])
+        dev = SimBackend(serial=5, mismatch=True, noise=False)
+        dev.configure(net.config)
+        em = dev._model()
+        _LEVEL["em"] = em
+        _LEVEL["tables"] = engine._run_tables(em, 3000)
+        _LEVEL["n"] = int(em.grp_ptr[1] - em.grp_ptr[0])
+    return _LEVEL["em"], _LEVEL["tables"], _LEVEL["n"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_vector_pass_equals_the_scalar_delivery_and_its_bound_skips_no_crossing(data) -> None:
+    """One vector pass (``_deliver_all``) on random states of the level's neurons, all anchored at the previous
+    event tick: every neuron's new anchor equals the scalar delivery's (propagate, clamp, add the jumps), its
+    ``lim`` equals the scalar ``_lim``, and the crossing search from the new anchor finds no crossing at or
+    before ``lim`` (the pass would skip it) and none at all when ``lim`` is never. Event ticks on the update
+    grid and off it, one step apart or more."""
+    em, (tick, step, jlen, ct, jc), n = _level_tables_of_a_realistic_chip()
+    P = UPDATE_PERIOD_TICKS
+    tp = data.draw(st.integers(0, 1500), label="tp")
+    tn = data.draw(st.one_of(st.integers(tp + 1, tp + 3 * P),
+                             st.integers(tp // P + 1, (tp + 3 * P) // P).map(lambda g: g * P)), label="tn")
+    log_int = st.floats(0, 22).map(lambda x: int(2**x))
+    s = np.zeros(engine.N_STATE * engine.SM, dtype=np.int64)
+    want = []
+    for q in range(n):
+        i = em.grp_nrn[q]
+        u = data.draw(st.integers(-(2**20), 2**21)) if q % 2 else data.draw(log_int)
+        ie, ii = data.draw(log_int.map(lambda x: 16 * x)), data.draw(st.one_of(st.just(0), log_int))
+        je, ji = data.draw(st.one_of(st.just(0), log_int)), data.draw(st.one_of(st.just(0), log_int))
+        je = max(je, 1 - ji)  # a jump, so the pass delivers
+        th = max(data.draw(log_int), 1)
+        for row, v in ((engine.S_TA, tp), (engine.S_U, u), (engine.S_IE, ie), (engine.S_II, ii),
+                       (engine.S_LIM, engine.NEVER), (engine.S_TH, th), (engine.S_UMIN, em.umin[i]),
+                       (engine.S_UMAX, em.umax[i]), (engine.S_JE, je), (engine.S_JI, ji)):
+            s[row + q] = v
+        t = em.tid[i]
+        u2, e2, i2 = engine._prop(tick, step, jlen, t, u, ie, ii, tn - tp)
+        want.append((min(max(u2, em.umin[i]), em.umax[i]), min(e2 + je, engine.I_MAX), min(i2 + ji, engine.I_MAX)))
+    slow = np.zeros(engine.SM, dtype=np.uint8)
+    assert engine._deliver_all(ct, jc, 0, n, tn, tp, s, slow) == 0
+    for q in range(n):
+        i = em.grp_nrn[q]
+        u, ie, ii, lim, th = (int(s[row + q]) for row in (engine.S_U, engine.S_IE, engine.S_II, engine.S_LIM,
+                                                           engine.S_TH))
+        assert s[engine.S_TA + q] == tn and (u, ie, ii) == want[q]
+        assert lim == engine._lim(ct, q, tn, u, ie, ii, th)
+        limit = tn + 100 * P if lim == engine.NEVER else lim
+        found = engine._search(tick, step, jlen, em.kb, em.tid[i], tn, u, ie, ii, th, limit)
+        assert not 0 <= found <= limit, (q, lim, found)
