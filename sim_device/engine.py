@@ -175,6 +175,20 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
     return -1
 
 
+@njit(cache=True, inline="always")
+def _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs, rt):  # pragma: no cover - compiled
+    """Engine neuron ``i`` (entry ``e``, table ``t``, anchored at ``ta``) spikes at tick ``ts`` (spec 5.2): the row
+    (entry, tick, neuron, nth) goes to ``spk[nsp]`` (the caller guarantees room), the currents are propagated to
+    ``ts``, the membrane is reset to ``rs`` and the neuron is refractory until ``ts + rt``. Returns (nsp, nth, ta,
+    u, ie, ii, refractory, release) after the spike."""
+    spk[nsp, 0] = e
+    spk[nsp, 1] = ts
+    spk[nsp, 2] = i
+    spk[nsp, 3] = nth
+    ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
+    return nsp + 1, nth + 1, ts, rs, ie, ii, True, ts + rt
+
+
 @njit(cache=True, **NO_REFCOUNT)
 def _sample(mem, ns, t_end, tick, step, jlen, t, ta, u, ie, ii, refr, reset, leak, period):  # pragma: no cover
     """Write readout samples for ticks in [ns * period, t_end) from the current anchor; returns the new ns."""
@@ -187,6 +201,24 @@ def _sample(mem, ns, t_end, tick, step, jlen, t, ta, u, ie, ii, refr, reset, lea
     return ns
 
 
+@njit(cache=True, inline="always")
+def _spikes_at_most(dur, refr_ticks):  # pragma: no cover - compiled
+    """The most spikes one neuron can emit in a run of ``dur`` ticks: at strictly increasing ticks at least
+    (refractory + 1) apart."""
+    return min(dur, (dur - 1) // (refr_ticks + 1) + 1)
+
+
+@njit(cache=True, inline="always")
+def _with_room(spk, nsp, more):  # pragma: no cover - compiled
+    """``spk`` (spike rows, the first ``nsp`` used), or a copy with room for ``more`` rows after them (at least
+    twice as long, so growing stays amortised)."""
+    if nsp + more <= spk.shape[0]:
+        return spk
+    bigger = np.empty((2 * spk.shape[0] + more, 4), dtype=np.int64)
+    bigger[:nsp] = spk[:nsp]
+    return bigger
+
+
 @njit(cache=True)
 def _neurons(
     nrn, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
@@ -197,12 +229,7 @@ def _neurons(
     non-empty (one neuron only) sample its membrane."""
     for q in range(nrn.shape[0]):
         i = nrn[q]
-        # a neuron's spikes are at strictly increasing ticks at least (refractory + 1) apart
-        most = min(dur, (dur - 1) // (refr_ticks[i] + 1) + 1)
-        if nsp + most > spk.shape[0]:
-            bigger = np.empty((2 * spk.shape[0] + most, 4), dtype=np.int64)
-            bigger[:nsp] = spk[:nsp]
-            spk = bigger
+        spk = _with_room(spk, nsp, _spikes_at_most(dur, refr_ticks[i]))
         nsp = _neuron(
             i, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
             dur, spk, nsp, mem, period,
@@ -276,17 +303,8 @@ def _neuron(
         if ts >= 0 and ts <= tn and ts < dur:
             if sampling:
                 ns = _sample(mem, ns, ts, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
-            spk[nsp, 0] = e
-            spk[nsp, 1] = ts
-            spk[nsp, 2] = i
-            spk[nsp, 3] = nth
-            nsp += 1
-            nth += 1
-            ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
-            ta = ts
-            u = rs
-            refr = True
-            rel = ts + refr_ticks[i]
+            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs,
+                                                        refr_ticks[i])
             continue
         if tn >= dur:
             break
@@ -551,17 +569,8 @@ def _advance(
             break
         ts = _search(tick, step, jlen, kb, t, ta, u, ie, ii, th, tn)
         if ts >= 0 and ts <= tn and ts < dur:
-            spk[nsp, 0] = e
-            spk[nsp, 1] = ts
-            spk[nsp, 2] = i
-            spk[nsp, 3] = nth
-            nsp += 1
-            nth += 1
-            ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
-            ta = ts
-            u = rs
-            refr = True
-            rel = ts + rt
+            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs,
+                                                        rt)
             continue
         break
     return ta, u, ie, ii, refr, rel, nth, nsp
@@ -691,15 +700,11 @@ def _run_level(
     for q in range(n):
         st[S_UMIN + q] = umin[grp_nrn[q0 + q]]
         st[S_UMAX + q] = umax[grp_nrn[q0 + q]]
-    # a neuron's spikes are at strictly increasing ticks at least (refractory + 1) apart: room for an entry
-    most = 0
+    most = 0  # spikes of one entry of the level
     for q in range(q0, q1):
-        most += min(dur, (dur - 1) // (refr_ticks[grp_nrn[q]] + 1) + 1)
+        most += _spikes_at_most(dur, refr_ticks[grp_nrn[q]])
     for e in range(n_entries):
-        if nsp + most > spk.shape[0]:
-            bigger = np.empty((2 * spk.shape[0] + most, 4), dtype=np.int64)
-            bigger[:nsp] = spk[:nsp]
-            spk = bigger
+        spk = _with_room(spk, nsp, most)
         nsp = _level_entry(
             e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, refr_ticks, tick, step,
             jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
