@@ -57,6 +57,19 @@ def _cases() -> list[dict]:
     out.append(dict(name="merged_taum2", config=net.config, inputs=InputSpikes.from_times(tt, net.input_channels),
                     options=RunOptions(duration_ticks=5000, record="first", seed=2), serial=1, mismatch=True,
                     noise=True))
+    # 5. a layered network with many zero weights, some of them unwired (label mismatch), realistic chip: the
+    #    lockstep levels, and spec 1.1's rule that a wired zero-weight synapse still anchors its neuron
+    rng = np.random.default_rng(23)
+    ws = [rng.normal(0.25, 0.5, (60, 24)), rng.normal(0.4, 0.8, (24, 8))]
+    for w in ws:
+        w[rng.random(w.shape) < 0.4] = 0.0
+    net = map_layered(ws, Scale())
+    labels = net.config.synapses.labels
+    labels[rng.random(labels.shape) < 0.15] = 0  # the layers use addresses 1 and 2: unwired
+    tt = np.where(rng.random((4, 60)) < 0.8, (0.15 + rng.random((4, 60)) * 1.85) * 752, np.nan)
+    out.append(dict(name="sparse_layered", config=net.config, inputs=InputSpikes.from_times(tt, net.input_channels),
+                    options=RunOptions(duration_ticks=4000, record="all", seed=4), serial=2, mismatch=True,
+                    noise=True))
     return out
 
 

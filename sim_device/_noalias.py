@@ -34,10 +34,10 @@ if HAVE_NUMBA:
 
     @intrinsic
     def load_table(typingctx, table, row, col):  # pragma: no cover - compiled
-        """``int64(table[row, col])`` of a C-contiguous 2D int32 or int64 array (no wraparound, no bounds
+        """``int64(table[row, col])`` of a C-contiguous 2D int8, int32 or int64 array (no wraparound, no bounds
         check), tagged as a table load."""
         if not (isinstance(table, types.Array) and table.ndim == 2 and table.layout == "C"
-                and table.dtype in (types.int32, types.int64)):
+                and table.dtype in (types.int8, types.int32, types.int64)):
             return None
         sig = types.int64(table, row, col)
 

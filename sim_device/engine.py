@@ -9,7 +9,8 @@ Why it is fast (see docs/device-spec.md section 8):
 * State is exact integers with O(1) propagation over any gap (tick table x step table), so time between
   events costs nothing. The threshold is checked only on the update grid, and only while an integer upper
   bound of the membrane (suffix maxima of the propagator) says a crossing is still possible.
-* Routing is pre-aggregated into dense (neuron x source) jump matrices of the *used* sources and neurons.
+* Routing is pre-aggregated into dense (neuron x source) jump and wiring matrices of the *used* sources and
+  neurons.
 * An acyclic level of several neurons with many events per entry (MNIST16's hidden and output layers) runs in
   lockstep instead: per event tick, one vectorised (SIMD) pass over all its neurons' contiguous state delivers
   the jumps of every neuron whose delivery provably needs no crossing search (an exact per-neuron bound ``lim``
@@ -221,7 +222,7 @@ def _with_room(spk, nsp, more):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _neurons(
-    nrn, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
+    nrn, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
     dur, spk, nsp, mem, period,
 ):  # pragma: no cover - compiled
     """Run engine neurons ``nrn`` of chunk entry ``e`` over the events ``src[lo:hi]``; append their spikes as rows
@@ -231,15 +232,15 @@ def _neurons(
         i = nrn[q]
         spk = _with_room(spk, nsp, _spikes_at_most(dur, refr_ticks[i]))
         nsp = _neuron(
-            i, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
-            dur, spk, nsp, mem, period,
+            i, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step,
+            jlen, kb, dur, spk, nsp, mem, period,
         )
     return spk, nsp
 
 
 @njit(cache=True, **NO_REFCOUNT)
 def _neuron(
-    i, e, src_t, src_k, lo, hi, we, wi, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
+    i, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
     dur, spk, nsp, mem, period,
 ):  # pragma: no cover - compiled
     """Engine neuron ``i`` of chunk entry ``e`` (see :func:`_neurons`); ``spk`` has room for its spikes.
@@ -263,14 +264,13 @@ def _neuron(
     dje = 0
     dji = 0
     while True:
-        if fetch:  # the next tick at which this neuron receives a non-zero jump, and the summed jumps
+        if fetch:  # the next tick at which an event wired to this neuron arrives, and the summed jumps
             fetch = False
             tn = dur
             dje = 0
             dji = 0
             while idx < hi:
-                k = src_k[idx]
-                if we[i, k] != 0 or wi[i, k] != 0:
+                if wired[i, src_k[idx]]:
                     break
                 idx += 1
             if idx < hi:
@@ -380,12 +380,12 @@ def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur)
 @njit(cache=True)
 def _run_group(
     q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, leak, tick, step,
-    jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+    jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
 ):  # pragma: no cover - compiled
     nrn = grp_nrn[q0:q1]
     for e in range(n_entries):
         spk, nsp = _neurons(
-            nrn, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, theta_be[b0 + e], reset, umin, umax,
+            nrn, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, wired, theta_be[b0 + e], reset, umin, umax,
             refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, no_mem, period,
         )
     return spk, nsp
@@ -394,13 +394,14 @@ def _run_group(
 # ---- lockstep levels: per event tick, all neurons of a level at once --------------------------------------------
 # State of a level, one row per field and one column per level neuron (rows are contiguous, so the per-event pass
 # vectorises): anchor tick, membrane, currents, refractory flag (0/1), release tick, spike count, and ``lim``, the
-# last delivery tick at which the exact fast path applies (see :func:`_level_entry`).
+# last delivery tick at which the exact fast path applies (see :func:`_level_entry`); then the threshold, the
+# membrane's clamp bounds, and per event tick the summed jumps and whether the tick's events are wired to the neuron.
 # The rows are ``SM`` apart in one flat array (a compile-time stride, so LLVM sees that they never overlap); the
-# extra cache line keeps the 13 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
+# extra cache line keeps the 14 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
 SM = chip.N_NEURONS + 8
 assert SM % 8 == 0, "the flag bytes of a level are scanned as whole 64-bit words"
-S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI = range(0, 13 * SM, SM)
-N_STATE = 13
+S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI, S_W = range(0, 14 * SM, SM)
+N_STATE = 14
 #: ``lim`` of a neuron that needs no search before its next anchor (larger than any tick of a run)
 NEVER = 1 << 62
 
@@ -434,11 +435,12 @@ def _lim(ct, c, tn, u, ie, ii, th):  # pragma: no cover - compiled
 @njit(cache=True)
 def _deliver_all(ct, jc, q0, n, tn, tp, st, slow):  # pragma: no cover - compiled
     """The vector pass of one event tick ``tn`` over the ``n`` level neurons (columns ``q0:q0+n`` of ``ct``).
-    Every neuron with a non-zero jump (``st[S_JE]``, ``st[S_JI]``) that is anchored at ``tp`` (the previous
-    event tick: most are, so the table rows are shared and the loads contiguous) and whose delivery needs no
-    search (``tn <= lim``) takes it: state propagated to ``tn`` (tick part, then step part), membrane clamped
-    (held while refractory), jumps added, ``lim`` of the new anchor (:func:`_lim`). The others keep their state;
-    those with a jump are flagged in ``slow`` (one byte per neuron) for the scalar pass. Returns the number flagged.
+    Every neuron wired to the tick's events (``st[S_W]``; its jumps ``st[S_JE]``, ``st[S_JI]`` may be 0) that is
+    anchored at ``tp`` (the previous event tick: in a densely wired level all are, so the table rows are shared
+    and the loads contiguous) and whose delivery needs no search (``tn <= lim``) takes it: state propagated to
+    ``tn`` (tick part, then step part), membrane clamped (held while refractory), jumps added, ``lim`` of the
+    new anchor (:func:`_lim`). The others keep their state; the wired ones are flagged in ``slow`` (one byte per
+    neuron) for the scalar pass. Returns the number flagged.
 
     The loop is branch-free (selects only), without calls and with alias information for LLVM
     (:mod:`sim_device._noalias`), so it vectorises. It is specialised on two facts shared by all neurons: whether
@@ -513,7 +515,7 @@ def _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, stepped, on_grid):  # pragma:
         far = load_table(ct, b0, c) * max(x1, 0) + load_table(ct, b5, c) * y1 < (th << B30)
         ln = NEVER if far else (-1 if s1 >= th else (l1 if s2 >= th else l2))
         ln = lim if rf != 0 else ln
-        act = (je + ji) != 0
+        act = load_state(st, S_W + q) != 0
         upd = act & (ta == tp) & (tn <= lim)
         sl = act != upd  # upd implies act
         store_state(st, S_TA + q, tn if upd else ta)
@@ -527,26 +529,30 @@ def _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, stepped, on_grid):  # pragma:
 
 
 @njit(cache=True, inline="always")
-def _jumps_of(we_g, wi_g, k, q0, n, st, add):  # pragma: no cover - compiled
+def _jumps_of(we_g, wi_g, wired_g, k, q0, n, st, add):  # pragma: no cover - compiled
     """Set (or, with ``add``, increase) the level's summed jumps ``st[S_JE]``, ``st[S_JI]`` by source ``k``'s row
-    of the routing matrices (columns ``q0:q0+n``). Through the alias-tagged loads so the loop reads the row
+    of the routing matrices (columns ``q0:q0+n``), and mark in ``st[S_W]`` the neurons the source is wired to
+    (they get an anchor, whatever the jump). Through the alias-tagged loads so the loop reads the row
     contiguously and vectorises (numba's own indexing made it a gather)."""
     for q in range(n):
         je = load_table(we_g, k, q0 + q)
         ji = load_table(wi_g, k, q0 + q)
+        w = np.int64(load_table(wired_g, k, q0 + q))
         if add:
             je += load_state(st, S_JE + q)
             ji += load_state(st, S_JI + q)
+            w |= load_state(st, S_W + q)
         store_state(st, S_JE + q, je)
         store_state(st, S_JI + q, ji)
+        store_state(st, S_W + q, w)
 
 
 @njit(cache=True, inline="always")
-def _any_jump(st, n):  # pragma: no cover - compiled
-    """Whether any of the level's ``n`` neurons has a non-zero summed jump (``st[S_JE]``, ``st[S_JI]``)."""
+def _any_wired(st, n):  # pragma: no cover - compiled
+    """Whether the tick's events are wired to any of the level's ``n`` neurons (``st[S_W]``)."""
     acc = 0
     for q in range(n):
-        acc |= load_state(st, S_JE + q) | load_state(st, S_JI + q)
+        acc |= load_state(st, S_W + q)
     return acc != 0
 
 
@@ -579,10 +585,11 @@ def _advance(
 @njit(cache=True, **NO_REFCOUNT)
 def _level_entry(
     e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g,
-    grp_nrn, dur, spk, nsp, st, slow, slow_w,
+    wired_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
 ):  # pragma: no cover - compiled
     """One entry of an acyclic level in lockstep over the entry's events ``src[lo:hi]``: per event tick, the
-    summed jumps of all level neurons (contiguous columns ``q0:q0+n`` of ``we_g``/``wi_g``), the vector pass
+    summed jumps of all level neurons and which of them the tick's events are wired to (contiguous columns
+    ``q0:q0+n`` of ``we_g``/``wi_g``/``wired_g``), the vector pass
     :func:`_deliver_all`, then the flagged neurons one by one: releases and spikes up to the delivery (the
     unchanged crossing search, :func:`_advance`), the delivery and the new ``lim``. ``lim`` is exact: the
     search after an anchor is deferred to the next delivery (it is limited to that tick anyway) and skipped when
@@ -601,16 +608,16 @@ def _level_entry(
         # _lim of the rest state at tick 0: every sample is 0, so never unless the threshold is <= 0
         st[S_LIM + q] = NEVER if st[S_TH + q] > 0 else -1
     idx = lo
-    tp = 0  # the last event tick with a jump for the level (every neuron with a jump there is anchored at it)
+    tp = 0  # the last event tick wired to the level (every neuron wired to it is anchored there)
     while idx < hi:
         tn = src_t[idx]
-        _jumps_of(we_g, wi_g, src_k[idx], q0, n, st, False)
+        _jumps_of(we_g, wi_g, wired_g, src_k[idx], q0, n, st, False)
         idx += 1
         while idx < hi and src_t[idx] == tn:
-            _jumps_of(we_g, wi_g, src_k[idx], q0, n, st, True)
+            _jumps_of(we_g, wi_g, wired_g, src_k[idx], q0, n, st, True)
             idx += 1
-        if not _any_jump(st, n):
-            # no neuron of the level is touched at tn (an input tick seen by a later level): no anchor moves, so
+        if not _any_wired(st, n):
+            # no neuron of the level is wired to tn's events (an input tick seen by a later level): no anchor moves, so
             # tp stays and the next tick's neurons still share it
             continue
         nslow = _deliver_all(ct, jc, q0, n, tn, tp, st, slow)
@@ -690,7 +697,7 @@ def _level_tables(tick: np.ndarray, step: np.ndarray, jlen: np.ndarray, tid: np.
 @njit(cache=True)
 def _run_level(
     q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb,
-    ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+    ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp,
 ):  # pragma: no cover - compiled
     """Run the acyclic level ``grp_nrn[q0:q1]`` on every entry (see :func:`_level_entry`)."""
     n = q1 - q0
@@ -707,7 +714,7 @@ def _run_level(
         spk = _with_room(spk, nsp, most)
         nsp = _level_entry(
             e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, refr_ticks, tick, step,
-            jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
+            jlen, kb, ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
         )
     return spk, nsp
 
@@ -715,8 +722,8 @@ def _run_level(
 @njit(cache=True)
 def _run_chunk(
     entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb, we, wi,
-    nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
-    period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
+    wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
+    period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     """Run the batch entries ``entries`` (a contiguous range) level by level: a level in lockstep over its
     events if ``lock_grp`` says so and the chunk has ``lock_ev`` events per entry, else neuron by neuron."""
@@ -736,12 +743,12 @@ def _run_chunk(
             if lock_grp[g] and src_ptr[n_e] >= lock_ev * n_e:
                 spk, nsp = _run_level(
                     grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                    refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g, grp_nrn, dur, spk, nsp,
+                    refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp,
                 )
             else:
                 spk, nsp = _run_group(
                     grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                    refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+                    refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
                 )
             src_ptr, src_t, src_k = _with_spikes(src_ptr, src_t, src_k, spk, first, nsp, n_e, nrn_src, dur)
             continue
@@ -753,7 +760,7 @@ def _run_chunk(
             nsp = first
             spk, nsp = _run_group(
                 grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                refr_ticks, leak, tick, step, jlen, kb, we, wi, grp_nrn, dur, spk, nsp, no_mem, period,
+                refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
             )
             same = nsp - first == prev.shape[0]
             if same:
@@ -803,7 +810,7 @@ def _run_chunk(
         one = ro_idx[r : r + 1]
         for e in range(n_e):
             _neurons(
-                one, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, theta_be[b0 + e], reset, umin, umax,
+                one, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, wired, theta_be[b0 + e], reset, umin, umax,
                 refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, mem[b0 + e, r], period,
             )
 
@@ -811,14 +818,14 @@ def _run_chunk(
 @njit(cache=True, parallel=True)
 def _run_batch(
     chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
-    we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
-    mem, period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
+    we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats,
+    ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     for c in prange(chunk_ptr.shape[0] - 1):
         _run_chunk(
             entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
-            refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, lock_grp,
+            refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp,
             lock_ev,
         )
 
@@ -826,16 +833,16 @@ def _run_batch(
 @njit(cache=True)
 def _run_batch_serial(
     chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
-    we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx,
-    mem, period, ids, ct, jc, we_g, wi_g, lock_grp, lock_ev,
+    we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats,
+    ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
 ):  # pragma: no cover - compiled
     """:func:`_run_batch` on the calling thread: for a single chunk, waking the thread pool costs more than the
     chunk (milliseconds on a loaded machine, against ~0.1 ms for one yin-yang entry)."""
     for c in range(chunk_ptr.shape[0] - 1):
         _run_chunk(
             entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
-            refr_ticks, leak, tick, step, jlen, kb, we, wi, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, lock_grp,
+            refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
+            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp,
             lock_ev,
         )
 
@@ -865,6 +872,8 @@ class EngineModel:
     wi: np.ndarray  # (A, S) inhibitory jump
     we_g: np.ndarray  # (S, A) ``we`` transposed, columns in processing order ``grp_nrn``, int32 (``_level_jumps``)
     wi_g: np.ndarray  # (S, A) likewise for ``wi``
+    wired: np.ndarray  # (A, S) bool: compact source s reaches neuron i (an event of s anchors i, whatever its jump)
+    wired_g: np.ndarray  # (S, A) ``wired`` transposed, columns in processing order ``grp_nrn``, int8
     nrn_src: np.ndarray  # (A,) compact source index of neuron i's spikes (-1: they reach no active neuron)
     act_nrn: np.ndarray  # (A,) synapses a spike of neuron i activates
     tid: np.ndarray  # (A,) propagator table of neuron i
@@ -891,9 +900,9 @@ def _routing_matrices(
     """(1536, A) summed exc/inh jumps per source and active neuron, (1536,) activated synapses per event, and the
     (1536, A) bool wiring: source reaches the neuron through a routed row and a synapse with a matching label,
     whatever its weight. The wiring, not the weights, defines the engine's structure (used sources, neuron
-    graph), so that a weight-only change never changes it (a weight of 0 delivers a jump of 0, which the spec
-    makes a no-op). All routes at once: a (routes x 256 columns) hit mask, then one histogram per sign over the
-    hits (integer sums, so the order does not matter)."""
+    graph) and which neurons an event anchors (spec 1.1, section 5.1: a weight of 0 delivers a jump of 0 and
+    still anchors), so a weight-only change never changes either. All routes at once: a (routes x 256 columns)
+    hit mask, then one histogram per sign over the hits (integer sums, so the order does not matter)."""
     cfg = model.config
     a = int((index_of >= 0).sum())
     we = np.zeros((N_SOURCES, a), dtype=np.int64)
@@ -1004,6 +1013,8 @@ def compile_model(model: DeviceModel) -> EngineModel:
         wi=wi,
         we_g=_level_jumps(we, grp_nrn),
         wi_g=_level_jumps(wi, grp_nrn),
+        wired=np.ascontiguousarray(linked[used].T),
+        wired_g=np.ascontiguousarray(linked[used][:, grp_nrn], dtype=np.int8),
         nrn_src=np.ascontiguousarray(nrn_src, dtype=np.int64),
         act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
         tid=tid,
@@ -1173,9 +1184,9 @@ def run_engine(
         kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
         kernel(
             chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
-            tick, step, jlen, em.kb, em.we, em.wi, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
+            tick, step, jlen, em.kb, em.we, em.wi, em.wired, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
             em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
-            int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, lock_grp, lock_ev,
+            int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, em.wired_g, lock_grp, lock_ev,
         )
 
     out_t = np.empty((batch_size, cap), dtype=np.int64)  # row b is read only up to out_cnt[b]

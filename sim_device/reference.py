@@ -103,7 +103,10 @@ class ReferenceEntry:
 
     # ---- routing ------------------------------------------------------------------------------------
     def _route(self, kind: int, source: int) -> tuple[dict[int, list[int]], int]:
-        """Current jumps an event of this source delivers: {neuron: [exc, inh]} and the synapse count."""
+        """Current jumps an event of this source delivers: {neuron: [exc, inh]} for every active neuron it is
+        wired to (a routed row that is not OFF and a synapse whose label matches, whatever its weight: such a
+        neuron gets an anchor even if its jump is 0), and the number of synapses it activates (non-zero
+        weight)."""
         cfg = self.m.config
         out: dict[int, list[int]] = {}
         count = 0
@@ -113,9 +116,9 @@ class ReferenceEntry:
             if mode == RowMode.OFF:
                 continue
             for col in range(cfg.synapses.labels.shape[2]):
-                if cfg.synapses.labels[half, row, col] != addr or cfg.synapses.weights[half, row, col] == 0:
+                if cfg.synapses.labels[half, row, col] != addr:
                     continue
-                count += 1
+                count += int(cfg.synapses.weights[half, row, col] != 0)
                 n = int(self.m.logical[half * 256 + col])
                 if n not in self.neurons:
                     continue
@@ -179,8 +182,6 @@ class ReferenceEntry:
                     acc[0] += je
                     acc[1] += ji
             for n, (je, ji) in sorted(jumps.items()):
-                if je + ji == 0:
-                    continue
                 s = self.neurons[n]
                 self._advance(n, t)
                 s.u = min(max(s.u, int(self.m.u_min[n])), int(self.m.u_max[n]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hal import chip
 
 #: version of the device spec; reported as ``DeviceInfo.version``
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 
 #: the threshold comparator samples the membrane on this grid (ticks since the start of the entry)
 UPDATE_PERIOD_TICKS = 64
