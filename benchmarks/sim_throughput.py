@@ -10,7 +10,12 @@ CPU time of all threads instead (comparable across loads: on an otherwise idle m
 ``threads`` times it); ``load_avg_1min`` tells how busy the machine was. ``batch1_yinyang`` measures the fixed
 per-call cost instead: one yin-yang sample per ``Backend.run`` on the realistic chip, ``p50_ms`` over 500 calls.
 
-    python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME]
+``--malloc default`` (the default) measures glibc's defaults, what a script that opens ``sim://`` gets: every
+large temporary of a run (result buffers, the events' order check) page-faults anew. ``--malloc tuned`` keeps
+freed memory in glibc's heaps, as ``firstspike train``, ``deploy``, ``eval`` and ``serve`` do
+(:func:`runtime.allocator.tune_malloc`). Each line names it.
+
+    python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME] [--malloc default|tuned]
 """
 
 from __future__ import annotations
@@ -140,14 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--case", choices=CASES, action="append", help="run only these cases")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
+    ap.add_argument("--malloc", choices=("default", "tuned"), default="default",
+                    help="glibc's defaults (as in a user's script) or tuned as the CLI and the server set it")
     args = ap.parse_args(argv)
     if args.inner:
+        if args.malloc == "tuned":
+            from runtime.allocator import tune_malloc
+
+            tune_malloc()
         run = _run_batch1(args.inner) if args.inner.startswith("batch1") else _run_case(args.inner, args.batch,
                                                                                         args.repeats)
-        print(json.dumps(run))
+        print(json.dumps({**run, "malloc": args.malloc}))
         return 0
     for name in args.case or CASES:
-        cmd = [sys.executable, __file__, "--inner", name, "--batch", str(args.batch), "--repeats", str(args.repeats)]
+        cmd = [sys.executable, __file__, "--inner", name, "--batch", str(args.batch), "--repeats", str(args.repeats),
+               "--malloc", args.malloc]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(json.dumps({"benchmark": "sim_throughput", "case": name, "error": proc.stderr.strip()[-500:]}))

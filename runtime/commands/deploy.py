@@ -235,6 +235,9 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from runtime.allocator import tune_malloc
+
+    tune_malloc()  # as train, eval and serve: an in-process simulator's large temporaries are reused, not re-faulted
     try:
         result = deploy(args)
     except (DeployError, CompileError, HalError, ValueError, OSError) as e:
