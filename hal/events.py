@@ -125,12 +125,12 @@ def _check_columns(
         raise FieldRangeError(f"{what}.label", int(labels.max()), 0, label_max)
     if n < 2:
         return counts, times, labels, True
-    # Batch order holds by construction; (time, label) order within each entry is one packed-key comparison,
-    # ignored where a new entry starts.
-    wide = np.dtype(np.uint64 if times.dtype.itemsize > 2 else np.uint32)
-    key: np.ndarray = np.left_shift(times.astype(wide), np.array(10, dtype=wide))
-    key |= labels
-    descending = key[1:] < key[:-1]
+    # Batch order holds by construction; (time, label) order within each entry is checked pairwise, ignored where a
+    # new entry starts. Comparing the columns as they are keeps the temporaries to a byte per event (a packed
+    # uint64 key was 8 bytes per event, ~2 MB fresh memory per MNIST16 batch, and 10x slower when it page-faults).
+    later_t, earlier_t = times[1:], times[:-1]
+    descending = later_t < earlier_t
+    descending |= (later_t == earlier_t) & (labels[1:] < labels[:-1])
     starts = np.cumsum(counts[:-1], dtype=np.int64)
     starts = starts[(starts > 0) & (starts < n)]
     descending[starts - 1] = False

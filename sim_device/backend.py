@@ -20,7 +20,7 @@ from hal.errors import BackendError
 from hal.events import InputSpikes
 from hal.registry import DeviceURI
 from sim_device import analog
-from sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs
+from sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs, spikes_from_columns
 from sim_device.engine import EngineModel, compile_model, run_engine, update_weights
 from sim_device.model import build_model, only_weights_differ, with_weights
 from sim_device.reference import ReferenceEntry
@@ -156,13 +156,12 @@ class SimBackend(Backend):
         if self._engine == "fast":
             out = run_engine(em, bsz, prep.batch, prep.time, prep.channel, theta, dur, options.record == "first",
                              tuple(options.readout), options.readout_period)
-            b, t, n = out.batch, out.time, out.neuron
             n_spikes, syn_neurons, membrane = int(out.spikes.sum()), int(out.synaptic_from_neurons.sum()), out.membrane
+            spikes, dropped = spikes_from_columns(out.counts, out.time, out.neuron, bsz, self._max_events)
         else:
             b, t, n, n_spikes, syn_all, membrane = _run_reference(em, prep, theta, dur, options)
             syn_neurons = syn_all - syn_inputs
-        spikes, dropped = assemble_spikes(b, t, n, bsz, options.record, self._max_events,
-                                          presorted=self._engine == "fast")
+            spikes, dropped = assemble_spikes(b, t, n, bsz, options.record, self._max_events)
         self.runs += 1
         stats = {
             "input_events": len(prep.time),

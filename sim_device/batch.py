@@ -84,32 +84,36 @@ def entry_thresholds(
 
 
 def assemble_spikes(
-    batch: np.ndarray,
-    time: np.ndarray,
-    neuron: np.ndarray,
-    batch_size: int,
-    record: str,
-    max_events: int,
-    *,
-    presorted: bool = False,
+    batch: np.ndarray, time: np.ndarray, neuron: np.ndarray, batch_size: int, record: str, max_events: int
 ) -> tuple[SpikeEvents, int]:
-    """Emitted spikes -> the recorded :class:`SpikeEvents` (first per neuron and entry, or all), sorted by
-    (batch, time, label) and cut to ``max_events``; returns (events, dropped). ``presorted``: the arrays are
-    already sorted and filtered for ``record`` (as the engine returns them)."""
-    b, t, n = batch, time, neuron
-    if not presorted:
-        order = np.lexsort((n, t, b))
-        b, t, n = b[order], t[order], n[order]
-        if record == "first" and len(b):
-            _, first = np.unique(b * 512 + n, return_index=True)
-            keep = np.sort(first)
-            b, t, n = b[keep], t[keep], n[keep]
-    dropped = max(0, len(b) - max_events)
+    """Emitted spikes in any order (as the reference returns them) -> the recorded :class:`SpikeEvents` (first per
+    neuron and entry, or all), sorted by (batch, time, label) and cut to ``max_events``; returns (events,
+    dropped)."""
+    order = np.lexsort((neuron, time, batch))
+    b, t, n = batch[order], time[order], neuron[order]
+    if record == "first" and len(b):
+        _, first = np.unique(b * 512 + n, return_index=True)
+        keep = np.sort(first)
+        b, t, n = b[keep], t[keep], n[keep]
+    return spikes_from_columns(entry_counts(b, batch_size), t.astype(np.uint32), n.astype(np.uint16), batch_size,
+                               max_events)
+
+
+def spikes_from_columns(
+    counts: np.ndarray, time: np.ndarray, neuron: np.ndarray, batch_size: int, max_events: int
+) -> tuple[SpikeEvents, int]:
+    """Recorded spikes as sorted columns (per entry uint32, ticks uint32, neuron ids uint16; as the engine returns
+    them) -> :class:`SpikeEvents` cut to the first ``max_events`` events in (batch, time, label) order; returns
+    (events, dropped)."""
+    dropped = max(0, len(time) - max_events)
     if dropped:
-        b, t, n = b[:max_events], t[:max_events], n[:max_events]
-    # Sorted by entry: from_columns keeps the columns (the gRPC server encodes them as they are) and builds records
-    # only if someone reads them. They are fresh arrays made read-only here, so it keeps them without a copy.
-    columns = (entry_counts(b, batch_size), t.astype(np.uint32), n.astype(np.uint16))
+        # the first max_events events: whole entries, then part of one, then none
+        ends = np.minimum(np.cumsum(counts, dtype=np.int64), max_events)
+        counts = np.diff(ends, prepend=0).astype(np.uint32)
+        time, neuron = time[:max_events], neuron[:max_events]
+    # from_columns keeps the columns (the gRPC server encodes them as they are) and builds records only if someone
+    # reads them. They are fresh arrays made read-only here, so it keeps them without a copy.
+    columns = (counts, time, neuron)
     for c in columns:
         c.flags.writeable = False
     return SpikeEvents.from_columns(*columns, batch_size), dropped

@@ -230,3 +230,27 @@ def test_spike_events_are_immutable_values():
             y.events["time"][0] = 1
     with pytest.raises(TypeError):
         hash(x)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_columns_in_any_order_give_the_sorted_events(data):
+    """from_columns keeps (time, label)-sorted entries as they are and sorts the others; either way its events are
+    the columns' events sorted by (batch, time, label), whatever the column dtypes."""
+    b = data.draw(st.integers(1, 5))
+    counts = np.array(data.draw(st.lists(st.integers(0, 6), min_size=b, max_size=b)), dtype=np.uint32)
+    n = int(counts.sum())
+    tdt = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32]))
+    ldt = data.draw(st.sampled_from([np.uint16, np.uint32]))
+    times = np.array(data.draw(st.lists(st.integers(0, 7), min_size=n, max_size=n)), dtype=tdt)
+    labels = np.array(data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=ldt)
+    if data.draw(st.booleans()):  # sorted within each entry: the path that keeps the columns
+        ent = np.repeat(np.arange(b), counts)
+        order = np.lexsort((labels, times, ent))
+        times, labels = times[order], labels[order]
+    got = SpikeEvents.from_columns(counts, times, labels, b).events
+    ent = np.repeat(np.arange(b), counts)
+    order = np.lexsort((labels, times, ent))
+    assert got["batch"].tolist() == ent[order].tolist()
+    assert got["time"].tolist() == times[order].tolist()
+    assert got["label"].tolist() == labels[order].tolist()

@@ -12,7 +12,7 @@ from hal.events import InputSpikes
 from sim_device import analog, fastnoise
 from sim_device._sorting import sort_nearly
 from sim_device.backend import SimBackend
-from sim_device.batch import _noisy_numpy
+from sim_device.batch import _noisy_numpy, assemble_spikes, spikes_from_columns
 from sim_device.engine import CHUNK_ENTRIES
 from sim_device.examples import mnist16_network, mnist_like_inputs
 
@@ -128,3 +128,24 @@ def test_compiled_input_noise_pass_equals_the_numpy_steps(
     for got, want in zip(fast[:3], (ref.batch, ref.time, ref.channel), strict=True):
         assert np.array_equal(got, want)
     assert fast[3] == ref.lost
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_spike_columns_cut_at_the_buffer_equal_the_first_events(data) -> None:
+    """The engine's sorted columns -> events: the same as assembling the records, cut to the first ``max_events``
+    in (batch, time, label) order (whole entries, part of one, then none), the rest counted as dropped."""
+    b = data.draw(st.integers(1, 6))
+    counts = np.array(data.draw(st.lists(st.integers(0, 5), min_size=b, max_size=b)), dtype=np.uint32)
+    n = int(counts.sum())
+    ent = np.repeat(np.arange(b), counts)
+    t = np.array(data.draw(st.lists(st.integers(0, 99), min_size=n, max_size=n)), dtype=np.int64)
+    nrn = np.array(data.draw(st.lists(st.integers(0, 511), min_size=n, max_size=n, unique=True)), dtype=np.int64)
+    order = np.lexsort((nrn, t, ent))
+    t, nrn = t[order], nrn[order]
+    cap = data.draw(st.integers(0, n + 2))
+    got, dropped = spikes_from_columns(counts.copy(), t.astype(np.uint32), nrn.astype(np.uint16), b, cap)
+    full, none_dropped = assemble_spikes(ent, t, nrn, b, "all", 10**9)
+    assert none_dropped == 0 and dropped == max(0, n - cap)
+    assert np.array_equal(got.events, full.events[:cap]) and got.batch_size == b
+
