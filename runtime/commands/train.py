@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 TASK_CHOICES = ("yinyang", "mnist16")
 
@@ -18,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=TASK_CHOICES, help="dataset / network: yinyang or mnist16")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: reference: 300 / 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling, noise")
+    parser.add_argument("--hidden", type=_positive, default=None, metavar="N",
+                        help="hidden neurons (default: the reference's 120 / 128 in software; in the loop the chip "
+                             "layout, 246 for mnist16)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/<task>-seed<S>)")
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--eval-size", type=int, default=None,
@@ -34,6 +38,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_arguments(parser)
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of neurons, got {n}")
+    return n
+
+
+def with_hidden(task: str, hidden: int | None) -> Any:
+    """The task by name, or its config with ``hidden`` neurons in the hidden layer (the output layer stays)."""
+    from dataclasses import replace
+
+    from runtime.training.trainer import get_task
+
+    if hidden is None:
+        return task
+    cfg = get_task(task)
+    return replace(cfg, layer_sizes=(int(hidden), *cfg.layer_sizes[1:]))
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "device", None):  # hardware in the loop: runtime/training/in_the_loop.py
         from runtime.training.in_the_loop import run_cli
@@ -44,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else f"runs/{args.task}-seed{args.seed}"
     try:
         metrics = train_software(
-            args.task,
+            with_hidden(args.task, args.hidden),
             epochs=args.epochs,
             seed=args.seed,
             out_dir=out,

@@ -524,6 +524,11 @@ def add_device_arguments(parser: Any) -> None:
                    help="wall-time budget: stop before an epoch that would end after it")
 
 
+def _layer_sizes(task: str, hidden: int | None) -> tuple[int, ...] | None:
+    """``--hidden N``: the task's layers with N hidden neurons (None: the chip layout of :func:`device_task`)."""
+    return None if hidden is None else (int(hidden), *get_task(task).layer_sizes[1:])
+
+
 def run_cli(args: Any) -> int:
     """``firstspike train TASK --device URI ...``: in-the-loop training; prints the software trainer's summary
     plus device statistics; returns the exit code."""
@@ -543,6 +548,7 @@ def run_cli(args: Any) -> int:
             eval_size=args.eval_size, threads=args.threads, progress=not args.no_progress,
             mnist_dir=args.mnist_dir, init_model=args.init, headroom=args.headroom, lr=args.lr,
             device_uri=args.device, select=getattr(args, "select", "best-val"), ema=getattr(args, "ema", None),
+            layer_sizes=_layer_sizes(args.task, getattr(args, "hidden", None)),
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
     except (ValueError, OSError, HalError) as exc:

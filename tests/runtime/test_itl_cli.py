@@ -28,3 +28,13 @@ def test_train_with_device_writes_the_software_trainers_outputs_plus_device_stat
 def test_train_with_an_unknown_device_fails_cleanly(tmp_path, capsys):
     assert main(["train", "yinyang", "--device", "nosuch://", "--epochs", "1", "--out", str(tmp_path)]) == 2
     assert "no backend for scheme 'nosuch'" in capsys.readouterr().err
+
+
+def test_train_with_device_and_hidden_trains_that_layout(tmp_path, capsys):
+    from runtime.ttfs.layers import TTFSNetwork
+
+    out = tmp_path / "h"
+    rc = main(["train", "yinyang", "--device", "sim://?serial=2", "--hidden", "9", "--epochs", "1", "--train-size",
+               "150", "--eval-size", "50", "--no-progress", "--json", "--out", str(out)])
+    assert rc == 0
+    assert [layer.weight.shape for layer in TTFSNetwork.load(out / "model.pt").layers] == [(5, 9), (10, 3)]

@@ -138,6 +138,20 @@ def test_cli_train_and_eval_yinyang(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_cli_train_hidden_sets_the_hidden_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--hidden N`` trains the task's network with N hidden neurons (e.g. MNIST16's chip layout, 246)."""
+    out = tmp_path / "h"
+    rc = main(["train", "yinyang", "--hidden", "7", "--epochs", "1", "--out", str(out), "--train-size", "150",
+               "--eval-size", "50", "--no-progress", "--json"])
+    assert rc == 0
+    net = TTFSNetwork.load(out / "model.pt")
+    assert [layer.weight.shape for layer in net.layers] == [(5, 7), (8, 3)]  # 4 inputs + bias, 7 + bias
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "yinyang", "--hidden", "0"])
+    assert "positive number of neurons" in capsys.readouterr().err
+
+
 def test_cli_eval_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
