@@ -34,7 +34,7 @@ def test_train_with_device_and_hidden_trains_that_layout(tmp_path, capsys):
     from runtime.ttfs.layers import TTFSNetwork
 
     out = tmp_path / "h"
-    rc = main(["train", "yinyang", "--device", "sim://?serial=2", "--hidden", "9", "--epochs", "1", "--train-size",
+    rc = main(["train", "yinyang", "--device", "sim://?serial=2", "--hidden", "40", "--epochs", "1", "--train-size",
                "150", "--eval-size", "50", "--no-progress", "--json", "--out", str(out)])
     assert rc == 0
-    assert [layer.weight.shape for layer in TTFSNetwork.load(out / "model.pt").layers] == [(5, 9), (10, 3)]
+    assert [layer.weight.shape for layer in TTFSNetwork.load(out / "model.pt").layers] == [(5, 40), (41, 3)]
