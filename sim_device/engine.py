@@ -1119,11 +1119,6 @@ class EngineOutput:
     synaptic_from_neurons: np.ndarray  # (B,) synapse activations caused by neuron spikes
     membrane: np.ndarray | None  # (B, R, S) int32
 
-    @property
-    def batch(self) -> np.ndarray:
-        """(N,) int64 entry of each recorded spike."""
-        return np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts)
-
 
 @njit(cache=True)
 def _compact_rows(out_t, out_n, counts, time, neuron):  # pragma: no cover - compiled

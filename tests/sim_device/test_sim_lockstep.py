@@ -16,7 +16,7 @@ from sim_device.engine import run_engine
 from sim_device.examples import map_layered, mnist16_network, mnist_like_inputs, random_config, random_inputs
 from sim_device.spec import UPDATE_PERIOD_TICKS
 
-FIELDS = ("batch", "time", "neuron", "spikes", "synaptic_from_neurons", "membrane")
+FIELDS = ("counts", "time", "neuron", "spikes", "synaptic_from_neurons", "membrane")
 
 
 def _engine_runs(dev: SimBackend, inputs: InputSpikes, opts: RunOptions, noise: bool) -> list:
