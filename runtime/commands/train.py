@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 TASK_CHOICES = ("yinyang", "mnist16")
 
@@ -45,24 +44,12 @@ def _positive(text: str) -> int:
     return n
 
 
-def with_hidden(task: str, hidden: int | None) -> Any:
-    """The task by name, or its config with ``hidden`` neurons in the hidden layer (the output layer stays)."""
-    from dataclasses import replace
-
-    from runtime.training.trainer import get_task
-
-    if hidden is None:
-        return task
-    cfg = get_task(task)
-    return replace(cfg, layer_sizes=(int(hidden), *cfg.layer_sizes[1:]))
-
-
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "device", None):  # hardware in the loop: runtime/training/in_the_loop.py
         from runtime.training.in_the_loop import run_cli
 
         return run_cli(args)
-    from runtime.training.trainer import train_software
+    from runtime.training.trainer import train_software, with_hidden
 
     out = args.out if args.out is not None else f"runs/{args.task}-seed{args.seed}"
     try:

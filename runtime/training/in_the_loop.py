@@ -47,6 +47,7 @@ from runtime.training.trainer import (
     make_optimizer,
     train_step,
     training_metrics,
+    with_hidden,
 )
 from runtime.ttfs.export import to_network
 from runtime.ttfs.layers import TTFSNetwork
@@ -524,11 +525,6 @@ def add_device_arguments(parser: Any) -> None:
                    help="wall-time budget: stop before an epoch that would end after it")
 
 
-def _layer_sizes(task: str, hidden: int | None) -> tuple[int, ...] | None:
-    """``--hidden N``: the task's layers with N hidden neurons (None: the chip layout of :func:`device_task`)."""
-    return None if hidden is None else (int(hidden), *get_task(task).layer_sizes[1:])
-
-
 def run_cli(args: Any) -> int:
     """``firstspike train TASK --device URI ...``: in-the-loop training; prints the software trainer's summary
     plus device statistics; returns the exit code."""
@@ -537,6 +533,8 @@ def run_cli(args: Any) -> int:
     from runtime.training.energy import format_energy
 
     out = args.out if args.out is not None else f"runs/{args.task}-device-seed{args.seed}"
+    hidden = getattr(args, "hidden", None)  # --hidden N, else the chip layout of device_task
+    sizes = None if hidden is None else with_hidden(args.task, hidden).layer_sizes
     try:
         device = runtime.open(args.device)
     except (ValueError, HalError, OSError) as exc:
@@ -548,7 +546,7 @@ def run_cli(args: Any) -> int:
             eval_size=args.eval_size, threads=args.threads, progress=not args.no_progress,
             mnist_dir=args.mnist_dir, init_model=args.init, headroom=args.headroom, lr=args.lr,
             device_uri=args.device, select=getattr(args, "select", "best-val"), ema=getattr(args, "ema", None),
-            layer_sizes=_layer_sizes(args.task, getattr(args, "hidden", None)),
+            layer_sizes=sizes,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
     except (ValueError, OSError, HalError) as exc:

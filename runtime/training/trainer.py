@@ -119,6 +119,12 @@ def get_task(task: str | TaskConfig) -> TaskConfig:
         raise ValueError(f"unknown task {task!r} (use one of {sorted(TASKS)})") from None
 
 
+def with_hidden(task: str | TaskConfig, hidden: int | None) -> TaskConfig:
+    """The task's config, with ``hidden`` neurons in its hidden layer if given (the output layer stays)."""
+    cfg = get_task(task)
+    return cfg if hidden is None else replace(cfg, layer_sizes=(int(hidden), *cfg.layer_sizes[1:]))
+
+
 def build_network(task: TaskConfig, generator: torch.Generator | None = None) -> TTFSNetwork:
     """The task's network with the reference initialisation (Normal per layer)."""
     return TTFSNetwork(
