@@ -26,6 +26,7 @@ import socket
 import threading
 import tty
 from collections.abc import Callable
+from typing import Any
 
 from drivers.link import Link, LinkOptions
 from drivers.messages import (
@@ -276,7 +277,7 @@ def run_serial_device(backend: Backend, *, pty: bool = True, tcp_port: int | Non
         raise ValueError("run_serial_device: enable the pty, a TCP port, or both")
     done = threading.Event()
     stoppers: list[Stopper] = []
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: done.set())
@@ -297,4 +298,4 @@ def run_serial_device(backend: Backend, *, pty: bool = True, tcp_port: int | Non
         for stop in stoppers:
             stop()
         for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -505,11 +505,11 @@ class Link:
         budget = 64
         data_sent = False
         while self._retx and budget:
-            p = self._window.get(self._retx.popleft())
-            if p is None or p.sacked:
+            resend = self._window.get(self._retx.popleft())
+            if resend is None or resend.sacked:
                 continue
-            p.queued = False
-            frames.extend(self._transmit(p, now))
+            resend.queued = False
+            frames.extend(self._transmit(resend, now))
             self.stats.retransmits += 1
             data_sent = True
             budget -= 1

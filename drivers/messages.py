@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -301,7 +302,12 @@ _RUN_OPTS = struct.Struct("<IBQIQH")  # duration, record, seed, readout_period, 
 #: RunOptions fields the RUN encoding carries (a test fails if hal adds one the wire does not carry).
 RUN_OPTION_FIELDS = ("duration_ticks", "record", "seed", "readout", "readout_period", "entry_offset")
 _RESULT_HEAD = struct.Struct("<QH")
-_MEMBRANE_DTYPES = {1: np.dtype("<i2"), 2: np.dtype("<i4"), 3: np.dtype("<f4"), 4: np.dtype("<f8")}
+_MEMBRANE_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<i2"),
+    2: np.dtype("<i4"),
+    3: np.dtype("<f4"),
+    4: np.dtype("<f8"),
+}
 _MEMBRANE_CODES = {v.str: k for k, v in _MEMBRANE_DTYPES.items()}
 
 
@@ -581,7 +587,9 @@ def exception_from_error(err: Error) -> Exception:
     cls = _ERROR_CLASSES.get(err.type, BackendError)
     exc = cls.__new__(cls)
     Exception.__init__(exc, err.message)
-    if cls is errors.FieldRangeError:
+    if isinstance(exc, errors.FieldRangeError):
         d = err.details
-        exc.field, exc.value, exc.low, exc.high = (d.get("field", "?"), d.get("value"), d.get("low"), d.get("high"))
+        # bounds the device did not send stay NaN (the message already says what the device said)
+        exc.field, exc.value = str(d.get("field", "?")), d.get("value")
+        exc.low, exc.high = d.get("low", math.nan), d.get("high", math.nan)
     return exc

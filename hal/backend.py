@@ -97,6 +97,19 @@ class RunResult:
     membrane: np.ndarray | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
+    @staticmethod
+    def concatenate(parts: list[RunResult]) -> RunResult:
+        """Join results of consecutive sub-batches: spikes joined (batch indices shifted), dropped events and
+        counters summed, membrane traces joined along the batch axis if every part has them."""
+        traces = [p.membrane for p in parts if p.membrane is not None]
+        membrane = np.concatenate(traces, axis=0) if parts and len(traces) == len(parts) else None
+        stats: dict[str, int] = {}
+        for p in parts:
+            for k, v in p.stats.items():
+                stats[k] = stats.get(k, 0) + int(v)
+        spikes = SpikeEvents.concatenate([p.spikes for p in parts])
+        return RunResult(spikes, sum(int(p.dropped) for p in parts), membrane, stats)
+
 
 class Backend(abc.ABC):
     """A device: describe, configure, run, close. Subclasses implement the four abstract methods."""

@@ -129,6 +129,9 @@ class NeuronParams:
         return out
 
 
+_SYN_SHAPE = (chip.N_HALVES, chip.ROWS_PER_HALF, chip.COLUMNS_PER_HALF)
+
+
 @dataclass(eq=False)
 class SynapseArrays:
     """Both halves' synapse arrays: ``weights`` and ``labels`` uint8 of shape (2, 256 rows, 256 columns)."""
@@ -139,8 +142,6 @@ class SynapseArrays:
     def fields(self) -> dict[str, np.ndarray]:
         return {"synapses.weights": self.weights, "synapses.labels": self.labels}
 
-
-_SYN_SHAPE = (chip.N_HALVES, chip.ROWS_PER_HALF, chip.COLUMNS_PER_HALF)
 
 ROUTE_DTYPE = np.dtype([("kind", "u1"), ("source", "<u2"), ("half", "u1"), ("row", "u1"), ("address", "u1")])
 

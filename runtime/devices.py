@@ -13,12 +13,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import numpy as np
-
 from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
 from hal.config import ChipConfig, ConfigDiff
 from hal.errors import BackendError
-from hal.events import InputSpikes, SpikeEvents
+from hal.events import InputSpikes
 from hal.registry import open_backend
 
 ENV_VAR = "FIRSTSPIKE_DEVICE"
@@ -156,7 +154,7 @@ class DevicePool(Backend):
                 errors.append(e)
         if errors:
             raise errors[0]
-        return join_results(results)
+        return RunResult.concatenate(results)
 
     def close(self) -> None:
         """Close every member. Closing twice is harmless."""
@@ -170,15 +168,3 @@ class DevicePool(Backend):
             self._executor.shutdown(wait=False)
 
 
-def join_results(parts: list[RunResult]) -> RunResult:
-    """Join results of consecutive sub-batches (spikes shifted and concatenated, counters summed)."""
-    spikes = SpikeEvents.concatenate([p.spikes for p in parts])
-    mems = [p.membrane for p in parts]
-    membrane = None
-    if mems and all(m is not None for m in mems):
-        membrane = np.concatenate(mems, axis=0)  # type: ignore[arg-type]
-    stats: dict[str, int] = {}
-    for p in parts:
-        for k, v in p.stats.items():
-            stats[k] = stats.get(k, 0) + int(v)
-    return RunResult(spikes, sum(int(p.dropped) for p in parts), membrane, stats)

@@ -20,6 +20,7 @@ and training work unchanged over the network. Underneath it
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import threading
@@ -40,7 +41,7 @@ from hal.registry import DeviceURI
 from proto.firstspike.v1 import device_pb2 as pb
 from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
 from runtime import wire
-from runtime.devices import DevicePool, join_results
+from runtime.devices import DevicePool
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RUN_TIMEOUT_S = 300.0
@@ -308,7 +309,7 @@ class GrpcBackend(Backend):
         }
         if len(targets) == 1:
             return cls(targets[0], **kw)
-        return DevicePool.open([lambda t=t: cls(t, **kw) for t in targets])
+        return DevicePool.open([functools.partial(cls, t, **kw) for t in targets])
 
     # ---- plumbing --------------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -575,7 +576,7 @@ class GrpcBackend(Backend):
                 f"({len(responses)} for {len(chunks)} chunks)",
                 target=self.target,
             )
-        return join_results([wire.result_from_pb(r) for r in responses])
+        return RunResult.concatenate([wire.result_from_pb(r) for r in responses])
 
     def close(self) -> None:
         """Release the lease (best effort) and close the connection. Closing twice is harmless."""

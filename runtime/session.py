@@ -286,9 +286,9 @@ class Session:
                 stats[k] = stats.get(k, 0) + int(v)
             if st.index == 0:
                 membrane = res.membrane
-            for k in st.layers:
-                ids = self.compiled.layers[k].neuron_ids
-                layer_times[k] = res.spikes.first_spike_model_times(ids, self.tau_s_ticks)
+            for layer in st.layers:
+                ids = self.compiled.layers[layer].neuron_ids
+                layer_times[layer] = res.spikes.first_spike_model_times(ids, self.tau_s_ticks)
             # next stage replays the recorded spikes of this stage's last layer
             stage_in = layer_times[st.layers[-1]]  # type: ignore[assignment]
         if n_batch == 0:
@@ -318,7 +318,7 @@ class Session:
             parts.append(self.device.run(spikes, opts))
         if len(parts) == 1:
             return parts[0], 1
-        return _join(parts), len(parts)
+        return RunResult.concatenate(parts), len(parts)
 
     def close(self) -> None:
         """Close the device."""
@@ -345,12 +345,3 @@ def weight_diff(base: ChipConfig, target: ChipConfig, base_digest: bytes = b"") 
     return ConfigDiff(digest, target_digest, {"synapses.weights": patch}, {})
 
 
-def _join(parts: list[RunResult]) -> RunResult:
-    spikes = SpikeEvents.concatenate([p.spikes for p in parts])
-    mems = [p.membrane for p in parts]
-    membrane = np.concatenate(mems, axis=0) if mems and all(m is not None for m in mems) else None  # type: ignore[arg-type]
-    stats: dict[str, int] = {}
-    for p in parts:
-        for k, v in p.stats.items():
-            stats[k] = stats.get(k, 0) + int(v)
-    return RunResult(spikes, sum(int(p.dropped) for p in parts), membrane, stats)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,7 +43,11 @@ REASON_INTERNAL = "internal"
 REASON_TOO_MANY_LEASES = "too-many-leases"
 
 RECORD_TO_PB = {"first": pb.RECORD_FIRST, "all": pb.RECORD_ALL}
-RECORD_FROM_PB = {pb.RECORD_UNSPECIFIED: "first", pb.RECORD_FIRST: "first", pb.RECORD_ALL: "all"}
+RECORD_FROM_PB: dict[int, Literal["first", "all"]] = {
+    pb.RECORD_UNSPECIFIED: "first",
+    pb.RECORD_FIRST: "first",
+    pb.RECORD_ALL: "all",
+}
 MEMBRANE_DTYPES = ("<i2", "<i4")
 DEFAULT_READOUT_PERIOD = 8
 

@@ -20,7 +20,7 @@ try:
     from numba.extending import intrinsic
 
     # with NUMBA_DISABLE_JIT the kernels run as Python, which cannot call intrinsics
-    HAVE_NUMBA = not config.DISABLE_JIT
+    HAVE_NUMBA = not config.DISABLE_JIT  # type: ignore[attr-defined]  # set from the environment at import
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     HAVE_NUMBA = False
 
@@ -101,15 +101,15 @@ if HAVE_NUMBA:
 
 else:  # pragma: no cover
 
-    def trailing_zeros(word):  # type: ignore[no-redef]
+    def trailing_zeros(word):  # type: ignore[no-redef,misc]
         w = int(word)
         return (w & -w).bit_length() - 1
 
-    def load_table(table, row, col):  # type: ignore[no-redef]
+    def load_table(table, row, col):  # type: ignore[no-redef,misc]
         return int(table[int(row), int(col)])
 
-    def load_state(state, idx):  # type: ignore[no-redef]
+    def load_state(state, idx):  # type: ignore[no-redef,misc]
         return int(state[int(idx)])
 
-    def store_state(state, idx, value):  # type: ignore[no-redef]
+    def store_state(state, idx, value):  # type: ignore[no-redef,misc]
         state[int(idx)] = value

@@ -23,6 +23,7 @@ Why it is fast (see docs/device-spec.md section 8):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -47,11 +48,11 @@ try:  # numba is a declared dependency; without it the same code runs (slowly) a
     HAVE_NUMBA = True
     # ``_nrt`` is numba's (underscored) switch for reference counting; should a version drop it, the kernels
     # compile with reference counting: slower, same results
-    NO_REFCOUNT = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
+    NO_REFCOUNT: dict[str, Any] = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     HAVE_NUMBA = False
     NO_REFCOUNT = {}
-    prange = range
+    prange = range  # type: ignore[misc]
 
     def njit(*args, **kwargs):  # type: ignore[no-redef]
         if args and callable(args[0]):

@@ -16,7 +16,7 @@ from sim_device._sorting import sort_nearly
 try:
     from numba import config, njit
 
-    HAVE_NUMBA = not config.DISABLE_JIT  # without the JIT the numpy versions are faster
+    HAVE_NUMBA = not config.DISABLE_JIT  # type: ignore[attr-defined]  # without the JIT the numpy versions are faster
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     HAVE_NUMBA = False
 

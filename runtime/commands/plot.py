@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 for nid in neurons:
                     layer = next((L for L in compiled.layers if nid in set(L.neuron_ids.tolist())), None)
                     thresholds.append(float(layer.codes.threshold) if layer is not None else float("nan"))
+                if res.membrane is None:
+                    raise DeployError(f"the device returned no membrane samples for neurons {neurons}")
                 plot_membranes(res.membrane, neurons, args.period, args.output, entry=0,
                                tau_s_ticks=compiled.tau_s_ticks, thresholds=thresholds, spikes=res.events,
                                title=f"{dataset} {args.split} sample {e} (label {int(data.labels[e])})")

@@ -105,7 +105,7 @@ def probe_inputs(times: list[float | None], pair_times: list[list[float]] | None
 
     ``pair_times[b]`` lists extra spikes of the sub-threshold channel 4 in entry ``b``.
     """
-    rows = []
+    rows: list[tuple[int, float, int]] = []
     for b, t in enumerate(times):
         if t is not None:
             rows.extend((b, float(t), ch) for ch in range(len(PROBE_WEIGHTS)))
@@ -205,7 +205,7 @@ def merged_probe_config() -> ChipConfig:
 def burst_case(batch: int = 4) -> Case:
     """Neuron 0 driven by four strong inputs 300 ticks apart: it fires several times (refractory 0)."""
     cfg = probe_config()
-    rows = []
+    rows: list[tuple[int, float, int]] = []
     for b in range(batch):
         for k in range(4):
             rows.extend((b, float(100 + 50 * b + 300 * k), ch) for ch in range(len(PROBE_WEIGHTS)))

@@ -22,7 +22,7 @@ DEFAULT_REFERENCE = "sim://?ideal=1"
 MEASUREMENTS = pytest.StashKey[dict[str, Any]]()
 #: what the suite found out about the device (info, claims, noise), reported at the end of the run
 PROFILE = pytest.StashKey[dict[str, Any]]()
-_OUTCOMES = pytest.StashKey[dict[str, dict[str, str]]]()
+_OUTCOMES = pytest.StashKey[dict[str, dict[str, str | float]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -135,7 +135,7 @@ class IDXFormatError(MNISTFormatError):
     """A file is not a valid IDX file (bad magic, unknown type code, truncated or oversized payload)."""
 
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -389,6 +389,6 @@ def load_dataset(
         if split not in MNIST_SPLITS:
             raise ValueError(f"unknown split {split!r} (use one of {list(MNIST_SPLITS)})")
         source = None if mnist_dir is None else str(Path(mnist_dir).resolve())
-        pixels, labels = _mnist16_cached(source, split, size)
-        return SpikeDataset(encode_mnist16(pixels), labels.clone(), name, split)
+        pixels, digits = _mnist16_cached(source, split, size)
+        return SpikeDataset(encode_mnist16(pixels), digits.clone(), name, split)
     raise ValueError(f"unknown dataset {name!r} (use 'yinyang' or 'mnist16')")

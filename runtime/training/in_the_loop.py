@@ -99,11 +99,8 @@ def fixed_weight_scales(net: TTFSNetwork, headroom: float = DEFAULT_HEADROOM,
     """Per-layer digital steps per model weight unit: ``63 / w_max`` with ``w_max`` = ``max_weights[l]`` or
     ``headroom`` x the layer's largest |weight| now. Fixed for the whole run."""
     out = []
-    for k, layer in enumerate(net.layers):
-        if max_weights is not None:
-            w_max = float(max_weights[k])
-        else:
-            w_max = headroom * float(layer.weight.detach().abs().max())
+    for k, weight in enumerate(net.weights()):
+        w_max = float(max_weights[k]) if max_weights is not None else headroom * float(weight.detach().abs().max())
         if not (math.isfinite(w_max) and w_max > 0):
             raise ValueError(f"layer {k}: largest representable weight must be > 0, got {w_max}")
         out.append(WEIGHT_MAX / w_max)
@@ -195,14 +192,14 @@ def evaluate_on_device(
 
 def _clamp(net: TTFSNetwork, limits: Sequence[float]) -> None:
     with torch.no_grad():
-        for layer, lim in zip(net.layers, limits, strict=True):
-            layer.weight.clamp_(-lim, lim)
+        for weight, lim in zip(net.weights(), limits, strict=True):
+            weight.clamp_(-lim, lim)
 
 
 def _load_weights(net: TTFSNetwork, session: Session, weights: list[torch.Tensor]) -> None:
     """Set the float weights and send the changed synapses to the device."""
     net.load_weights(weights)
-    session.update_weights([layer.weight for layer in net.layers])
+    session.update_weights(net.weights())
 
 
 def _step_seed(seed: int, epoch: int, batch: int) -> int:
@@ -300,7 +297,7 @@ def train_in_the_loop(
     limits = [WEIGHT_MAX * q for q in compiled.weight_steps]
     _clamp(net, limits)
     session = Session(device, compiled, margin_tau=margin_tau)
-    session.update_weights([layer.weight for layer in net.layers])
+    session.update_weights(net.weights())
     say("fixed weight steps q = " + ", ".join(f"{q:.4g}" for q in compiled.weight_steps)
         + " (max |w| " + ", ".join(f"{w:.3g}" for w in limits) + f"), tau_s = {compiled.tau_s_ticks:g} ticks")
 
@@ -346,15 +343,15 @@ def train_in_the_loop(
             td = time.perf_counter()
             res = session.run(x.numpy(), seed=_step_seed(seed, epoch, b))
             train_stats.add(res, time.perf_counter() - td)
-            measured = [torch.from_numpy(t) for t in res.layer_times]
+            measured: list[torch.Tensor | None] = [torch.from_numpy(t) for t in res.layer_times]
             x_dev = torch.from_numpy(res.input_times)
             loss, out, _ = train_step(net, optimizer, bumper, x_dev, y, cfg, measured_times=measured)
             _clamp(net, limits)
-            if averaged is not None:
+            if averaged is not None and ema is not None:
                 with torch.no_grad():
-                    for a, layer in zip(averaged, net.layers, strict=True):
-                        a.mul_(ema).add_(layer.weight, alpha=1.0 - ema)
-            diff = session.update_weights([layer.weight for layer in net.layers])
+                    for a, weight in zip(averaged, net.weights(), strict=True):
+                        a.mul_(ema).add_(weight, alpha=1.0 - ema)
+            diff = session.update_weights(net.weights())
             changed += diff.changed_entries() if diff is not None else 0
             if loss is not None:
                 loss_sum += float(loss)
@@ -465,14 +462,14 @@ def train_in_the_loop(
         "device_weight_scale": list(scales),
     })
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        net.save(out / "model.pt")
-        compile_for_device(net, scales).save(out / "network.fsn")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+        run_dir = Path(out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        net.save(run_dir / "model.pt")
+        compile_for_device(net, scales).save(run_dir / "network.fsn")
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
         from runtime.plots import plot_training
 
-        plot_training(history, test_ev["accuracy"], out / "training.png",
+        plot_training(history, test_ev["accuracy"], run_dir / "training.png",
                       f"{cfg.name} in the loop, seed {seed}: test {100 * test_ev['accuracy']:.2f}% (device)",
                       test_epoch=best_epoch)
     say(f"{cfg.name} seed {seed} (device in the loop): test accuracy {100 * test_ev['accuracy']:.2f}% "

@@ -174,7 +174,7 @@ def train_step(
     Returns ``(loss or None if bumped, output times (detached), bumped layer or None)``.
     """
     times = net(inputs, measured_times)
-    bumped = bumper(net.layers, times) if bumper is not None else None
+    bumped = bumper(net.weights(), times) if bumper is not None else None
     loss = None
     if bumped is None:
         loss = ttfs_loss(times[-1], labels, task.xi, task.alpha, task.beta)
@@ -405,12 +405,12 @@ def train_software(
         }
     )
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        net.save(out / "model.pt")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+        run_dir = Path(out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        net.save(run_dir / "model.pt")
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
         title = f"{cfg.name}, seed {seed}: test {100 * test_ev['accuracy']:.2f}%"
-        plot_training(history, test_ev["accuracy"], out / "training.png", title, test_epoch=best_epoch)
+        plot_training(history, test_ev["accuracy"], run_dir / "training.png", title, test_epoch=best_epoch)
     say(f"{cfg.name} seed {seed}: test accuracy {100 * test_ev['accuracy']:.2f}% (epoch {best_epoch}, "
         f"{select}), validation {100 * val_ev['accuracy']:.2f}%; final epoch: test "
         f"{100 * final_test_ev['accuracy']:.2f}%; {metrics['train_samples_per_s']:.0f} train samples/s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -114,7 +114,9 @@ class TTFSNetwork(nn.Module):
         bias_times = list(bias_times) if bias_times is not None else [None] * n_layers
         weight_means = list(weight_means) if weight_means is not None else [0.0] * n_layers
         weight_stds = list(weight_stds) if weight_stds is not None else [1.0] * n_layers
-        per_layer = {"bias_times": bias_times, "weight_means": weight_means, "weight_stds": weight_stds}
+        per_layer: dict[str, list[Any]] = {
+            "bias_times": bias_times, "weight_means": weight_means, "weight_stds": weight_stds
+        }
         for name, seq in per_layer.items():
             if len(seq) != n_layers:
                 raise ValueError(f"{name} needs one entry per layer ({n_layers}), got {len(seq)}")
@@ -165,15 +167,19 @@ class TTFSNetwork(nn.Module):
         with torch.no_grad():
             return self.forward(input_times)[-1]
 
+    def weights(self) -> list[nn.Parameter]:
+        """Every layer's weight matrix, (n_in + bias row, n_out) in model units: the parameters themselves."""
+        return [cast(TTFSLinear, layer).weight for layer in self.layers]
+
     def weight_snapshot(self) -> list[torch.Tensor]:
         """Detached copies of every layer's weight matrix (model units), e.g. to keep the best epoch's."""
-        return [layer.weight.detach().clone() for layer in self.layers]
+        return [w.detach().clone() for w in self.weights()]
 
     @torch.no_grad()
     def load_weights(self, weights: list[torch.Tensor]) -> None:
         """Copy ``weights`` (one matrix per layer, as from :meth:`weight_snapshot`) into the layers."""
-        for layer, w in zip(self.layers, weights, strict=True):
-            layer.weight.copy_(w)
+        for dst, w in zip(self.weights(), weights, strict=True):
+            dst.copy_(w)
 
     def to_network(self) -> Any:
         """This model as the compiler's IR (``compiler.ir.Network``), see :func:`runtime.ttfs.export.to_network`."""
@@ -198,7 +204,7 @@ class TTFSNetwork(nn.Module):
         return {
             "format": MODEL_FORMAT,
             "architecture": self.architecture(),
-            "weights": [layer.weight.detach().cpu().clone() for layer in self.layers],
+            "weights": [w.detach().cpu().clone() for w in self.weights()],
             "metadata": dict(self.metadata),
         }
 
@@ -212,10 +218,10 @@ class TTFSNetwork(nn.Module):
         if len(weights) != len(net.layers):
             raise ValueError(f"model has {len(net.layers)} layers but {len(weights)} weight tensors")
         with torch.no_grad():
-            for layer, w in zip(net.layers, weights, strict=True):
-                if tuple(w.shape) != tuple(layer.weight.shape):
-                    raise ValueError(f"weight shape {tuple(w.shape)} != expected {tuple(layer.weight.shape)}")
-                layer.weight.copy_(w.to(torch.float64))
+            for dst, w in zip(net.weights(), weights, strict=True):
+                if tuple(w.shape) != tuple(dst.shape):
+                    raise ValueError(f"weight shape {tuple(w.shape)} != expected {tuple(dst.shape)}")
+                dst.copy_(w.to(torch.float64))
         return net
 
     def save(self, path: str | Any) -> None:

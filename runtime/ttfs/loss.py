@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 __all__ = ["WeightBumper", "accuracy", "predict", "ttfs_loss"]
 
@@ -77,10 +76,17 @@ class WeightBumper:
         self.count = 0
 
     @torch.no_grad()
-    def __call__(self, layers: Sequence[nn.Module], times: Sequence[torch.Tensor]) -> int | None:
-        """Bump if needed; return the index of the bumped layer (skip the optimizer step) or None."""
-        if len(times) != len(self.tolerances):
-            raise ValueError(f"{len(self.tolerances)} tolerances for {len(times)} layers")
+    def __call__(self, weights: Sequence[torch.Tensor], times: Sequence[torch.Tensor]) -> int | None:
+        """Bump if needed; return the index of the bumped layer (skip the optimizer step) or None.
+
+        ``weights``: each layer's (n_in, n_out) weight matrix, changed in place; ``times``: each layer's
+        (batch, n_out) spike times of this batch (inf = silent).
+        """
+        if len(times) != len(self.tolerances) or len(weights) != len(times):
+            raise ValueError(
+                f"{len(self.tolerances)} tolerances, {len(weights)} weight matrices and {len(times)} spike-time"
+                " tensors: need one of each per layer"
+            )
         bumped = None
         silent = None
         for i, t in enumerate(times):
@@ -96,8 +102,7 @@ class WeightBumper:
         else:
             self.current = self.value
         neurons = silent.any(dim=0).to(torch.float64)  # (n_out,)
-        weight = layers[bumped].weight
-        weight.add_(neurons.unsqueeze(0) * self.current)
+        weights[bumped].add_(neurons.unsqueeze(0) * self.current)
         self.last_layer = bumped
         self.count += 1
         return bumped

@@ -16,7 +16,6 @@ from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 from hal.registry import DeviceURI
 from proto.firstspike.v1 import device_pb2 as pb
 from runtime import wire
-from runtime.devices import join_results
 from runtime.remote import GrpcBackend, parse_targets
 
 
@@ -204,10 +203,16 @@ def test_result_round_trip_and_join():
     back = wire.result_from_pb(wire.result_to_pb(r, config_id="ab", sequence=3))
     assert back.spikes == r.spikes and back.dropped == 4 and back.stats == {"input_events": 9}
     assert np.array_equal(back.membrane, mem)
-    joined = join_results([r, back])
+    joined = RunResult.concatenate([r, back])
     assert joined.spikes.batch_size == 4 and len(joined.spikes) == 6 and joined.dropped == 8
     assert joined.membrane.shape == (4, 2, 3) and joined.stats == {"input_events": 18}
     assert list(joined.spikes.events["batch"]) == [0, 1, 1, 2, 3, 3]
+    # a part without membrane samples: no traces for the joined batch rather than misaligned ones
+    no_trace = RunResult(SpikeEvents(np.zeros(0, SPIKE_DTYPE), 1), 0, None, {"input_events": 1})
+    joined = RunResult.concatenate([r, no_trace])
+    assert joined.membrane is None and joined.spikes.batch_size == 3 and joined.stats == {"input_events": 10}
+    empty = RunResult.concatenate([])
+    assert empty.spikes.batch_size == 0 and empty.membrane is None and empty.dropped == 0
 
 
 @given(

@@ -89,20 +89,22 @@ def test_weight_bumper_follows_the_reference_rules() -> None:
     bumper = WeightBumper([0.3, 0.0], value=5e-4)
     hidden = torch.ones(4, 12, dtype=torch.float64)
     out = torch.ones(4, 3, dtype=torch.float64)
-    assert bumper(net.layers, [hidden, out]) is None
+    assert bumper(net.weights(), [hidden, out]) is None
     out[2, 1] = math.inf  # one silent output spike > tolerance 0.0 -> bump the output layer
     before = net.layers[1].weight.detach().clone()
-    assert bumper(net.layers, [hidden, out]) == 1
+    assert bumper(net.weights(), [hidden, out]) == 1
     diff = net.layers[1].weight.detach() - before
     assert torch.allclose(diff[:, 1], torch.full((13,), 5e-4, dtype=torch.float64))
     assert (diff[:, [0, 2]] == 0).all()
-    assert bumper(net.layers, [hidden, out]) == 1  # repeated: doubled
+    assert bumper(net.weights(), [hidden, out]) == 1  # repeated: doubled
     assert torch.allclose(net.layers[1].weight.detach()[:, 1] - before[:, 1],
                           torch.full((13,), 5e-4 + 1e-3, dtype=torch.float64))
     hidden[:, :5] = math.inf  # 5/12 > 0.3 of the hidden (sample, neuron) pairs: the hidden layer first
-    assert bumper(net.layers, [hidden, out]) == 0
+    assert bumper(net.weights(), [hidden, out]) == 0
     assert bumper.current == 5e-4  # a different layer restarts at the base value
     assert bumper.count == 3
+    with pytest.raises(ValueError, match="one of each per layer"):
+        bumper(net.weights()[:1], [hidden, out])
 
 
 def test_predict_counts_silent_winner_as_wrong() -> None:
