@@ -1196,8 +1196,7 @@ def run_engine(
         call(chunk_ptr, entries, out_t, out_n)
     over = np.flatnonzero(out_cnt > cap)
     if len(over):  # entries that recorded more than the first guess: run them again with enough room
-        counts = out_cnt.copy()
-        extra = int(counts.max()) - cap
+        extra = int(out_cnt.max()) - cap
         out_t = np.concatenate([out_t, np.zeros((batch_size, extra), dtype=out_t.dtype)], axis=1)
         out_n = np.concatenate([out_n, np.zeros((batch_size, extra), dtype=out_n.dtype)], axis=1)
         cap = out_t.shape[1]
