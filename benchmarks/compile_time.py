@@ -27,7 +27,7 @@ CASES = ("yinyang", "mnist16")
 def _network(case: str):
     import numpy as np
 
-    from compiler import Layer, Network
+    from firstspike.compiler import Layer, Network
 
     rng = np.random.default_rng(0)
     if case == "yinyang":
@@ -54,7 +54,7 @@ def _pct(xs: list[float], p: float) -> float:
 def run_case(case: str, repeat: int) -> dict:
     import numpy as np
 
-    from compiler import CompiledNetwork, compile
+    from firstspike.compiler import CompiledNetwork, compile
 
     net = _network(case)
     compile(net)  # warm-up (imports, first-call allocations)

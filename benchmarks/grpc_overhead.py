@@ -2,7 +2,7 @@
 
     python benchmarks/grpc_overhead.py [--backend sim://] [--cases batch1,batch100,batch1000] [--seconds 3]
 
-For each case a fresh server subprocess (``python -m runtime.server --backend URI --port 0``) and a fresh
+For each case a fresh server subprocess (``python -m firstspike.runtime.server --backend URI --port 0``) and a fresh
 measuring subprocess (so peak RSS is per case) are started. The measuring process alternates blocks of runs
 in-process and through gRPC (loopback) on the same network and inputs (``--rounds`` short blocks per side, each
 after one untimed run: this VM's speed drifts by tens of percent over seconds, and short blocks spread that over
@@ -13,7 +13,7 @@ gRPC call, ``inprocess_p50_ms``; the same for the in-process device called from 
 differently from the main thread), ``overhead_p50_ms`` (gRPC median minus in-process median, same run) and
 ``overhead_vs_worker_thread_p50_ms``, ``peak_rss_mb`` (measuring process: client + in-process device) and
 ``server_peak_rss_mb``, ``malloc`` (the measuring process keeps freed memory for reuse, as the trainers and
-the server do: ``runtime.allocator.tune_malloc``; ``--malloc default`` measures glibc's defaults, under which
+the server do: ``firstspike.runtime.allocator.tune_malloc``; ``--malloc default`` measures glibc's defaults, under which
 every 1 MB result page-faults anew on both sides). The breakdown of a gRPC call: ``floor_p50_ms`` (a trivial
 RPC, GetInfo, on the same server: what gRPC itself costs on this machine), ``device_p50_ms`` (the server's own
 timing of the backend call, ``RunResponse.device_us``) and ``stack_p50_ms`` (median per call of client-measured
@@ -46,11 +46,11 @@ CASES = {"batch1": 1, "batch100": 100, "batch1000": 1000, "batch10000": 10000}
 
 def _network(seed: int = 0):
     """(ChipConfig, make_inputs(batch, rng) -> InputSpikes, RunOptions, description)."""
-    from hal.backend import RunOptions
-    from hal.events import InputSpikes
+    from firstspike.hal.backend import RunOptions
+    from firstspike.hal.events import InputSpikes
 
     try:
-        from compiler import Layer, Network, compile
+        from firstspike.compiler import Layer, Network, compile
     except ImportError:
         compile = None
     rng = np.random.default_rng(seed)
@@ -76,7 +76,7 @@ def _network(seed: int = 0):
             return InputSpikes.from_times(t * tau, channels=np.array(channels))
 
         return art.config, make, RunOptions(duration_ticks=int(6 * tau), seed=1), "yinyang 4+1-120-3 (compiled)"
-    from runtime.conformance.networks import yinyang_like_case
+    from firstspike.runtime.conformance.networks import yinyang_like_case
 
     case = yinyang_like_case(seed=seed, batch=1)
 
@@ -120,8 +120,8 @@ def _stub_breakdown(remote, inputs, options, n: int) -> dict[str, list[float]]:
 
     Uses the backend's own channel and lease, so the calls take exactly the path ``remote.run`` takes minus the
     client-side Python around the stub."""
-    from proto.firstspike.v1 import device_pb2 as pb
-    from runtime import wire
+    from firstspike.proto.firstspike.v1 import device_pb2 as pb
+    from firstspike.runtime import wire
 
     out: dict[str, list[float]] = {"floor": []}
     for _ in range(n):
@@ -160,11 +160,11 @@ def worker(args: argparse.Namespace) -> int:
         __import__(mod)
     if args.malloc == "tuned":
         # As the trainers and `firstspike serve` do; applies to both sides measured here (in-process and client).
-        from runtime.allocator import tune_malloc
+        from firstspike.runtime.allocator import tune_malloc
 
         tune_malloc()
-    from hal.registry import open_backend
-    from runtime.remote import GrpcBackend
+    from firstspike.hal.registry import open_backend
+    from firstspike.runtime.remote import GrpcBackend
 
     batch = CASES[args.case]
     cfg, make, options, desc = _network()
@@ -254,10 +254,11 @@ def worker(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def served(backend: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, int]]:
-    """``python -m runtime.server --backend BACKEND --port 0`` as a subprocess on a free loopback port:
+    """``python -m firstspike.runtime.server --backend BACKEND --port 0`` as a subprocess on a free loopback port:
     yields (process, port); terminated (killed after 30 s) on exit."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "runtime.server", "--backend", backend, "--port", "0", "--log-level", "warning", *extra],
+        [sys.executable, "-m", "firstspike.runtime.server", "--backend", backend, "--port", "0",
+         "--log-level", "warning", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

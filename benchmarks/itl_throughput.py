@@ -4,7 +4,7 @@ embedded simulator and through a gRPC device server, measured in one run.
     python benchmarks/itl_throughput.py [--epochs 3] [--train-size 5000] [--rounds 2]
 
 Cases: ``yinyang_inprocess`` (device ``sim://``) and ``yinyang_grpc`` (``grpc://`` to a
-``python -m runtime.server --backend sim://`` subprocess on a free loopback port, started and stopped here).
+``python -m firstspike.runtime.server --backend sim://`` subprocess on a free loopback port, started and stopped here).
 Every training step is a device run of one minibatch (150 entries) plus a weight update (``configure(diff)``),
 so this measures the per-call costs that ``grpc_overhead.py`` measures at fixed batch sizes, in the loop a user
 runs. The two cases alternate ``--rounds`` times (this VM's speed drifts over minutes), each run in its own
@@ -34,9 +34,9 @@ CASES = ("yinyang_inprocess", "yinyang_grpc")
 
 def worker(args: argparse.Namespace) -> int:
     """Train once on ``args.device``; print one JSON line."""
-    from runtime.allocator import tune_malloc
-    from runtime.devices import open as open_device
-    from runtime.training.in_the_loop import train_in_the_loop
+    from firstspike.runtime.allocator import tune_malloc
+    from firstspike.runtime.devices import open as open_device
+    from firstspike.runtime.training.in_the_loop import train_in_the_loop
 
     tune_malloc()  # as `firstspike train` does
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """The serial link end to end over a pseudo-terminal: driver (pyserial) <-> pty <-> device side.
 
 The device side wraps its end of the pty with a fault injector (bit errors at the case's rate, both
-directions) and serves :class:`drivers.faults.EchoBackend`, a cheap deterministic device, so the numbers
+directions) and serves :class:`firstspike.drivers.faults.EchoBackend`, a cheap deterministic device, so the numbers
 measure the protocol stack, not a simulator. Every result is compared with the fault-free reference.
 
 Workload per run (``hitl``): a hardware-in-the-loop style batch of 50 patterns x 256 input channels, ~30 %
@@ -46,7 +46,7 @@ UART_BYTES_PER_S = 3_000_000 / 10  # 8N1: 10 bit times per byte
 def _inputs(rng, workload: str):
     import numpy as np
 
-    from hal.events import InputSpikes
+    from firstspike.hal.events import InputSpikes
 
     batch, n = (50, 256) if workload == "hitl" else (1, 5)
     t = rng.uniform(0, 3000, (batch, n))
@@ -57,12 +57,12 @@ def _inputs(rng, workload: str):
 def run_case(name: str, seconds: float) -> dict:
     import numpy as np
 
-    from drivers.device_side import serve_pty
-    from drivers.faults import EchoBackend, FaultSpec, symmetric
-    from drivers.link import LinkOptions
-    from drivers.messages import EVENTS_RAW, pack_events
-    from drivers.serial_backend import SerialBackend
-    from hal.backend import RunOptions
+    from firstspike.drivers.device_side import serve_pty
+    from firstspike.drivers.faults import EchoBackend, FaultSpec, symmetric
+    from firstspike.drivers.link import LinkOptions
+    from firstspike.drivers.messages import EVENTS_RAW, pack_events
+    from firstspike.drivers.serial_backend import SerialBackend
+    from firstspike.hal.backend import RunOptions
 
     case = CASES[name]
     opts = LinkOptions(adaptive=case["adaptive"])

@@ -13,7 +13,7 @@ per-call cost instead: one yin-yang sample per ``Backend.run`` on the realistic 
 ``--malloc default`` (the default) measures glibc's defaults, what a script that opens ``sim://`` gets: every
 large temporary of a run (result buffers, the events' order check) page-faults anew. ``--malloc tuned`` keeps
 freed memory in glibc's heaps, as ``firstspike train``, ``deploy``, ``eval`` and ``serve`` do
-(:func:`runtime.allocator.tune_malloc`). Each line names it.
+(:func:`firstspike.runtime.allocator.tune_malloc`). Each line names it.
 
     python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME] [--malloc default|tuned]
 """
@@ -38,10 +38,10 @@ def _run_batch1(name: str) -> dict:
     """The fixed cost of one ``Backend.run`` call: a yin-yang network, one sample per call (realistic chip)."""
     import numpy as np
 
-    from hal.backend import RunOptions
-    from hal.events import InputSpikes
-    from sim_device.backend import SimBackend
-    from sim_device.examples import yinyang_inputs, yinyang_network
+    from firstspike.hal.backend import RunOptions
+    from firstspike.hal.events import InputSpikes
+    from firstspike.sim_device.backend import SimBackend
+    from firstspike.sim_device.examples import yinyang_inputs, yinyang_network
 
     rng = np.random.default_rng(1234)
     dev = SimBackend(serial=7)
@@ -78,10 +78,10 @@ def _run_batch1(name: str) -> dict:
 def _run_case(name: str, batch: int, repeats: int) -> dict:
     import numpy as np
 
-    from hal.backend import RunOptions
-    from hal.events import InputSpikes
-    from sim_device.backend import SimBackend
-    from sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+    from firstspike.hal.backend import RunOptions
+    from firstspike.hal.events import InputSpikes
+    from firstspike.sim_device.backend import SimBackend
+    from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
 
     rng = np.random.default_rng(1234)
     noisy = name.endswith("_noisy")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.inner:
         if args.malloc == "tuned":
-            from runtime.allocator import tune_malloc
+            from firstspike.runtime.allocator import tune_malloc
 
             tune_malloc()
         run = _run_batch1(args.inner) if args.inner.startswith("batch1") else _run_case(args.inner, args.batch,

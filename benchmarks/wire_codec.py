@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from grpc_overhead import _network
 
-    from hal.registry import open_backend
-    from proto.firstspike.v1 import device_pb2 as pb
-    from runtime import wire
-    from runtime.allocator import tune_malloc
+    from firstspike.hal.registry import open_backend
+    from firstspike.proto.firstspike.v1 import device_pb2 as pb
+    from firstspike.runtime import wire
+    from firstspike.runtime.allocator import tune_malloc
 
     tune_malloc()  # as the server and the trainers do
     cfg, make, options, desc = _network()

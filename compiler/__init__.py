@@ -5,11 +5,11 @@
     compiled.save("net.fsn")                      # one versioned, deterministic file
     cfg = update_weights(compiled, new_weights)   # training fast path: only synapse weights change
 
-Imports only ``hal`` (and the ``nir`` package lazily in :mod:`compiler.nir_io`).
+Imports only ``hal`` (and the ``nir`` package lazily in :mod:`firstspike.compiler.nir_io`).
 """
 
-from compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
-from compiler.errors import (
+from firstspike.compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
+from firstspike.compiler.errors import (
     ArtifactDecodeError,
     CompileError,
     DesignRuleErrors,
@@ -18,11 +18,11 @@ from compiler.errors import (
     NIRImportError,
     PlacementError,
 )
-from compiler.ir import Layer, Network
-from compiler.options import CompileOptions
-from compiler.pipeline import compile, update_weights
-from compiler.readback import effective_weights
-from compiler.rules import RULES, check
+from firstspike.compiler.ir import Layer, Network
+from firstspike.compiler.options import CompileOptions
+from firstspike.compiler.pipeline import compile, update_weights
+from firstspike.compiler.readback import effective_weights
+from firstspike.compiler.rules import RULES, check
 
 __all__ = [
     "COMPILER_VERSION",

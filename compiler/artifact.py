@@ -1,7 +1,7 @@
 """The compiler's output: :class:`CompiledNetwork`, one versioned file (``.fsn``) holding all a runtime
 needs to run and train a network on a chip without the compiler's internals.
 
-File layout: hal's checksummed array container (see :mod:`hal.encoding`) with magic ``FSNW``, version 1:
+File layout: hal's checksummed array container (see :mod:`firstspike.hal.encoding`) with magic ``FSNW``, version 1:
 
 * header: canonical JSON (sorted keys, no timestamps) with the compiler version, the source network's
   SHA-256, tau_s in ticks, the options, per-layer maps (stage, address, merged, bias channel and time,
@@ -10,7 +10,7 @@ File layout: hal's checksummed array container (see :mod:`hal.encoding`) with ma
   layer the neuron ids, source kinds/ids and source rows, and optionally the source network's IR bytes.
 
 Same compiled network -> same bytes. :meth:`CompiledNetwork.from_bytes` raises
-:class:`~compiler.errors.ArtifactDecodeError` on any truncated, corrupted or foreign input.
+:class:`~firstspike.compiler.errors.ArtifactDecodeError` on any truncated, corrupted or foreign input.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from compiler.errors import ArtifactDecodeError, CompileError
-from compiler.ir import Network
-from compiler.options import CompileOptions
-from compiler.placement import synapse_indices
-from compiler.quantize import LayerQuantReport, NeuronCodes, digitize, signed_steps
-from hal import chip
-from hal.config import ChipConfig, NeuronParams, Routing, SynapseArrays
-from hal.encoding import decode_arrays, encode_arrays
-from hal.errors import ConfigDecodeError
+from firstspike.compiler.errors import ArtifactDecodeError, CompileError
+from firstspike.compiler.ir import Network
+from firstspike.compiler.options import CompileOptions
+from firstspike.compiler.placement import synapse_indices
+from firstspike.compiler.quantize import LayerQuantReport, NeuronCodes, digitize, signed_steps
+from firstspike.hal import chip
+from firstspike.hal.config import ChipConfig, NeuronParams, Routing, SynapseArrays
+from firstspike.hal.encoding import decode_arrays, encode_arrays
+from firstspike.hal.errors import ConfigDecodeError
 
 ARTIFACT_MAGIC = b"FSNW"
 ARTIFACT_VERSION = 1

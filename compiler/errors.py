@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hal.errors import ConfigDecodeError
+from firstspike.hal.errors import ConfigDecodeError
 
 
 class CompileError(Exception):
@@ -12,7 +12,8 @@ class CompileError(Exception):
 
 
 class IRError(CompileError, ValueError):
-    """A :class:`~compiler.ir.Network` or :class:`~compiler.ir.Layer` is malformed (shapes, types)."""
+    """A :class:`~firstspike.compiler.ir.Network` or :class:`~firstspike.compiler.ir.Layer` is malformed (shapes,
+    types)."""
 
 
 class NIRImportError(CompileError, ValueError):

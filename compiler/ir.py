@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler.errors import IRError
-from hal.encoding import decode_arrays, encode_arrays
-from hal.errors import ConfigDecodeError
+from firstspike.compiler.errors import IRError
+from firstspike.hal.encoding import decode_arrays, encode_arrays
+from firstspike.hal.errors import ConfigDecodeError
 
 IR_MAGIC = b"FSIR"
 IR_VERSION = 1
@@ -187,7 +187,7 @@ class Network:
     """A layered TTFS network: ``n_inputs`` input channels, then ``layers`` in order.
 
     Layer 0 reads the network inputs; layer k > 0 reads layer k-1's neurons. Construction checks that
-    the shapes chain up (raises :class:`~compiler.errors.IRError` otherwise).
+    the shapes chain up (raises :class:`~firstspike.compiler.errors.IRError` otherwise).
     """
 
     n_inputs: int
@@ -204,7 +204,7 @@ class Network:
             raise IRError("a network needs at least one layer")
         for k, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise IRError(f"layers[{k}] must be a compiler.ir.Layer, not {type(layer).__name__}")
+                raise IRError(f"layers[{k}] must be a firstspike.compiler.ir.Layer, not {type(layer).__name__}")
             expect = self.n_inputs if k == 0 else layers[k - 1].n_out
             if layer.n_in != expect:
                 src = "the network's n_inputs" if k == 0 else f"layer {k - 1}'s {expect} neurons"

@@ -1,7 +1,7 @@
 """NIR (Neuromorphic Intermediate Representation, PyPI ``nir``) import and export.
 
 Supported graphs: ``Input -> ([Delay] -> Linear|Affine -> CubaLIF)+ -> Output``, a chain. Everything
-else is rejected with :class:`~compiler.errors.NIRImportError` naming the node and the reason.
+else is rejected with :class:`~firstspike.compiler.errors.NIRImportError` naming the node and the reason.
 
 Mapping to model units (NIR's CubaLIF: tau_syn dI/dt = -I + w_in S, tau_mem dv/dt = v_leak - v + r I,
 where a spike S is a Dirac delta, so it makes I jump by w_in * W / tau_syn):
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler.errors import NIRImportError
-from compiler.ir import Layer, Network
+from firstspike.compiler.errors import NIRImportError
+from firstspike.compiler.ir import Layer, Network
 
 BIAS_TIME_KEY = "firstspike.bias_time"
 NAME_KEY = "firstspike.name"

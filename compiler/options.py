@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hal import chip
+from firstspike.hal import chip
 
 __all__ = ["CompileOptions"]
 
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """Options of :func:`compiler.compile`.
+    """Options of :func:`firstspike.compiler.compile`.
 
     ``weight_scale``: digital steps per model weight unit (e.g. 30 as in the reference), one value for
     all layers or one per layer (None = choose the layer's scale from its largest weight). Fixed scales

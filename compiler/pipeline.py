@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from compiler import rules
-from compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
-from compiler.ir import Network
-from compiler.options import CompileOptions
-from compiler.placement import RESERVED_LABEL, LayerPlacement, place
-from compiler.quantize import choose_scale, digitize, neuron_codes, quantization_report, tau_codes
-from hal import calibration, chip
-from hal.config import ChipConfig, Routing, RowMode
+from firstspike.compiler import rules
+from firstspike.compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
+from firstspike.compiler.ir import Network
+from firstspike.compiler.options import CompileOptions
+from firstspike.compiler.placement import RESERVED_LABEL, LayerPlacement, place
+from firstspike.compiler.quantize import choose_scale, digitize, neuron_codes, quantization_report, tau_codes
+from firstspike.hal import calibration, chip
+from firstspike.hal.config import ChipConfig, Routing, RowMode
 
 __all__ = ["compile", "update_weights"]
 
@@ -30,11 +30,11 @@ def compile(
     """Compile a network for the chip.
 
     Either pass ``options`` or the keyword options (see :class:`CompileOptions`). Raises
-    :class:`~compiler.errors.DesignRuleErrors` listing every violated design rule. Deterministic: the same
+    :class:`~firstspike.compiler.errors.DesignRuleErrors` listing every violated design rule. Deterministic: the same
     network and options give the same artifact bytes. ``keep_source`` stores the IR in the artifact.
     """
     if not isinstance(network, Network):
-        raise TypeError(f"compile() takes a compiler.ir.Network, not {type(network).__name__}")
+        raise TypeError(f"compile() takes a firstspike.compiler.ir.Network, not {type(network).__name__}")
     kw = CompileOptions(weight_scale=weight_scale, tau_s_ticks=tau_s_ticks, allow_split=allow_split)
     if options is not None and kw != CompileOptions():
         raise TypeError("compile(): pass either options=CompileOptions(...) or the keyword options, not both")

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.errors import PlacementError
-from compiler.ir import Network
-from hal import chip
-from hal.config import SourceKind
+from firstspike.compiler.errors import PlacementError
+from firstspike.compiler.ir import Network
+from firstspike.hal import chip
+from firstspike.hal.config import SourceKind
 
 RESERVED_LABEL = chip.N_LABELS - 1  # 63: carried by unused synapses, never by an event
 MAX_LAYERS_PER_STAGE = chip.N_LABELS - 1  # one address per layer, 63 reserved
@@ -172,7 +172,7 @@ def _place_stage(arch: Architecture, s: int, layers: list[int]) -> tuple[StagePl
     usage = stage_usage(arch, layers)
     if not usage.fits():
         raise PlacementError(
-            f"stage {s} (layers {layers}) does not fit one chip: {usage}; run compiler.rules.check first"
+            f"stage {s} (layers {layers}) does not fit one chip: {usage}; run firstspike.compiler.rules.check first"
         )
     first = layers[0]
     n_stage_in = arch.layers[first][0]
@@ -238,8 +238,8 @@ def _place_stage(arch: Architecture, s: int, layers: list[int]) -> tuple[StagePl
 def place(network: Network | Architecture, *, allow_split: bool = True) -> Placement:
     """Place a network (deterministic; depends on the architecture only).
 
-    Raises :class:`~compiler.errors.PlacementError` when a stage cannot fit; the design rules
-    (:func:`compiler.rules.check`) report the same problems with all details first.
+    Raises :class:`~firstspike.compiler.errors.PlacementError` when a stage cannot fit; the design rules
+    (:func:`firstspike.compiler.rules.check`) report the same problems with all details first.
     """
     arch = network if isinstance(network, Architecture) else Architecture.of(network)
     for k in range(len(arch.layers)):

@@ -1,7 +1,7 @@
 """Quantisation: model weights -> 6-bit magnitudes on the row of their sign; neuron parameters -> codes.
 
 One digital weight step of a layer is worth ``q = gain / 64 / (threshold - leak)`` model weight units
-(:func:`hal.calibration.model_weight_per_lsb`). Per layer we pick the gain code and the threshold-leak span
+(:func:`firstspike.hal.calibration.model_weight_per_lsb`). Per layer we pick the gain code and the threshold-leak span
 so that the layer's largest |w| lands at (just under) 63 steps, or so that q matches a user-given fixed
 scale (``weight_scale`` steps per model unit, e.g. the reference's 30). A weight w becomes
 ``d = clip(round(|w| / q), 0, 63)`` on the excitatory row if w >= 0, else on the inhibitory row, so the
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hal import calibration, chip
+from firstspike.hal import calibration, chip
 
 LEAK_CODE = 300  # resting potential (membrane LSB); reset and threshold are placed relative to it
 SPAN_MIN = 16  # smallest threshold - leak (LSB): below this the membrane resolution is too coarse

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compiler.artifact import CompiledNetwork, LayerMap
-from hal import chip
-from hal.config import ChipConfig, RowMode
+from firstspike.compiler.artifact import CompiledNetwork, LayerMap
+from firstspike.hal import chip
+from firstspike.hal.config import ChipConfig, RowMode
 
 __all__ = ["effective_steps", "effective_weights"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from compiler.artifact import CompiledNetwork
-from compiler.placement import RESERVED_LABEL
-from hal import chip
-from hal.config import RowMode
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.compiler.placement import RESERVED_LABEL
+from firstspike.hal import chip
+from firstspike.hal.config import RowMode
 
 __all__ = ["plot_occupancy", "resource_report", "resources"]
 

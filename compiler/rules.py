@@ -1,6 +1,6 @@
 """Design rules: small functions ``rule(network, options) -> list[DesignRuleViolation]``.
 
-:func:`check` runs every rule in :data:`RULES` and raises :class:`~compiler.errors.DesignRuleErrors`
+:func:`check` runs every rule in :data:`RULES` and raises :class:`~firstspike.compiler.errors.DesignRuleErrors`
 carrying ALL errors at once (warnings, e.g. clipped weights, are returned instead). Each violation names
 its rule id (``FS-Rnnn name``), where (network / stage / layer / neuron / option), the value and the limit.
 """
@@ -12,12 +12,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler import quantize
-from compiler.errors import DesignRuleErrors, DesignRuleViolation
-from compiler.ir import Layer, Network
-from compiler.options import CompileOptions
-from compiler.placement import MAX_FAN_IN, MAX_LAYERS_PER_STAGE, Architecture, is_merged, partition, stage_usage
-from hal import calibration, chip
+from firstspike.compiler import quantize
+from firstspike.compiler.errors import DesignRuleErrors, DesignRuleViolation
+from firstspike.compiler.ir import Layer, Network
+from firstspike.compiler.options import CompileOptions
+from firstspike.compiler.placement import (
+    MAX_FAN_IN,
+    MAX_LAYERS_PER_STAGE,
+    Architecture,
+    is_merged,
+    partition,
+    stage_usage,
+)
+from firstspike.hal import calibration, chip
 
 Rule = Callable[[Network, CompileOptions], list[DesignRuleViolation]]
 

@@ -1,6 +1,6 @@
 """The device side of the serial protocol: what the board's firmware does, around ANY ``hal`` Backend.
 
-:class:`DeviceSide` reads requests from a :class:`~drivers.link.Link` (device role), executes them on
+:class:`DeviceSide` reads requests from a :class:`~firstspike.drivers.link.Link` (device role), executes them on
 its backend and answers. Responses are cached by request id (the last ``cache_size``), so a request the
 host repeats after a link reset is answered from the cache and never executed twice.
 
@@ -28,8 +28,8 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
-from drivers.link import Link, LinkOptions
-from drivers.messages import (
+from firstspike.drivers.link import Link, LinkOptions
+from firstspike.drivers.messages import (
     SUPPORTED_VERSIONS,
     Configure,
     Configured,
@@ -46,10 +46,10 @@ from drivers.messages import (
     error_from_exception,
     peek_request_id,
 )
-from drivers.streams import ByteStream, FdStream, SocketStream
-from hal.backend import Backend
-from hal.config import ChipConfig
-from hal.errors import DeviceBusyError, LinkError
+from firstspike.drivers.streams import ByteStream, FdStream, SocketStream
+from firstspike.hal.backend import Backend
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.errors import DeviceBusyError, LinkError
 
 StreamWrapper = Callable[[ByteStream], ByteStream]
 
@@ -137,7 +137,7 @@ class DeviceSide:
                 raise ProtocolError(f"host speaks protocol versions {msg.min_version}..{msg.max_version}, "
                                     f"this device speaks {list(SUPPORTED_VERSIONS)}")
             info = self.backend.info()
-            extra = {**info.extra, "firmware": "firstspike drivers.device_side",
+            extra = {**info.extra, "firmware": "firstspike.drivers.device_side",
                      "protocol_versions": list(SUPPORTED_VERSIONS)}
             info = dataclasses.replace(info, extra=extra)
             return HelloOk(max(common), info, st.config_digest)

@@ -1,6 +1,6 @@
 """Fault injection between driver and device, for tests and benchmarks.
 
-:class:`FaultyStream` wraps any :class:`~drivers.streams.ByteStream` and damages the bytes going out
+:class:`FaultyStream` wraps any :class:`~firstspike.drivers.streams.ByteStream` and damages the bytes going out
 (``tx``) and coming in (``rx``) according to a :class:`FaultSpec`: bit flips at a bit-error rate, whole
 frames dropped, duplicated or truncated, single bytes dropped or duplicated, bursts of random noise, and
 delays. Frame-level faults find frames by the 0x00 delimiter (the injector knows the framing, the link
@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from drivers.streams import ByteStream
-from hal import chip
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.drivers.streams import ByteStream
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ exactly-once, in-order channel of *messages* (byte strings of any size up to ``m
 * a link *session* (16 bits, chosen by the host) starts with RESET / RESET_ACK; frames of other sessions
   are ignored, so stale bytes from an earlier connection never leak into a new one;
 * both sides send keep-alives when idle, so a silent peer is a dead peer: the host raises
-  :class:`hal.errors.LinkError` when nothing arrived for ``timeout_s``, when its frames make no progress
+  :class:`firstspike.hal.errors.LinkError` when nothing arrived for ``timeout_s``, when its frames make no progress
   for half of it, or at once when the stream closes.
 
 Two threads per link: a reader (bytes -> frames -> state) and a writer (state -> frames -> bytes). Only
@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from drivers.framing import (
+from firstspike.drivers.framing import (
     CRC_SIZE,
     EPOCH_MASK,
     EPOCH_SHIFT,
@@ -55,8 +55,8 @@ from drivers.framing import (
     FrameType,
     encode_frame,
 )
-from drivers.streams import ByteStream, StreamClosedError, StreamTimeoutError
-from hal.errors import LinkError
+from firstspike.drivers.streams import ByteStream, StreamClosedError, StreamTimeoutError
+from firstspike.hal.errors import LinkError
 
 Role = Literal["host", "device"]
 

@@ -10,8 +10,8 @@ followed by the kind's body (little-endian throughout; see ``docs/serial-protoco
 are packed compactly (:func:`pack_events`): LEB128 varints of per-entry time deltas, labels and either
 per-event batch deltas or per-entry counts, whichever is shorter.
 
-Decoders never trust a length; any defect raises :class:`ProtocolError` (a :class:`hal.errors.BackendError`).
-Device-side errors travel as :class:`Error` and come back as the same ``hal.errors`` type
+Decoders never trust a length; any defect raises :class:`ProtocolError` (a :class:`firstspike.hal.errors.BackendError`).
+Device-side errors travel as :class:`Error` and come back as the same ``firstspike.hal.errors`` type
 (:func:`exception_from_error`).
 """
 
@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from hal import chip, errors
-from hal.backend import DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal import chip, errors
+from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -123,7 +123,7 @@ class Pong:
 
 @dataclass(frozen=True)
 class Error:
-    """A device-side failure: ``type`` names the ``hal.errors`` class, ``message`` is the device's text."""
+    """A device-side failure: ``type`` names the ``firstspike.hal.errors`` class, ``message`` is the device's text."""
 
     type: str
     message: str
@@ -569,7 +569,7 @@ _ERROR_CLASSES: dict[str, type[Exception]] = {
 
 
 def error_from_exception(exc: BaseException) -> Error:
-    """The wire form of an exception raised on the device: the nearest known ``hal.errors`` class."""
+    """The wire form of an exception raised on the device: the nearest known ``firstspike.hal.errors`` class."""
     name = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _ERROR_CLASSES), None)
     details: dict[str, Any] = {}
     message = str(exc)
@@ -583,7 +583,7 @@ def error_from_exception(exc: BaseException) -> Error:
 
 
 def exception_from_error(err: Error) -> Exception:
-    """Rebuild the device's exception as the same ``hal.errors`` type, keeping the device's message."""
+    """Rebuild the device's exception as the same ``firstspike.hal.errors`` type, keeping the device's message."""
     cls = _ERROR_CLASSES.get(err.type, BackendError)
     exc = cls.__new__(cls)
     Exception.__init__(exc, err.message)

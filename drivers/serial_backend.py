@@ -1,4 +1,4 @@
-"""``serial://``: a :class:`hal.backend.Backend` for a device on a serial line (USB-UART), over pyserial.
+"""``serial://``: a :class:`firstspike.hal.backend.Backend` for a device on a serial line (USB-UART), over pyserial.
 
 URI forms (one scheme, two ways to name the line)::
 
@@ -11,7 +11,7 @@ limit), ``call_timeout`` (s, default 120: longest one call may take, device exec
 ``rto_ms`` (minimum retransmission timeout, default 20), ``adaptive`` (0/1, fragment size follows the
 loss rate, default 1). Unknown parameters are rejected. In ``url=`` a literal ``&`` must be written %26.
 
-Every call has a deadline; a link that is gone raises :class:`hal.errors.LinkError` within ``timeout``.
+Every call has a deadline; a link that is gone raises :class:`firstspike.hal.errors.LinkError` within ``timeout``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from drivers.link import Link, LinkOptions, LinkSessionLostError, LinkStalledError, LinkStats
-from drivers.messages import (
+from firstspike.drivers.link import Link, LinkOptions, LinkSessionLostError, LinkStalledError, LinkStats
+from firstspike.drivers.messages import (
     ENVELOPE,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -43,12 +43,12 @@ from drivers.messages import (
     encode_message,
     exception_from_error,
 )
-from drivers.streams import ByteStream, SerialStream
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError, ConfigError, LinkError
-from hal.events import InputSpikes
-from hal.registry import DeviceURI
+from firstspike.drivers.streams import ByteStream, SerialStream
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError, ConfigError, LinkError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import DeviceURI
 
 DEFAULT_BAUD = 3_000_000
 URI_PARAMS = {"url", "baud", "timeout", "call_timeout", "fragment", "window", "rto_ms", "adaptive"}
@@ -58,7 +58,7 @@ class SerialBackend(Backend):
     """A device behind a serial line, spoken to with the firstspike serial protocol.
 
     Build it with :meth:`from_uri` / :meth:`open` (pyserial) or directly over any
-    :class:`~drivers.streams.ByteStream`. The constructor starts a link session and does the handshake;
+    :class:`~firstspike.drivers.streams.ByteStream`. The constructor starts a link session and does the handshake;
     ``info()`` is what the device reported, plus a driver note in ``extra``.
     """
 
@@ -97,7 +97,7 @@ class SerialBackend(Backend):
             raise
         self.protocol_version = hello.version
         self._device_digest = hello.config_digest
-        extra = {**hello.info.extra, "driver": "drivers.serial_backend", "protocol_version": hello.version,
+        extra = {**hello.info.extra, "driver": "firstspike.drivers.serial_backend", "protocol_version": hello.version,
                  "port": self._port, "framing": "COBS + CRC-32, selective-repeat ARQ"}
         self._info = replace(hello.info, extra=extra)
 

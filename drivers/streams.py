@@ -9,7 +9,7 @@ Every stream has the same three calls, all with timeouts so nothing ever blocks 
   :class:`StreamClosedError`.
 * ``close()``: idempotent.
 
-Both exceptions are :class:`hal.errors.LinkError`.
+Both exceptions are :class:`firstspike.hal.errors.LinkError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from hal.errors import LinkError
+from firstspike.hal.errors import LinkError
 
 
 class StreamClosedError(LinkError):

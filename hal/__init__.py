@@ -5,10 +5,10 @@ exact binary encoding, spike events and time units, and the one small :class:`Ba
 device implements. ``hal`` imports nothing else of firstspike.
 """
 
-from hal import chip
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff, NeuronParams, Routing, RowMode, SynapseArrays
-from hal.coords import (
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff, NeuronParams, Routing, RowMode, SynapseArrays
+from firstspike.hal.coords import (
     Column,
     Half,
     InputChannel,
@@ -18,7 +18,7 @@ from hal.coords import (
     SynapseLabel,
     WeightValue,
 )
-from hal.errors import (
+from firstspike.hal.errors import (
     BackendError,
     CapacityError,
     ConfigDecodeError,
@@ -29,7 +29,7 @@ from hal.errors import (
     LinkError,
     UnknownBackendError,
 )
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 
 __all__ = [
     "SPIKE_DTYPE",

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hal import chip
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import CapacityError, FieldRangeError
-from hal.events import InputSpikes, SpikeEvents
+from firstspike.hal import chip
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import CapacityError, FieldRangeError
+from firstspike.hal.events import InputSpikes, SpikeEvents
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ digital weight ``d`` on a neuron whose synaptic gain code is ``g`` makes its syn
 
 from __future__ import annotations
 
-from hal import chip
+from firstspike.hal import chip
 
 TAU_TICKS_PER_CODE = 4  # time-constant codes 1..1022 -> 4..4088 ticks (32 ns .. 32.7 us)
 REFRACTORY_TICKS_PER_CODE = 8  # refractory codes 0..255 -> 0..2040 ticks

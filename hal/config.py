@@ -22,9 +22,9 @@ from enum import IntEnum
 
 import numpy as np
 
-from hal import chip
-from hal.encoding import decode_arrays, encode_arrays
-from hal.errors import ConfigDecodeError, ConfigError, FieldRangeError
+from firstspike.hal import chip
+from firstspike.hal.encoding import decode_arrays, encode_arrays
+from firstspike.hal.errors import ConfigDecodeError, ConfigError, FieldRangeError
 
 CONFIG_MAGIC = b"FSCF"
 DIFF_MAGIC = b"FSCD"

@@ -1,15 +1,15 @@
 """Typed, range-checked coordinates of the chip and conversions between them.
 
 Each coordinate is an ``int`` subclass, so it indexes numpy arrays directly, but constructing one with a
-value outside its range raises :class:`~hal.errors.FieldRangeError` naming the field and the range.
+value outside its range raises :class:`~firstspike.hal.errors.FieldRangeError` naming the field and the range.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from hal import chip
-from hal.errors import FieldRangeError
+from firstspike.hal import chip
+from firstspike.hal.errors import FieldRangeError
 
 
 class _Coord(int):

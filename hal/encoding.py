@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from hal.errors import ConfigDecodeError
+from firstspike.hal.errors import ConfigDecodeError
 
 _ALLOWED_DTYPES = {"|u1", "<u2", "<u4", "<i8", "|b1", "<i4", "<f8"}
 _MAX_NDIM = 4

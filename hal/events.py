@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal import chip
-from hal.errors import FieldRangeError
+from firstspike.hal import chip
+from firstspike.hal.errors import FieldRangeError
 
 SPIKE_DTYPE = np.dtype([("batch", "<u4"), ("time", "<u4"), ("label", "<u2")])
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from hal.registry import DeviceURI
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.registry import DeviceURI
 
 
 class NullBackend(Backend):

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import parse_qsl, urlsplit
 
-from hal.backend import Backend
-from hal.errors import UnknownBackendError
+from firstspike.hal.backend import Backend
+from firstspike.hal.errors import UnknownBackendError
 
 ENTRY_POINT_GROUP = "firstspike.backends"
 

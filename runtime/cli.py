@@ -13,11 +13,11 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from runtime import commands
+from firstspike.runtime import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every command module found in ``runtime.commands``."""
+    """Build the top-level parser with every command module found in ``firstspike.runtime.commands``."""
     parser = argparse.ArgumentParser(
         prog="firstspike",
         description="Neuromorphic HAL, device drivers and exact time-to-first-spike learning.",
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"runtime.commands.{info.name}")
+        module = importlib.import_module(f"firstspike.runtime.commands.{info.name}")
         module.register(sub)
     return parser
 

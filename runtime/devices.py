@@ -1,6 +1,6 @@
 """Open devices by URI, and pools of devices.
 
-``runtime.open(uri)`` is the one way user code gets a device: ``sim://`` (in-process simulator, the
+``firstspike.runtime.open(uri)`` is the one way user code gets a device: ``sim://`` (in-process simulator, the
 default), ``grpc://host:port`` (a device server), ``grpc://h1:p1,h2:p2`` (a :class:`DevicePool` over several
 servers), ``serial:///dev/ttyUSB0`` (hardware), or any scheme a package registers. ``FIRSTSPIKE_DEVICE``
 sets the default URI.
@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import InputSpikes
-from hal.registry import open_backend
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import open_backend
 
 ENV_VAR = "FIRSTSPIKE_DEVICE"
 DEFAULT_URI = "sim://"

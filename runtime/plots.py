@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hal import chip
+from firstspike.hal import chip
 
 __all__ = ["plot_membranes", "plot_raster", "plot_training"]
 
@@ -68,7 +68,7 @@ def plot_raster(
     labels: Sequence[int] | None = None,
     title: str | None = None,
 ) -> None:
-    """Raster of a :class:`runtime.session.SessionResult` of a single-stage artifact ``compiled``.
+    """Raster of a :class:`firstspike.runtime.session.SessionResult` of a single-stage artifact ``compiled``.
 
     One panel per batch entry in ``entries``: input and bias spikes (grey, below the neurons) and every recorded
     spike, y = layer-ordered neuron index, colour = layer. ``unit``: ``tau`` (model time) or ``us`` (chip time).

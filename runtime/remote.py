@@ -14,7 +14,7 @@ and training work unchanged over the network. Underneath it
 * sends batches larger than ``stream_threshold`` entries whose largest possible result does not fit one message
   as a pipelined RunStream of chunks (one Run is much cheaper when it fits).
 
-``grpc://h1:p1,h2:p2`` opens a :class:`runtime.devices.DevicePool` of one GrpcBackend per server.
+``grpc://h1:p1,h2:p2`` opens a :class:`firstspike.runtime.devices.DevicePool` of one GrpcBackend per server.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError, CapacityError, DeviceBusyError, LinkError
-from hal.events import InputSpikes
-from hal.registry import DeviceURI
-from proto.firstspike.v1 import device_pb2 as pb
-from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
-from runtime import wire
-from runtime.devices import DevicePool
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError, CapacityError, DeviceBusyError, LinkError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import DeviceURI
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from firstspike.runtime import wire
+from firstspike.runtime.devices import DevicePool
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RUN_TIMEOUT_S = 300.0
@@ -288,7 +288,7 @@ class GrpcBackend(Backend):
     def from_uri(cls, uri: DeviceURI) -> Backend:
         """``grpc://host:port?token=..&tls=1&ca=PATH&timeout=S&run_timeout=S&retries=N&ttl=S&exclusive=1&
         wait=S&name=TEXT&stream_threshold=N&chunk=N&max_message_mb=MB``; several comma-separated
-        ``host:port`` give a :class:`runtime.devices.DevicePool`."""
+        ``host:port`` give a :class:`firstspike.runtime.devices.DevicePool`."""
         uri.check_params(URI_PARAMS)
         targets = parse_targets(uri.netloc)
         kw: dict[str, Any] = {

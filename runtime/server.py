@@ -1,5 +1,5 @@
 # ruff: noqa: N802  (servicer methods carry the gRPC method names)
-"""The gRPC device server: ``firstspike.v1.Device`` around ANY hal :class:`~hal.backend.Backend`.
+"""The gRPC device server: ``firstspike.v1.Device`` around ANY hal :class:`~firstspike.hal.backend.Backend`.
 
 One server hosts one device. Clients open leases (sessions); each lease holds its own ChipConfig, and the
 server applies a lease's configuration to the device (as a diff from what the device holds) right before
@@ -8,7 +8,7 @@ that is alone on the device pays for its configuration once. An exclusive lease 
 wait (up to its deadline) and then fail with ABORTED.
 
 Entry points: :func:`build_server` (embed it), :func:`serve` (blocking, signals, logs) and :func:`main`
-(``python -m runtime.server``, the same options as ``firstspike serve``).
+(``python -m firstspike.runtime.server``, the same options as ``firstspike serve``).
 """
 
 from __future__ import annotations
@@ -38,20 +38,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import (
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import (
     BackendError,
     CapacityError,
     DeviceBusyError,
     HalError,
     LinkError,
 )
-from hal.events import InputSpikes
-from proto.firstspike.v1 import device_pb2 as pb
-from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
-from runtime import wire
-from runtime.allocator import tune_malloc
+from firstspike.hal.events import InputSpikes
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from firstspike.runtime import wire
+from firstspike.runtime.allocator import tune_malloc
 
 log = logging.getLogger("firstspike.server")
 
@@ -594,11 +594,11 @@ class DeviceServicer(pb_grpc.DeviceServicer):
     ) -> pb.ConfigResponse:
         check_lease_id(request.lease_id)
         try:
-            from compiler.artifact import CompiledNetwork
+            from firstspike.compiler.artifact import CompiledNetwork
         except ImportError as e:
             raise StatusError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"this server cannot load compiled artifacts (compiler.artifact is not importable: {e}); "
+                f"this server cannot load compiled artifacts (firstspike.compiler.artifact is not importable: {e}); "
                 "send the artifact's ChipConfig with LoadConfig instead",
                 wire.REASON_UNIMPLEMENTED,
             ) from e
@@ -893,14 +893,14 @@ def tune_allocator() -> bool:
     freed memory straight back to the OS and maps large blocks afresh; a simulator run allocates temporaries of
     0.1-10 MB, so on a worker thread a batch-1 run page-faulted 300-630 times (measured: device time 2.3-2.7 ms
     instead of 1.0-1.2 ms). :func:`serve` calls this; embedders of :func:`build_server` may. See
-    :func:`runtime.allocator.tune_malloc`.
+    :func:`firstspike.runtime.allocator.tune_malloc`.
     """
     return tune_malloc(SERVER_MMAP_THRESHOLD, SERVER_TRIM_THRESHOLD)
 
 
 # ---- command line ------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``firstspike serve`` / ``python -m runtime.server`` (gRPC part)."""
+    """The options of ``firstspike serve`` / ``python -m firstspike.runtime.server`` (gRPC part)."""
     p.add_argument("--backend", default="sim://", help="device URI to serve (default sim://)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 50051; 0 = pick a free one)")
@@ -952,7 +952,7 @@ def open_backend_for(args: argparse.Namespace) -> Backend:
     """Import the ``--import`` modules, then open ``--backend``."""
     for mod in args.imports:
         importlib.import_module(mod)
-    from runtime.devices import open as open_device
+    from firstspike.runtime.devices import open as open_device
 
     return open_device(args.backend)
 
@@ -1060,8 +1060,8 @@ def serve(args: argparse.Namespace, *, announce: Callable[[str], None] = print) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m runtime.server [--backend URI] [--host H] [--port P] ...``"""
-    parser = argparse.ArgumentParser(prog="python -m runtime.server", description=__doc__.splitlines()[0])
+    """``python -m firstspike.runtime.server [--backend URI] [--host H] [--port P] ...``"""
+    parser = argparse.ArgumentParser(prog="python -m firstspike.runtime.server", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return serve(parser.parse_args(argv))
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from compiler.artifact import CompiledNetwork
-from hal import chip
-from hal.backend import Backend, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.events import InputSpikes, SpikeEvents
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.events import InputSpikes, SpikeEvents
 
 __all__ = ["DEFAULT_MARGIN_TAU", "Session", "SessionError", "SessionResult"]
 
@@ -98,10 +98,11 @@ class _Uploads:
 class Session:
     """A compiled network loaded on a device (see the module docstring).
 
-    ``device``: any hal Backend (``runtime.open(uri)``). ``compiled``: the artifact. ``duration_ticks``: fixed
-    run window per batch entry (default: per run, latest input + ``margin_tau`` tau_s). ``chunk_size``: most
-    entries per device call (default and upper bound: the device's ``max_batch``). ``configure``: upload the
-    artifact's configuration now (single-stage artifacts; multi-stage ones are configured per run).
+    ``device``: any hal Backend (``firstspike.runtime.open(uri)``). ``compiled``: the artifact.
+    ``duration_ticks``: fixed run window per batch entry (default: per run, latest input + ``margin_tau`` tau_s).
+    ``chunk_size``: most entries per device call (default and upper bound: the device's ``max_batch``).
+    ``configure``: upload the artifact's configuration now (single-stage artifacts; multi-stage ones are configured
+    per run).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Conversions between hal objects and the ``firstspike.v1`` protobuf messages (client and server share them).
 
 Spike events travel in one of two layouts (``SpikeBatch.layout``): packed little-endian records of
-:data:`hal.events.SPIKE_DTYPE` (10 bytes: u32 batch, u32 time in ticks, u16 label) in one ``bytes`` field, or
+:data:`firstspike.hal.events.SPIKE_DTYPE` (10 bytes: u32 batch, u32 time in ticks, u16 label) in one ``bytes`` field, or
 columns (u32 events per entry, u16/u32 times, u16 labels: 4-6 bytes per event, what clients ask results in);
 membrane samples as a dtype string, a shape and raw C-order bytes. Every decoder validates what it reads and
 raises a ``ValueError`` subclass naming the field.
@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hal import chip
-from hal.backend import DeviceInfo, RunOptions, RunResult
-from hal.errors import FieldRangeError, HalError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from proto.firstspike.v1 import device_pb2 as pb
+from firstspike.hal import chip
+from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
+from firstspike.hal.errors import FieldRangeError, HalError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
 
 PROTOCOL = "firstspike.v1"
 SERVICE_NAME = "firstspike.v1.Device"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hal.backend import RunOptions
-from hal.config import ChipConfig
-from hal.events import InputSpikes
-from sim_device.backend import SimBackend
-from sim_device.examples import Scale, map_layered, random_config, random_inputs, yinyang_inputs
-from sim_device.spec import SPEC_VERSION
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import InputSpikes
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.examples import Scale, map_layered, random_config, random_inputs, yinyang_inputs
+from firstspike.sim_device.spec import SPEC_VERSION
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
 

@@ -6,7 +6,7 @@ code must match that version, and the runtime needs ``grpcio`` and ``protobuf`` 
 
 protoc runs with ``-I proto`` so the descriptor is registered as ``firstspike/v1/device.proto`` (what other
 languages and server reflection see); the import it writes into ``device_pb2_grpc.py`` and the module name in
-``device_pb2.py`` are then rewritten to the package path ``proto.firstspike.v1``.
+``device_pb2.py`` are then rewritten to the package path ``firstspike.proto.firstspike.v1``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ PROTO_FILES = ["firstspike/v1/device.proto"]
 OUTPUTS = ["device_pb2.py", "device_pb2.pyi", "device_pb2_grpc.py"]
 # (file, old, new): module paths protoc writes relative to the include dir -> the package path.
 _FIXUPS = [
-    ("device_pb2_grpc.py", b"from firstspike.v1 import device_pb2", b"from proto.firstspike.v1 import device_pb2"),
-    ("device_pb2.py", b"'firstspike.v1.device_pb2'", b"'proto.firstspike.v1.device_pb2'"),
+    ("device_pb2_grpc.py", b"from firstspike.v1 import device_pb2",
+     b"from firstspike.proto.firstspike.v1 import device_pb2"),
+    ("device_pb2.py", b"'firstspike.v1.device_pb2'", b"'firstspike.proto.firstspike.v1.device_pb2'"),
 ]
 
 

@@ -3,8 +3,8 @@ block design (docs/results.md, gRPC session 4).
 
     python scripts/grpc_call_order.py [--pairs 60] [--gap-ms 0]
 
-Starts ``python -m runtime.server --backend sim://`` on a free loopback port, then repeats: one yin-yang batch of
-1000 in-process, then the same batch as a raw ``Run`` stub call (spikes as columns), each after ``--gap-ms`` of
+Starts ``python -m firstspike.runtime.server --backend sim://`` on a free loopback port, then repeats: one yin-yang
+batch of 1000 in-process, then the same batch as a raw ``Run`` stub call (spikes as columns), each after ``--gap-ms`` of
 sleep. Prints one JSON line: medians of the in-process time, the server's own device time
 (``RunResponse.device_us``) and the stub call, and the median per pair of ``device - inprocess`` (how much slower
 the server's device ran than the in-process run just before it) and of ``stub - device`` (the gRPC stack).
@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from grpc_overhead import _network, served
 
-    from hal.registry import open_backend
-    from proto.firstspike.v1 import device_pb2 as pb
-    from runtime import wire
-    from runtime.allocator import tune_malloc
-    from runtime.remote import GrpcBackend
+    from firstspike.hal.registry import open_backend
+    from firstspike.proto.firstspike.v1 import device_pb2 as pb
+    from firstspike.runtime import wire
+    from firstspike.runtime.allocator import tune_malloc
+    from firstspike.runtime.remote import GrpcBackend
 
     tune_malloc()
     with served("sim://") as (_, port):

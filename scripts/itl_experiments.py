@@ -56,7 +56,8 @@ class _Server:
         self.backend = backend
 
     def __enter__(self) -> str:
-        self.proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--backend", self.backend,
+        self.proc = subprocess.Popen([sys.executable, "-m", "firstspike.runtime.cli", "serve",
+                                      "--backend", self.backend,
                                       "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(ROOT), text=True)
         line: list[str] = []
@@ -93,7 +94,7 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_software(args: argparse.Namespace) -> None:
-    from runtime.training.trainer import train_software
+    from firstspike.runtime.training.trainer import train_software
 
     t0 = time.perf_counter()
     m = train_software(args.task, epochs=args.epochs, seed=args.seed, out_dir=args.out, progress=False,
@@ -111,7 +112,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
 
 
 def _deploy_all(args: argparse.Namespace, uris: list[str], label: str | None = None) -> None:
-    from runtime.commands.deploy import deploy
+    from firstspike.runtime.commands.deploy import deploy
 
     for uri in uris:
         ns = argparse.Namespace(model=args.model, device=uri, dataset=args.dataset, split="test", size=None,
@@ -130,8 +131,8 @@ def _deploy_all(args: argparse.Namespace, uris: list[str], label: str | None = N
 
 
 def cmd_itl(args: argparse.Namespace) -> None:
-    import runtime
-    from runtime.training.in_the_loop import train_in_the_loop
+    from firstspike import runtime
+    from firstspike.runtime.training.in_the_loop import train_in_the_loop
 
     device = runtime.open(args.device)
     try:
@@ -150,9 +151,9 @@ def cmd_grpc(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    import runtime
-    from runtime.training.in_the_loop import train_in_the_loop
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike import runtime
+    from firstspike.runtime.training.in_the_loop import train_in_the_loop
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     def train(uri: str, out: Path) -> dict[str, Any]:
         dev = runtime.open(uri)

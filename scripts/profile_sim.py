@@ -75,10 +75,10 @@ def _workload(case: str, runs: int, symbols_out: Path) -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from hal.backend import RunOptions
-    from hal.events import InputSpikes
-    from sim_device.backend import SimBackend
-    from sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+    from firstspike.hal.backend import RunOptions
+    from firstspike.hal.events import InputSpikes
+    from firstspike.sim_device.backend import SimBackend
+    from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
 
     rng = np.random.default_rng(1234)
     realistic = case.endswith("_noisy")

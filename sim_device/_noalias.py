@@ -2,9 +2,9 @@
 state is.
 
 Why: LLVM vectorises a loop only if it can rule out that a store hits memory a later iteration loads. The
-lockstep pass (:func:`sim_device.engine._deliver_all`) loads table coefficients at per-neuron (data-dependent)
-rows and stores the state; without aliasing information it must assume they may overlap, cannot check that at
-run time for data-dependent indices, and stays scalar. numba has no ``restrict``; these intrinsics attach
+lockstep pass (:func:`firstspike.sim_device.engine._deliver_all`) loads table coefficients at per-neuron
+(data-dependent) rows and stores the state; without aliasing information it must assume they may overlap, cannot
+check that at run time for data-dependent indices, and stays scalar. numba has no ``restrict``; these intrinsics attach
 LLVM scoped-noalias metadata instead: table loads carry ``!alias.scope !{tables}``, state loads and
 stores carry ``!noalias !{tables}``. The caller must guarantee what that promises (the table array and the
 state array are different allocations). The loads also skip numba's negative-index wraparound, which would

@@ -1,5 +1,6 @@
 """An in-place sort for int64 keys that arrive almost in order (spikes as a level emits them, jittered input
-events). Compiled with numba when it is there; the same code runs as Python without it."""
+events), used by :mod:`firstspike.sim_device.engine`. Compiled with numba when it is there (cached like the
+engine's kernels); the same code runs as Python without it."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal import chip
-from sim_device.spec import FACTOR_BITS, FACTOR_ONE, V_ONE
+from firstspike.hal import chip
+from firstspike.sim_device.spec import FACTOR_BITS, FACTOR_ONE, V_ONE
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -1,4 +1,5 @@
-"""``sim://``: the bit-accurate simulated chip as a :class:`hal.backend.Backend` (in-process, the default device).
+"""``sim://``: the bit-accurate simulated chip as a :class:`firstspike.hal.backend.Backend` (in-process, the
+default device).
 
 URI parameters (unknown ones are rejected):
 
@@ -14,24 +15,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import InputSpikes
-from hal.registry import DeviceURI
-from sim_device import analog
-from sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs, spikes_from_columns
-from sim_device.engine import EngineModel, compile_model, run_engine, update_weights
-from sim_device.model import build_model, only_weights_differ, with_weights
-from sim_device.reference import ReferenceEntry
-from sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import DeviceURI
+from firstspike.sim_device import analog
+from firstspike.sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs, spikes_from_columns
+from firstspike.sim_device.engine import EngineModel, compile_model, run_engine, update_weights
+from firstspike.sim_device.model import build_model, only_weights_differ, with_weights
+from firstspike.sim_device.reference import ReferenceEntry
+from firstspike.sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
 
 MEMBRANE_READOUT = 8
 DEFAULT_MAX_EVENTS = 1 << 24
 ENGINES = ("fast", "reference")
 
-# What this device claims for the conformance suite (runtime.conformance.tolerance). Measured with
-# ``pytest --pyargs runtime.conformance --device 'sim://'`` against sim://?ideal=1 on the reference networks:
+# What this device claims for the conformance suite (firstspike.runtime.conformance.tolerance). Measured with
+# ``pytest --pyargs firstspike.runtime.conformance --device 'sim://'`` against sim://?ideal=1 on the reference networks:
 # serials 0..5 gave agreement 0.97 .. 1.0 and mean |dt| 18 .. 50 ticks; the claims hold for all of them.
 _REALISTIC_CLAIMS = {"noise_free": False, "agreement": 0.95, "mean_abs_dt_ticks": 60.0}
 _IDEAL_CLAIMS = {"noise_free": True, "agreement": "exact"}

@@ -1,5 +1,5 @@
 """What happens to a batch before and after the dynamics: input noise, per-entry threshold noise, and the
-assembly of recorded spikes into a :class:`~hal.backend.RunResult` (spec sections 5 and 6).
+assembly of recorded spikes into a :class:`~firstspike.hal.backend.RunResult` (spec sections 5 and 6).
 
 Shared by the reference and the engine so both see exactly the same noisy inputs and report alike.
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal.events import InputSpikes, SpikeEvents, entry_counts
-from sim_device.fastnoise import input_noise, noisy_inputs, threshold_noise
+from firstspike.hal.events import InputSpikes, SpikeEvents, entry_counts
+from firstspike.sim_device.fastnoise import input_noise, noisy_inputs, threshold_noise
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +49,7 @@ def _noisy_numpy(
     b: np.ndarray, t: np.ndarray, ch: np.ndarray, batch_size: int, duration: int, *, seed: int, entry_offset: int
 ) -> PreparedInputs:
     """The input noise in whole-array numpy steps: the definition the compiled
-    :func:`sim_device.fastnoise.noisy_inputs` is tested against, and the path without numba."""
+    :func:`firstspike.sim_device.fastnoise.noisy_inputs` is tested against, and the path without numba."""
     if len(b):
         # occurrence k: how many earlier events of the same channel the same entry has (events are sorted)
         key = b * 1024 + ch

@@ -1,4 +1,4 @@
-"""The fast engine: bit-identical to :mod:`sim_device.reference`, event-driven, parallel over batch entries.
+"""The fast engine: bit-identical to :mod:`firstspike.sim_device.reference`, event-driven, parallel over batch entries.
 
 Why it is fast (see docs/device-spec.md section 8):
 
@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from hal import chip
-from hal.config import RowMode, SourceKind
-from sim_device._noalias import load_state, load_table, store_state, trailing_zeros
-from sim_device._sorting import sort_nearly
-from sim_device.model import DeviceModel
-from sim_device.spec import (
+from firstspike.hal import chip
+from firstspike.hal.config import RowMode, SourceKind
+from firstspike.sim_device._noalias import load_state, load_table, store_state, trailing_zeros
+from firstspike.sim_device._sorting import sort_nearly
+from firstspike.sim_device.model import DeviceModel
+from firstspike.sim_device.spec import (
     COEF_BITS,
     I_MAX,
     ROUTE_DELAY_TICKS,
@@ -444,8 +444,8 @@ def _deliver_all(ct, jc, q0, n, tn, tp, st, slow):  # pragma: no cover - compile
     neuron) for the scalar pass. Returns the number flagged.
 
     The loop is branch-free (selects only), without calls and with alias information for LLVM
-    (:mod:`sim_device._noalias`), so it vectorises. It is specialised on two facts shared by all neurons: whether
-    the step part is the identity (``tn - tp < P``) and whether the first grid sample is a whole step away
+    (:mod:`firstspike.sim_device._noalias`), so it vectorises. It is specialised on two facts shared by all neurons:
+    whether the step part is the identity (``tn - tp < P``) and whether the first grid sample is a whole step away
     (``tn`` on the grid; otherwise it is the tick table's membrane row, which the new anchor's ``lim`` reuses)."""
     d = tn - tp
     # whole groups of 8 neurons (one AVX-512 vector of int64): a remainder would run the loop's scalar copy. The
@@ -1037,7 +1037,8 @@ def compile_model(model: DeviceModel) -> EngineModel:
 
 def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     """The engine model of ``model``, which MUST differ from ``em.model`` in synapse weights only (the caller checks
-    :func:`sim_device.model.only_weights_differ`; ``model.jump`` as :func:`sim_device.model.with_weights` makes it).
+    :func:`firstspike.sim_device.model.only_weights_differ`; ``model.jump`` as
+    :func:`firstspike.sim_device.model.with_weights` makes it).
     The wiring, and so the structure (used sources, neuron graph, propagator tables, processing order), stays;
     instead of rebuilding the routing matrices (:func:`_routing_matrices`), every changed synapse adds its jump
     change to the summed jumps of each (routed source, active target) it sits on and its hit change to the
@@ -1111,7 +1112,7 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[np.ndarray, np.ndarray,
 @dataclass(frozen=True, eq=False)
 class EngineOutput:
     """Raw result of a batch: the recorded spikes as columns (per entry, sorted by tick and neuron id), as
-    :meth:`hal.events.SpikeEvents.from_columns` takes them, and per-entry counters."""
+    :meth:`firstspike.hal.events.SpikeEvents.from_columns` takes them, and per-entry counters."""
 
     counts: np.ndarray  # (B,) uint32 recorded spikes per entry
     time: np.ndarray  # uint32 ticks, entry after entry

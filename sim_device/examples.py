@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hal import chip
-from hal.config import ChipConfig, RowMode, SourceKind
-from hal.events import SPIKE_DTYPE, InputSpikes
+from firstspike.hal import chip
+from firstspike.hal.config import ChipConfig, RowMode, SourceKind
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes
 
 
 @dataclass(frozen=True)

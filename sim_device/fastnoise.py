@@ -1,4 +1,4 @@
-"""The per-run temporal noise of :mod:`sim_device.analog` as compiled loops (same bits, tested).
+"""The per-run temporal noise of :mod:`firstspike.sim_device.analog` as compiled loops (same bits, tested).
 
 Why: the numpy versions run ~60 whole-array operations per call (12 five-bit uniforms per normal variate, five
 SplitMix64 rounds per key), which is cheap for a large batch but costs ~0.5 ms for one yin-yang sample, about
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_device import analog
-from sim_device._sorting import sort_nearly
+from firstspike.sim_device import analog
+from firstspike.sim_device._sorting import sort_nearly
 
 try:
     from numba import config, njit
@@ -24,7 +24,7 @@ _MASK = (1 << 64) - 1
 
 
 def _mixed_tag(tag: int) -> np.uint64:
-    """``mix(tag)``: the first step of :func:`sim_device.analog.hash64`, computed once per tag."""
+    """``mix(tag)``: the first step of :func:`firstspike.sim_device.analog.hash64`, computed once per tag."""
     return np.uint64(int(analog.hash64(tag)))
 
 
@@ -123,7 +123,8 @@ def noisy_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
     """Input loss and jitter applied to events sorted by (batch, time, channel), re-sorted the same way: (batch,
     time, channel, lost) in one compiled pass, the same as the numpy path of
-    :func:`sim_device.batch.prepare_inputs` (tested). ``None`` without numba (the caller runs the numpy path)."""
+    :func:`firstspike.sim_device.batch.prepare_inputs` (tested). ``None`` without numba (the caller runs the numpy
+    path)."""
     if not HAVE_NUMBA:  # pragma: no cover
         return None
     b, t, ch, lost = _noisy_inputs_kernel(
@@ -136,7 +137,7 @@ def noisy_inputs(
 
 
 def threshold_noise(seed: int, entries: np.ndarray, neurons: np.ndarray) -> np.ndarray:
-    """Same as :func:`sim_device.analog.threshold_noise` (Q12 LSB, (len(entries), len(neurons)))."""
+    """Same as :func:`firstspike.sim_device.analog.threshold_noise` (Q12 LSB, (len(entries), len(neurons)))."""
     if not HAVE_NUMBA:  # pragma: no cover
         return analog.threshold_noise(seed, entries, neurons)
     e = np.ascontiguousarray(entries, dtype=np.int64)
@@ -148,7 +149,7 @@ def threshold_noise(seed: int, entries: np.ndarray, neurons: np.ndarray) -> np.n
 def input_noise(
     seed: int, entries: np.ndarray, channels: np.ndarray, occurrence: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Same as :func:`sim_device.analog.input_noise`: per input event (lost, jitter in ticks)."""
+    """Same as :func:`firstspike.sim_device.analog.input_noise`: per input event (lost, jitter in ticks)."""
     if not HAVE_NUMBA:  # pragma: no cover
         return analog.input_noise(seed, entries, channels, occurrence)
     return _input_kernel(

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from sim_device.spec import COEF_BITS, COEF_ONE, FINE_BITS, TAU_FRAC_BITS, UPDATE_PERIOD_TICKS
+from firstspike.sim_device.spec import COEF_BITS, COEF_ONE, FINE_BITS, TAU_FRAC_BITS, UPDATE_PERIOD_TICKS
 
 _GUARD = 64  # guard bits of the series
 

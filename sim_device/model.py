@@ -2,7 +2,8 @@
 
 :func:`build_model` is shared by the reference and the fast engine: it maps codes to effective integer
 parameters per logical neuron and to a current jump per synapse. The dynamics themselves (routing, events,
-threshold, reset) are implemented separately in :mod:`sim_device.reference` and :mod:`sim_device.engine`.
+threshold, reset) are implemented separately in :mod:`firstspike.sim_device.reference` and
+:mod:`firstspike.sim_device.engine`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hal import chip
-from hal.calibration import GAIN_DIVISOR, REFRACTORY_TICKS_PER_CODE, TAU_TICKS_PER_CODE
-from hal.config import ChipConfig, RowMode
-from sim_device.analog import Mismatch, apply_factor
-from sim_device.fixedpoint import Propagator, propagator
-from sim_device.spec import FACTOR_BITS, TAU_FRAC_BITS, V_MAX, V_ONE
+from firstspike.hal import chip
+from firstspike.hal.calibration import GAIN_DIVISOR, REFRACTORY_TICKS_PER_CODE, TAU_TICKS_PER_CODE
+from firstspike.hal.config import ChipConfig, RowMode
+from firstspike.sim_device.analog import Mismatch, apply_factor
+from firstspike.sim_device.fixedpoint import Propagator, propagator
+from firstspike.sim_device.spec import FACTOR_BITS, TAU_FRAC_BITS, V_MAX, V_ONE
 
 N = chip.N_NEURONS
 C = chip.COLUMNS_PER_HALF

@@ -7,7 +7,7 @@ are routed to synapses and their current jumps are added (summed per neuron, the
 readout samples. After every change of a neuron's state (its "anchor") its next threshold crossing is
 predicted from the anchor by sampling the membrane on the update grid and bisecting the crossing to the tick.
 
-The fast engine (:mod:`sim_device.engine`) must produce the same bits; tests compare both on random
+The fast engine (:mod:`firstspike.sim_device.engine`) must produce the same bits; tests compare both on random
 configurations and inputs.
 """
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hal.config import RowMode, SourceKind
-from sim_device.fixedpoint import propagate
-from sim_device.model import DeviceModel
-from sim_device.spec import I_MAX, ROUTE_DELAY_TICKS, UPDATE_PERIOD_TICKS, V_FRAC_BITS, V_MAX_LSB
+from firstspike.hal.config import RowMode, SourceKind
+from firstspike.sim_device.fixedpoint import propagate
+from firstspike.sim_device.model import DeviceModel
+from firstspike.sim_device.spec import I_MAX, ROUTE_DELAY_TICKS, UPDATE_PERIOD_TICKS, V_FRAC_BITS, V_MAX_LSB
 
 P = UPDATE_PERIOD_TICKS
 

@@ -7,7 +7,7 @@ Every number the dynamics use is an integer derived from these constants, the di
 
 from __future__ import annotations
 
-from hal import chip
+from firstspike.hal import chip
 
 #: version of the device spec; reported as ``DeviceInfo.version``
 SPEC_VERSION = "1.1"

@@ -1,8 +1,8 @@
 """``firstspike compile MODEL -o NET.fsn``: compile a network for the chip and print a resource report.
 
 MODEL is a ``.nir`` graph, a ``.fsir`` file (the compiler's IR) or a ``.pt`` file: either a dict with key
-``network_ir`` (an IR dict, see ``compiler.ir.Network.to_dict``) or a TTFS model saved by
-``runtime.ttfs.TTFSNetwork.save``. A model trained in the loop carries the fixed weight scales it was trained
+``network_ir`` (an IR dict, see ``firstspike.compiler.ir.Network.to_dict``) or a TTFS model saved by
+``firstspike.runtime.ttfs.TTFSNetwork.save``. A model trained in the loop carries the fixed weight scales it was trained
 with (metadata ``device_weight_scale``); it is compiled with them unless ``--weight-scale`` is given, so the
 artifact holds exactly the 6-bit weights the device ran during training.
 """
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compiler import CompileError, CompileOptions, Network, compile
-from compiler.report import plot_occupancy, resource_report, resources
+from firstspike.compiler import CompileError, CompileOptions, Network, compile
+from firstspike.compiler.report import plot_occupancy, resource_report, resources
 
 
 class ModelLoadError(ValueError):
@@ -34,7 +34,7 @@ def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
         raise ModelLoadError(f"{p}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".nir":
-        from compiler.nir_io import read_nir
+        from firstspike.compiler.nir_io import read_nir
 
         return read_nir(p), {}
     if suffix == ".fsir":
@@ -48,7 +48,7 @@ def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
             raise ModelLoadError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
         if isinstance(data, dict) and "network_ir" in data:
             return Network.from_dict(data["network_ir"]), {}
-        from runtime.ttfs import MODEL_FORMAT, TTFSNetwork
+        from firstspike.runtime.ttfs import MODEL_FORMAT, TTFSNetwork
 
         if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:
             model = TTFSNetwork.from_dict(data)

@@ -3,7 +3,7 @@
     firstspike conformance example:// [--reference sim://?ideal=1] [--claim agreement=exact] [--report r.json]
                                       [-k EXPRESSION] [--pytest-args="-x -v"]
 
-Same as ``pytest --pyargs runtime.conformance --device URI``; the exit code is pytest's (0 = conformant).
+Same as ``pytest --pyargs firstspike.runtime.conformance --device URI``; the exit code is pytest's (0 = conformant).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from runtime import conformance
+from firstspike.runtime import conformance
 
 
 def run(args: argparse.Namespace) -> int:

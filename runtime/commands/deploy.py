@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from compiler import CompileError, CompileOptions, compile
-from compiler.artifact import CompiledNetwork
-from hal import chip
-from hal.errors import HalError
+from firstspike.compiler import CompileError, CompileOptions, compile
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.hal import chip
+from firstspike.hal.errors import HalError
 
 TASKS = ("yinyang", "mnist16")
 #: inputs of each data set's encoding (checked before loading the data)
@@ -50,7 +50,7 @@ def load_artifact(path: str | Path, weight_scale: float | None = None) -> tuple[
         compiled = CompiledNetwork.load(p)
         name = compiled.source.name if compiled.source is not None else ""
         return compiled, name if name in TASKS else None
-    from runtime.commands.compile import ModelLoadError, load_model, model_weight_scale
+    from firstspike.runtime.commands.compile import ModelLoadError, load_model, model_weight_scale
 
     try:
         network, metadata = load_model(p)
@@ -74,11 +74,11 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the deployment; returns the result dict (raises DeployError/HalError/CompileError)."""
     import torch
 
-    import runtime
-    from runtime.session import Session
-    from runtime.training.datasets import load_dataset
-    from runtime.training.energy import EnergyModel
-    from runtime.ttfs.loss import predict
+    from firstspike import runtime
+    from firstspike.runtime.session import Session
+    from firstspike.runtime.training.datasets import load_dataset
+    from firstspike.runtime.training.energy import EnergyModel
+    from firstspike.runtime.ttfs.loss import predict
 
     compiled, task = load_artifact(args.model, args.weight_scale)
     dataset = args.dataset or task
@@ -177,7 +177,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
 def _raster(session: Any, compiled: CompiledNetwork, data: Any, entries: list[int], args: argparse.Namespace,
             result: dict[str, Any]) -> None:
-    from runtime.plots import plot_raster
+    from firstspike.runtime.plots import plot_raster
 
     n = max(entries) + 1
     if n > len(data):
@@ -190,7 +190,7 @@ def _raster(session: Any, compiled: CompiledNetwork, data: Any, entries: list[in
 
 def _traces(session: Any, compiled: CompiledNetwork, data: Any, entry: int, args: argparse.Namespace, info: Any,
             result: dict[str, Any]) -> None:
-    from runtime.plots import plot_membranes
+    from firstspike.runtime.plots import plot_membranes
 
     neurons = _parse_ints(args.trace_neurons, "--trace-neurons")
     if not neurons:
@@ -213,7 +213,7 @@ def _traces(session: Any, compiled: CompiledNetwork, data: Any, entry: int, args
 
 
 def _print(result: dict[str, Any]) -> None:
-    from runtime.training.energy import format_energy
+    from firstspike.runtime.training.energy import format_energy
 
     r = result
     print(f"{r['dataset']} {r['split']} ({r['samples']} samples) on {r['device']} ({r['device_model']}, "
@@ -235,7 +235,7 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.allocator import tune_malloc
+    from firstspike.runtime.allocator import tune_malloc
 
     tune_malloc()  # as train, eval and serve: an in-process simulator's large temporaries are reused, not re-faulted
     try:

@@ -11,10 +11,10 @@ import sys
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from runtime.training.datasets import MNISTFormatError, load_dataset
-    from runtime.training.perf import configure_threads, tune_malloc
-    from runtime.training.trainer import evaluate, get_task
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike.runtime.training.datasets import MNISTFormatError, load_dataset
+    from firstspike.runtime.training.perf import configure_threads, tune_malloc
+    from firstspike.runtime.training.trainer import evaluate, get_task
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     tune_malloc()
     configure_threads(args.threads)

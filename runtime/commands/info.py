@@ -6,8 +6,8 @@ import argparse
 import json
 from importlib import metadata
 
-from hal import chip
-from hal.registry import available_schemes
+from firstspike.hal import chip
+from firstspike.hal.registry import available_schemes
 
 
 def _version() -> str:

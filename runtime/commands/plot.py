@@ -14,16 +14,16 @@ import argparse
 import json
 import sys
 
-from compiler import CompileError
-from hal.errors import HalError
-from runtime.commands.deploy import DeployError, _parse_ints, add_run_arguments, load_artifact
+from firstspike.compiler import CompileError
+from firstspike.hal.errors import HalError
+from firstspike.runtime.commands.deploy import DeployError, _parse_ints, add_run_arguments, load_artifact
 
 
 def run(args: argparse.Namespace) -> int:
-    import runtime
-    from runtime.plots import plot_membranes, plot_raster
-    from runtime.session import Session
-    from runtime.training.datasets import load_dataset
+    from firstspike import runtime
+    from firstspike.runtime.plots import plot_membranes, plot_raster
+    from firstspike.runtime.session import Session
+    from firstspike.runtime.training.datasets import load_dataset
 
     try:
         compiled, task = load_artifact(args.model, args.weight_scale)

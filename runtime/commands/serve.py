@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime import server
+from firstspike.runtime import server
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_serial(args: argparse.Namespace) -> int:
     try:
-        from drivers.device_side import run_serial_device  # the drivers package provides the device side
+        from firstspike.drivers.device_side import run_serial_device  # the drivers package provides the device side
     except ImportError as e:
-        print(f"firstspike serve: the serial device side is not available (drivers.device_side: {e})", file=sys.stderr)
+        print(f"firstspike serve: the serial device side is not available (firstspike.drivers.device_side: {e})",
+              file=sys.stderr)
         return 2
     if args.serial_pty and args.serial_tcp is not None:
         print("firstspike serve: choose one of --serial-pty and --serial-tcp", file=sys.stderr)

@@ -1,6 +1,6 @@
 """``firstspike train``: train a TTFS network in software with exact gradients (Göltz, Kriener et al. 2021).
 
-The software trainer is :func:`runtime.training.trainer.train_software`; this module only parses options,
+The software trainer is :func:`firstspike.runtime.training.trainer.train_software`; this module only parses options,
 so that further options (e.g. ``--device URI`` for hardware-in-the-loop training) can dispatch elsewhere.
 """
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights to keep: best validation epoch (default) or the final epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
-    from runtime.training.in_the_loop import add_device_arguments  # --device URI: training in the loop
+    from firstspike.runtime.training.in_the_loop import add_device_arguments  # --device URI: training in the loop
 
     add_device_arguments(parser)
 
@@ -46,10 +46,10 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "device", None):  # hardware in the loop: runtime/training/in_the_loop.py
-        from runtime.training.in_the_loop import run_cli
+        from firstspike.runtime.training.in_the_loop import run_cli
 
         return run_cli(args)
-    from runtime.training.trainer import train_software, with_hidden
+    from firstspike.runtime.training.trainer import train_software, with_hidden
 
     out = args.out if args.out is not None else f"runs/{args.task}-seed{args.seed}"
     try:

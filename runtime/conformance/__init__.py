@@ -2,15 +2,15 @@
 
 Any backend author checks a device against the hal contract with::
 
-    pytest --pyargs runtime.conformance --device URI      # or: firstspike conformance URI
+    pytest --pyargs firstspike.runtime.conformance --device URI      # or: firstspike conformance URI
 
 The checks (test modules ``test_contract_*.py`` in this package) cover the device info and resource model,
 full and diff configuration uploads, rejection of invalid configurations and oversize requests (the
 device stays usable), result ordering and time-stamp units, the reset between batch entries, first-spike
 semantics, routing and row signs, determinism where claimed, and agreement with the reference device
 (the ideal simulator, ``sim://?ideal=1``) on reference networks within the tolerances the device claims
-(:mod:`runtime.conformance.tolerance`). Mock backends (``DeviceInfo.extra["mock"]``) get only the
-plumbing checks. Configurations are built by hand with ``hal`` (:mod:`runtime.conformance.networks`).
+(:mod:`firstspike.runtime.conformance.tolerance`). Mock backends (``DeviceInfo.extra["mock"]``) get only the
+plumbing checks. Configurations are built by hand with ``hal`` (:mod:`firstspike.runtime.conformance.networks`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def pytest_args(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The pytest command-line arguments that run the suite against ``uri``."""
-    args = ["--pyargs", "runtime.conformance", "--device", uri, "-p", "no:cacheprovider"]
+    args = ["--pyargs", "firstspike.runtime.conformance", "--device", uri, "-p", "no:cacheprovider"]
     if reference:
         args += ["--reference", reference]
     for c in claims:
@@ -67,7 +67,7 @@ def run(
     """
     import pytest
 
-    from runtime.conformance import plugin
+    from firstspike.runtime.conformance import plugin
 
     plugins = [] if _plugin_autoloads() else [plugin]
     return int(pytest.main(pytest_args(uri, reference, claims, report, extra), plugins=plugins))

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from hal.backend import Backend
-from hal.errors import HalError, UnknownBackendError
-from hal.registry import open_backend
-from runtime.conformance import plugin
-from runtime.conformance.harness import Profile, measure_noise_free
-from runtime.conformance.tolerance import resolve_claims
+from firstspike.hal.backend import Backend
+from firstspike.hal.errors import HalError, UnknownBackendError
+from firstspike.hal.registry import open_backend
+from firstspike.runtime.conformance import plugin
+from firstspike.runtime.conformance.harness import Profile, measure_noise_free
+from firstspike.runtime.conformance.tolerance import resolve_claims
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig
-from hal.events import InputSpikes, SpikeEvents
-from runtime.conformance.networks import Case, probe_case
-from runtime.conformance.tolerance import SHIFT_SLACK_TICKS, compare, describe_difference
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import InputSpikes, SpikeEvents
+from firstspike.runtime.conformance.networks import Case, probe_case
+from firstspike.runtime.conformance.tolerance import SHIFT_SLACK_TICKS, compare, describe_difference
 
 
 def run_batched(device: Backend, inputs: InputSpikes, options: RunOptions) -> RunResult:

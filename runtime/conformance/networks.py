@@ -1,7 +1,7 @@
 """Hand-built chip configurations for the conformance suite (``hal`` only: no compiler, no simulator).
 
 Every network uses one "standard" neuron setting, chosen from the nominal calibration
-(:mod:`hal.calibration`) so that one digital weight step is 0.1 model weight units:
+(:mod:`firstspike.hal.calibration`) so that one digital weight step is 0.1 model weight units:
 
 * leak = reset = 300 LSB, threshold = 400 LSB (span 100 LSB = 1 model unit of voltage);
 * gain_exc = gain_inh = 640, so an event through a synapse of weight ``d`` makes the synaptic current jump
@@ -11,7 +11,7 @@ Every network uses one "standard" neuron setting, chosen from the nominal calibr
 A weight-63 synapse (6.3 model units) then fires its neuron about 0.19 tau (~140 ticks) after the input,
 with the membrane peaking at 2.3x the threshold span: robust against analog mismatch. The probes below
 use such clear-cut cases; the reference networks use random weights and are compared to the reference
-device within tolerances (see :mod:`runtime.conformance.tolerance`).
+device within tolerances (see :mod:`firstspike.runtime.conformance.tolerance`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal import chip
-from hal.backend import RunOptions
-from hal.config import ChipConfig, RowMode, SourceKind
-from hal.events import InputSpikes
+from firstspike.hal import chip
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig, RowMode, SourceKind
+from firstspike.hal.events import InputSpikes
 
 LEAK = 300
 THRESHOLD = 400
@@ -115,7 +115,7 @@ def probe_inputs(times: list[float | None], pair_times: list[list[float]] | None
 
 
 def _events(rows: list[tuple[int, float, int]], batch: int) -> InputSpikes:
-    from hal.events import SPIKE_DTYPE
+    from firstspike.hal.events import SPIKE_DTYPE
 
     ev = np.empty(len(rows), dtype=SPIKE_DTYPE)
     for i, (b, t, ch) in enumerate(rows):

@@ -1,9 +1,9 @@
 """pytest plugin of the firstspike backend conformance suite (registered through the ``pytest11`` entry point).
 
-Adds the options the suite reads; everything else (fixtures, checks) lives in the ``runtime.conformance``
+Adds the options the suite reads; everything else (fixtures, checks) lives in the ``firstspike.runtime.conformance``
 package, so the plugin costs nothing in other test runs (it imports only the standard library and pytest)::
 
-    pytest --pyargs runtime.conformance --device URI [--reference URI]
+    pytest --pyargs firstspike.runtime.conformance --device URI [--reference URI]
            [--conformance-claim KEY=VALUE ...] [--conformance-report FILE]
 """
 
@@ -26,7 +26,8 @@ _OUTCOMES = pytest.StashKey[dict[str, dict[str, str | float]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("firstspike-conformance", "firstspike backend conformance suite (runtime.conformance)")
+    group = parser.getgroup("firstspike-conformance",
+                            "firstspike backend conformance suite (firstspike.runtime.conformance)")
     group.addoption(
         "--device",
         default=None,

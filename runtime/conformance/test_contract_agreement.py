@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from hal.backend import Backend
-from runtime.conformance.harness import Profile, run_case
-from runtime.conformance.networks import reference_cases
-from runtime.conformance.tolerance import compare, describe_difference
+from firstspike.hal.backend import Backend
+from firstspike.runtime.conformance.harness import Profile, run_case
+from firstspike.runtime.conformance.networks import reference_cases
+from firstspike.runtime.conformance.tolerance import compare, describe_difference
 
 CASES = {c.name: c for c in reference_cases()}
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from hal.backend import Backend
-from hal.config import ChipConfig
-from hal.errors import HalError
-from runtime.conformance.harness import Profile, run_case
-from runtime.conformance.networks import PROBE_NEURONS, Case, probe_case
+from firstspike.hal.backend import Backend
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.errors import HalError
+from firstspike.runtime.conformance.harness import Profile, run_case
+from firstspike.runtime.conformance.networks import PROBE_NEURONS, Case, probe_case
 
 
 def _variant() -> Case:

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from hal.backend import Backend, RunOptions
-from hal.events import SpikeEvents
-from runtime.conformance.harness import Profile, run_case, with_offset
-from runtime.conformance.networks import probe_case, yinyang_like_case
+from firstspike.hal.backend import Backend, RunOptions
+from firstspike.hal.events import SpikeEvents
+from firstspike.runtime.conformance.harness import Profile, run_case, with_offset
+from firstspike.runtime.conformance.networks import probe_case, yinyang_like_case
 
 
 def test_same_seed_same_events(device: Backend, semantic: Profile) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from hal import chip
-from hal.backend import Backend
-from hal.registry import DeviceURI, available_schemes
-from runtime.conformance.harness import Profile
-from runtime.conformance.tolerance import resolve_claims
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend
+from firstspike.hal.registry import DeviceURI, available_schemes
+from firstspike.runtime.conformance.harness import Profile
+from firstspike.runtime.conformance.tolerance import resolve_claims
 
 
 def test_info_identity_and_version(device: Backend) -> None:
@@ -27,7 +27,8 @@ def test_resource_model_matches_hal(device: Backend) -> None:
     expected = chip.resource_model()
     missing = sorted(set(expected) - set(model))
     wrong = {k: (model[k], v) for k, v in expected.items() if k in model and model[k] != v}
-    assert not missing and not wrong, f"resource model differs from hal.chip: missing {missing}, (got, hal) {wrong}"
+    assert not missing and not wrong, (
+        f"resource model differs from firstspike.hal.chip: missing {missing}, (got, hal) {wrong}")
 
 
 def test_limits_are_sane(device: Backend) -> None:
@@ -39,7 +40,7 @@ def test_limits_are_sane(device: Backend) -> None:
 
 
 def test_backend_type_and_scheme(device: Backend, device_uri: str) -> None:
-    assert isinstance(device, Backend), f"{type(device).__name__} is not a hal.backend.Backend"
+    assert isinstance(device, Backend), f"{type(device).__name__} is not a firstspike.hal.backend.Backend"
     assert isinstance(type(device).scheme, str) and type(device).scheme, "Backend.scheme must name the URI scheme"
     scheme = DeviceURI.parse(device_uri).scheme
     assert scheme in available_schemes(), f"scheme {scheme!r} is not registered (entry point missing?)"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hal import chip
-from hal.backend import Backend, RunOptions
-from hal.errors import CapacityError, FieldRangeError
-from hal.events import SPIKE_DTYPE, InputSpikes
-from runtime.conformance.harness import Profile, run_case
-from runtime.conformance.networks import probe_case
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, RunOptions
+from firstspike.hal.errors import CapacityError, FieldRangeError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes
+from firstspike.runtime.conformance.harness import Profile, run_case
+from firstspike.runtime.conformance.networks import probe_case
 
 
 def _still_usable(device: Backend, profile: Profile, before: object, what: str) -> None:

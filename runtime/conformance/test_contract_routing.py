@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hal.backend import Backend, RunOptions
-from hal.events import SPIKE_DTYPE, InputSpikes
-from runtime.conformance.harness import Profile, run_case
-from runtime.conformance.networks import (
+from firstspike.hal.backend import Backend, RunOptions
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes
+from firstspike.runtime.conformance.harness import Profile, run_case
+from firstspike.runtime.conformance.networks import (
     MERGED_COLUMN,
     ROUTING_EXPECT,
     ROUTING_INPUT_TICK,

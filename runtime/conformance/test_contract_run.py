@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hal import chip
-from hal.backend import Backend, RunOptions, RunResult
-from hal.config import ChipConfig
-from hal.events import InputSpikes, SpikeEvents
-from runtime.conformance.harness import Profile, run_batched, run_case
-from runtime.conformance.networks import (
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import InputSpikes, SpikeEvents
+from firstspike.runtime.conformance.harness import Profile, run_batched, run_case
+from firstspike.runtime.conformance.networks import (
     PAIR_NEURON,
     PROBE_NEURONS,
     TAU_TICKS,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hal.events import SpikeEvents
+from firstspike.hal.events import SpikeEvents
 
 DEFAULTS: dict[str, Any] = {
     "agreement": 0.95,

@@ -3,13 +3,14 @@
 Each training step (as in Göltz, Kriener et al. 2021, hardware-in-the-loop):
 
 1. the current float weights are re-quantised with the FIXED per-layer weight steps of the compiled artifact
-   and only the changed synapse weights are sent to the device (:meth:`runtime.session.Session.update_weights`);
+   and only the changed synapse weights are sent to the device
+   (:meth:`firstspike.runtime.session.Session.update_weights`);
 2. the minibatch runs on the device (any URI: ``sim://``, ``grpc://...``, a pool, ``serial://...``) with a
    per-step noise seed; the first spike of every neuron of every layer is read back in model units
    (silent -> ``inf``);
 3. the loss and its gradient are evaluated AT THE MEASURED TIMES with the current float weights
-   (:class:`runtime.ttfs.TTFSNetwork` with ``measured_times``: the implicit-function gradient needs only times and
-   weights); weight bumping replaces the optimizer step when too many neurons were silent;
+   (:class:`firstspike.runtime.ttfs.TTFSNetwork` with ``measured_times``: the implicit-function gradient needs only
+   times and weights); weight bumping replaces the optimizer step when too many neurons were silent;
 4. Adam step (StepLR per epoch), then the weights are clamped to what the fixed scale can represent
    (+-63 steps) and quantised again in the next step's upload.
 
@@ -31,15 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from compiler import CompileOptions, compile
-from compiler.artifact import CompiledNetwork
-from hal.backend import Backend
-from hal.chip import WEIGHT_MAX
-from runtime.session import DEFAULT_MARGIN_TAU, Session
-from runtime.training.datasets import SpikeDataset, load_dataset
-from runtime.training.energy import EnergyModel
-from runtime.training.perf import configure_threads, tune_malloc
-from runtime.training.trainer import (
+from firstspike.compiler import CompileOptions, compile
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.hal.backend import Backend
+from firstspike.hal.chip import WEIGHT_MAX
+from firstspike.runtime.session import DEFAULT_MARGIN_TAU, Session
+from firstspike.runtime.training.datasets import SpikeDataset, load_dataset
+from firstspike.runtime.training.energy import EnergyModel
+from firstspike.runtime.training.perf import configure_threads, tune_malloc
+from firstspike.runtime.training.trainer import (
     TaskConfig,
     add_input_noise,
     build_network,
@@ -49,9 +50,9 @@ from runtime.training.trainer import (
     training_metrics,
     with_hidden,
 )
-from runtime.ttfs.export import to_network
-from runtime.ttfs.layers import TTFSNetwork
-from runtime.ttfs.loss import WeightBumper, predict, ttfs_loss
+from firstspike.runtime.ttfs.export import to_network
+from firstspike.runtime.ttfs.layers import TTFSNetwork
+from firstspike.runtime.ttfs.loss import WeightBumper, predict, ttfs_loss
 
 __all__ = [
     "DEFAULT_HEADROOM",
@@ -134,7 +135,7 @@ class DeviceStats:
     changed_synapse_entries: int = 0
 
     def add(self, res: Any, wall: float) -> None:
-        """Accumulate one :class:`runtime.session.SessionResult`."""
+        """Accumulate one :class:`firstspike.runtime.session.SessionResult`."""
         self.runs += 1
         self.samples += res.batch_size
         for k in ("spikes", "synaptic_events", "input_events", "lost_input_events"):
@@ -467,7 +468,7 @@ def train_in_the_loop(
         net.save(run_dir / "model.pt")
         compile_for_device(net, scales).save(run_dir / "network.fsn")
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-        from runtime.plots import plot_training
+        from firstspike.runtime.plots import plot_training
 
         plot_training(history, test_ev["accuracy"], run_dir / "training.png",
                       f"{cfg.name} in the loop, seed {seed}: test {100 * test_ev['accuracy']:.2f}% (device)",
@@ -525,9 +526,9 @@ def add_device_arguments(parser: Any) -> None:
 def run_cli(args: Any) -> int:
     """``firstspike train TASK --device URI ...``: in-the-loop training; prints the software trainer's summary
     plus device statistics; returns the exit code."""
-    import runtime
-    from hal.errors import HalError
-    from runtime.training.energy import format_energy
+    from firstspike import runtime
+    from firstspike.hal.errors import HalError
+    from firstspike.runtime.training.energy import format_energy
 
     out = args.out if args.out is not None else f"runs/{args.task}-device-seed{args.seed}"
     hidden = getattr(args, "hidden", None)  # --hidden N, else the chip layout of device_task

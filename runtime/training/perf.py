@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from runtime.allocator import tune_malloc
+from firstspike.runtime.allocator import tune_malloc
 
 __all__ = ["configure_threads", "tune_malloc"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from runtime.plots import plot_training
-from runtime.training.datasets import EARLY, LATE, SpikeDataset, load_dataset
-from runtime.training.perf import configure_threads, tune_malloc
-from runtime.ttfs.layers import TTFSNetwork
-from runtime.ttfs.loss import WeightBumper, predict, ttfs_loss
+from firstspike.runtime.plots import plot_training
+from firstspike.runtime.training.datasets import EARLY, LATE, SpikeDataset, load_dataset
+from firstspike.runtime.training.perf import configure_threads, tune_malloc
+from firstspike.runtime.ttfs.layers import TTFSNetwork
+from firstspike.runtime.ttfs.loss import WeightBumper, predict, ttfs_loss
 
 __all__ = [
     "TASKS",

@@ -6,10 +6,10 @@ import any device code: the device-in-the-loop trainer feeds measured times into
 (or :class:`TTFSNetwork` via ``measured_times``) and gets the exact gradients at those times.
 """
 
-from runtime.ttfs.lambertw import lambertw0
-from runtime.ttfs.layers import MODEL_FORMAT, TTFSLinear, TTFSNetwork
-from runtime.ttfs.loss import WeightBumper, accuracy, predict, ttfs_loss
-from runtime.ttfs.spiketime import (
+from firstspike.runtime.ttfs.lambertw import lambertw0
+from firstspike.runtime.ttfs.layers import MODEL_FORMAT, TTFSLinear, TTFSNetwork
+from firstspike.runtime.ttfs.loss import WeightBumper, accuracy, predict, ttfs_loss
+from firstspike.runtime.ttfs.spiketime import (
     SpikeTimeFn,
     first_spike_times,
     membrane_potential,

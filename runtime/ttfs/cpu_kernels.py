@@ -1,6 +1,6 @@
 """Fused CPU kernels (numba) for the exact TTFS forward pass and its implicit-function backward.
 
-They compute exactly what the torch formulation in :mod:`runtime.ttfs.spiketime` computes, but without the
+They compute exactly what the torch formulation in :mod:`firstspike.runtime.ttfs.spiketime` computes, but without the
 (batch, n_in, n_out) intermediate tensors: per sample the sorted inputs are walked once, the prefix sums of
 every output neuron are kept in a small vector, and a neuron stops being tested once its causal set is found.
 The membrane of a prefix is evaluated at its interval ends with per-input exponentials computed once, so an

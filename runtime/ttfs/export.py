@@ -1,4 +1,5 @@
-"""TTFS model -> the compiler's IR (:class:`compiler.ir.Network`), so the compiler never imports torch layers.
+"""TTFS model -> the compiler's IR (:class:`firstspike.compiler.ir.Network`), so the compiler never imports torch
+layers.
 
 Both sides use the same model units (tau_s = 1, theta = 1, E_l = 0) and the same weight layout
 ((n_in [+1 bias], n_out), the bias row last, the bias spiking at ``bias_time``), so the conversion copies weights
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler.ir import Layer, Network
+from firstspike.compiler.ir import Layer, Network
 
 __all__ = ["to_network"]
 
 
 def to_network(model: Any, name: str | None = None) -> Network:
-    """The compiler IR of a :class:`runtime.ttfs.TTFSNetwork` (or any object with ``n_inputs`` and ``layers``
+    """The compiler IR of a :class:`firstspike.runtime.ttfs.TTFSNetwork` (or any object with ``n_inputs`` and ``layers``
     of modules carrying ``weight``, ``bias_time`` and ``tau_ratio``). ``name`` defaults to the model's task."""
     layers_in = getattr(model, "layers", None)
     if layers_in is None or not hasattr(model, "n_inputs"):

@@ -1,7 +1,7 @@
 """Principal branch of the Lambert W function in pure torch (float64).
 
 ``W0(z)`` solves ``w * exp(w) = z`` with ``w >= -1`` for real ``z >= -1/e``. The TTFS spike time for
-``tau_m = tau_s`` is ``t = B/A - W0(z)`` (see :mod:`runtime.ttfs.spiketime`).
+``tau_m = tau_s`` is ``t = B/A - W0(z)`` (see :mod:`firstspike.runtime.ttfs.spiketime`).
 
 Method: an initial guess from a Pade approximant of the branch-point series (in ``p = sqrt(2(e z + 1))``)
 for ``z <= 1`` and from Winitzki's log-based approximation above, refined by Halley's iteration (cubic

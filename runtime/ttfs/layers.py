@@ -9,7 +9,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from runtime.ttfs.spiketime import first_spike_times, spike_times
+from firstspike.runtime.ttfs.spiketime import first_spike_times, spike_times
 
 __all__ = ["MODEL_FORMAT", "TTFSLinear", "TTFSNetwork"]
 
@@ -182,8 +182,9 @@ class TTFSNetwork(nn.Module):
             dst.copy_(w)
 
     def to_network(self) -> Any:
-        """This model as the compiler's IR (``compiler.ir.Network``), see :func:`runtime.ttfs.export.to_network`."""
-        from runtime.ttfs.export import to_network  # lazy: the compiler is needed only for deployment
+        """This model as the compiler's IR (``firstspike.compiler.ir.Network``), see
+        :func:`firstspike.runtime.ttfs.export.to_network`."""
+        from firstspike.runtime.ttfs.export import to_network  # lazy: the compiler is needed only for deployment
 
         return to_network(self)
 

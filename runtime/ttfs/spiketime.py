@@ -25,7 +25,7 @@ on the host (much faster than ``torch.sort`` for many short rows on CPU); everyt
 batch x n_in x n_out is torch.
 
 Two implementations compute the same forward and backward (:func:`set_kernels`): fused numba kernels
-(:mod:`runtime.ttfs.cpu_kernels`, the default for CPU tensors: no batch x n_in x n_out intermediates, ~5x
+(:mod:`firstspike.runtime.ttfs.cpu_kernels`, the default for CPU tensors: no batch x n_in x n_out intermediates, ~5x
 faster for MNIST16-sized layers) and the batched torch formulation described here (any device).
 
 Backward (:class:`SpikeTimeFn`): implicit-function theorem on ``F = u(t_out) - theta = 0``::
@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.ttfs import cpu_kernels
-from runtime.ttfs.lambertw import lambertw0_branch
+from firstspike.runtime.ttfs import cpu_kernels
+from firstspike.runtime.ttfs.lambertw import lambertw0_branch
 
 __all__ = [
     "SLOPE_EPS",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compiler import Layer, Network
+from firstspike.compiler import Layer, Network
 
 
 def yinyang(seed: int = 0) -> Network:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import COMPILER_VERSION, ArtifactDecodeError, CompiledNetwork, compile, effective_weights
-from compiler.artifact import ARTIFACT_MAGIC, ARTIFACT_VERSION
-from hal.config import ConfigDecodeError
-from hal.encoding import decode_arrays, encode_arrays
+from firstspike.compiler import COMPILER_VERSION, ArtifactDecodeError, CompiledNetwork, compile, effective_weights
+from firstspike.compiler.artifact import ARTIFACT_MAGIC, ARTIFACT_VERSION
+from firstspike.hal.config import ConfigDecodeError
+from firstspike.hal.encoding import decode_arrays, encode_arrays
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
@@ -21,7 +21,7 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 def yy_bytes():
     import numpy as np
 
-    from compiler import Layer, Network
+    from firstspike.compiler import Layer, Network
 
     rng = np.random.default_rng(0)
     net = Network(4, (Layer(rng.normal(1.5, 0.8, (5, 12)), bias_time=0.9, name="h"),
@@ -50,7 +50,7 @@ def test_round_trip_is_byte_exact_and_complete(tmp_path, make_net):
 
 
 def test_without_source_and_split_network(tmp_path):
-    from compiler import Layer, Network
+    from firstspike.compiler import Layer, Network
 
     net = Network(100, (Layer(np.ones((100, 250))), Layer(np.ones((250, 200)))))
     c = compile(net, keep_source=False)

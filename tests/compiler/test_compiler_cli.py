@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from compiler import CompiledNetwork
-from compiler.nir_io import write_nir
-from runtime.commands import compile as compile_cmd
+from firstspike.compiler import CompiledNetwork
+from firstspike.compiler.nir_io import write_nir
+from firstspike.runtime.commands import compile as compile_cmd
 
 
 def cli(*argv: str) -> int:
@@ -42,7 +42,7 @@ def test_compile_nir_and_pt_give_the_same_artifact(tmp_path, capsys, make_net):
 
 
 def test_compile_a_saved_ttfs_model(tmp_path):
-    ttfs = pytest.importorskip("runtime.ttfs")
+    ttfs = pytest.importorskip("firstspike.runtime.ttfs")
     model = ttfs.TTFSNetwork(4, [7, 3], [0.9, 0.9])
     model.save(tmp_path / "model.pt")
     assert cli(str(tmp_path / "model.pt"), "-o", str(tmp_path / "model.fsn")) == 0
@@ -68,7 +68,7 @@ def test_failures_exit_2_with_the_reason(tmp_path, capsys):
 
 
 def test_compile_uses_the_fixed_scales_of_a_model_trained_in_the_loop(tmp_path):
-    from runtime.ttfs import TTFSNetwork
+    from firstspike.runtime.ttfs import TTFSNetwork
 
     model = TTFSNetwork(4, [7, 3], [0.9, 0.9], metadata={"task": "yinyang", "device_weight_scale": [20.0, 12.5]})
     model.save(tmp_path / "itl.pt")
@@ -85,7 +85,7 @@ def test_compile_uses_the_fixed_scales_of_a_model_trained_in_the_loop(tmp_path):
 
 
 def test_bad_fixed_scale_metadata_is_a_clear_error(tmp_path, capsys):
-    from runtime.ttfs import TTFSNetwork
+    from firstspike.runtime.ttfs import TTFSNetwork
 
     TTFSNetwork(4, [7, 3], [0.9, 0.9], metadata={"device_weight_scale": ["big", 1]}).save(tmp_path / "bad.pt")
     assert cli(str(tmp_path / "bad.pt"), "-o", str(tmp_path / "bad.fsn")) == 2

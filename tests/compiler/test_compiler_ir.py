@@ -6,8 +6,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import IRError, Layer, Network
-from hal.errors import ConfigDecodeError
+from firstspike.compiler import IRError, Layer, Network
+from firstspike.hal.errors import ConfigDecodeError
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import DesignRuleErrors, Layer, Network, NIRImportError, compile, effective_weights
-from compiler.nir_io import BIAS_TIME_KEY, from_nir, read_nir, to_nir, write_nir
+from firstspike.compiler import DesignRuleErrors, Layer, Network, NIRImportError, compile, effective_weights
+from firstspike.compiler.nir_io import BIAS_TIME_KEY, from_nir, read_nir, to_nir, write_nir
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

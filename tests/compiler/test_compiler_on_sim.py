@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from compiler import Layer, Network, compile
-from runtime import ttfs
-from sim_device import analog, reference
-from sim_device import model as model_mod
+from firstspike.compiler import Layer, Network, compile
+from firstspike.runtime import ttfs
+from firstspike.sim_device import analog, reference
+from firstspike.sim_device import model as model_mod
 
 
 def _chip_first_spikes(c, times, channels, duration_tau=10.0):

@@ -4,10 +4,10 @@ import itertools
 
 import numpy as np
 
-from compiler import Layer, Network, compile
-from compiler.placement import RESERVED_LABEL, Architecture, place
-from hal import chip
-from hal.config import RowMode, SourceKind
+from firstspike.compiler import Layer, Network, compile
+from firstspike.compiler.placement import RESERVED_LABEL, Architecture, place
+from firstspike.hal import chip
+from firstspike.hal.config import RowMode, SourceKind
 
 
 def test_mnist16_fills_the_chip_with_merged_columns(make_net):

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import compile
-from compiler.quantize import MAX_ABS_WEIGHT, Q_MIN, choose_scale, digitize, neuron_codes, tau_codes
-from hal import calibration, chip
+from firstspike.compiler import compile
+from firstspike.compiler.quantize import MAX_ABS_WEIGHT, Q_MIN, choose_scale, digitize, neuron_codes, tau_codes
+from firstspike.hal import calibration, chip
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from compiler import CompileError, Layer, Network, compile, effective_weights, update_weights
-from compiler.readback import effective_steps
+from firstspike.compiler import CompileError, Layer, Network, compile, effective_weights, update_weights
+from firstspike.compiler.readback import effective_steps
 
 PROP = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

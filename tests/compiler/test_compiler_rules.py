@@ -5,8 +5,17 @@ import itertools
 import numpy as np
 import pytest
 
-from compiler import RULES, CompileOptions, DesignRuleErrors, DesignRuleViolation, Layer, Network, check, compile
-from compiler.rules import run_rules
+from firstspike.compiler import (
+    RULES,
+    CompileOptions,
+    DesignRuleErrors,
+    DesignRuleViolation,
+    Layer,
+    Network,
+    check,
+    compile,
+)
+from firstspike.compiler.rules import run_rules
 
 
 def dense(*sizes: int, value: float = 0.5, bias: float | None = None, **layer_kw) -> Network:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from example_backend.backend import ExampleBackend, _prepare
 
-from hal.backend import DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff, RowMode
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff, RowMode
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 
 
 class CarryStateBackend(ExampleBackend):

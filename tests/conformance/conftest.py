@@ -86,7 +86,7 @@ def _run_suite(
     *,
     paths: tuple[Path, ...] = (),
     args: tuple[str, ...] = (),
-    target: str = "runtime.conformance",
+    target: str = "firstspike.runtime.conformance",
     timeout: float = 300,
 ) -> SuiteRun:
     """``python -m pytest --pyargs <target> --device URI`` in a subprocess (cwd: a scratch directory)."""
@@ -151,7 +151,7 @@ class Served:
 
 
 def start_server(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> Served:
-    """Start ``python -m runtime.cli serve ARGS`` and wait for its first stdout line (the address).
+    """Start ``python -m firstspike.runtime.cli serve ARGS`` and wait for its first stdout line (the address).
 
     Output goes to files, not pipes: a server logging into a pipe nobody reads would block once the pipe is full.
     """
@@ -159,7 +159,7 @@ def start_server(args: list[str], env: dict[str, str], cwd: Path, timeout: float
     out, log = cwd / f"server-{n}.out", cwd / f"server-{n}.log"
     with open(out, "wb") as fo, open(log, "wb") as fe:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "serve", *args],
+            [sys.executable, "-m", "firstspike.runtime.cli", "serve", *args],
             cwd=cwd,
             env=env,
             stdout=fo,
@@ -207,8 +207,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 def run_in_process(
     uri: str, tmp_path: Path, *args: str, reference: str | None = None, claims: tuple[str, ...] = ()
 ) -> SuiteRun:
-    """The suite through the programmatic API ``runtime.conformance.run`` in this process."""
-    from runtime import conformance
+    """The suite through the programmatic API ``firstspike.runtime.conformance.run`` in this process."""
+    from firstspike.runtime import conformance
 
     report = tmp_path / f"inproc-{abs(hash((uri, args)))}.json"
     t0 = time.monotonic()

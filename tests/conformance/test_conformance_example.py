@@ -1,5 +1,6 @@
 """The example backend (examples/firstspike-example-backend): found through its entry point, usable through
-hal.registry and runtime.open, conformant; and the suite catches deliberately broken variants of it."""
+firstspike.hal.registry and firstspike.runtime.open, conformant; and the suite catches deliberately broken variants
+of it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hal import registry
-from hal.backend import Backend, RunOptions
-from hal.events import InputSpikes
+from firstspike.hal import registry
+from firstspike.hal.backend import Backend, RunOptions
+from firstspike.hal.events import InputSpikes
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +61,7 @@ def test_entry_point_makes_example_usable_everywhere(example_on_path: Path) -> N
     dev.close()
     with pytest.raises(ValueError, match="does not take parameter"):
         registry.open_backend("example://?serail=5")
-    import runtime
+    from firstspike import runtime
 
     dev2 = runtime.open("example://")
     assert type(dev2).__name__ == "ExampleBackend"
@@ -90,7 +91,7 @@ def test_suite_passes_on_example(example_site: Path, run_suite) -> None:
         assert run.passed(check), f"{check} did not pass:\n{run.explain()}"
     agreement = [k for k in run.report["tests"] if "test_agrees_with_reference" in k]
     assert len(agreement) == 2
-    if importlib.util.find_spec("sim_device.backend") is None:
+    if importlib.util.find_spec("firstspike.sim_device.backend") is None:
         assert all(run.report["tests"][k]["outcome"] == "skipped" for k in agreement)
     else:
         assert all(run.report["tests"][k]["outcome"] == "passed" for k in agreement), run.explain()
@@ -98,7 +99,7 @@ def test_suite_passes_on_example(example_site: Path, run_suite) -> None:
 
 
 def test_suite_against_example_as_its_own_reference_is_exact(example_on_path: Path, suite_in_process) -> None:
-    # Through the programmatic API (runtime.conformance.run), in this process.
+    # Through the programmatic API (firstspike.runtime.conformance.run), in this process.
     run = suite_in_process("example://?serial=1", "-k", "agrees", reference="example://", claims=("agreement=exact",))
     assert run.returncode == 0, run.explain()
     assert len(run.outcomes("passed")) == 2, run.explain()
@@ -120,7 +121,7 @@ def test_suite_catches_broken_backend(example_on_path: Path, suite_in_process, s
 
 def test_cli_conformance_command(example_site: Path, tmp_path: Path, env_with) -> None:
     report = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "runtime.cli", "conformance", "example://", "--report", str(report)]
+    cmd = [sys.executable, "-m", "firstspike.runtime.cli", "conformance", "example://", "--report", str(report)]
     cmd += ["-k", "info or limits", "--pytest-args=-q"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env_with(example_site), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -130,7 +131,7 @@ def test_cli_conformance_command(example_site: Path, tmp_path: Path, env_with) -
 
 
 def test_cli_conformance_unknown_scheme_fails(tmp_path: Path) -> None:
-    from runtime.cli import main
+    from firstspike.runtime.cli import main
 
     assert main(["conformance", "nope://", "-k", "identity", "--report", str(tmp_path / "r.json")]) == 1
     tests = json.loads((tmp_path / "r.json").read_text())["tests"]

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("runtime.remote") is None or importlib.util.find_spec("runtime.server") is None,
-    reason="runtime.remote / runtime.server (grpc://) are not written yet",
+    importlib.util.find_spec("firstspike.runtime.remote") is None
+    or importlib.util.find_spec("firstspike.runtime.server") is None,
+    reason="firstspike.runtime.remote / firstspike.runtime.server (grpc://) are not written yet",
 )
 
 

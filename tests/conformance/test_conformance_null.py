@@ -29,7 +29,8 @@ def test_suite_without_device_skips_with_a_message(tmp_path, monkeypatch) -> Non
     monkeypatch.delenv("FIRSTSPIKE_DEVICE", raising=False)
     report = tmp_path / "r.json"
     code = pytest.main(
-        ["--pyargs", "runtime.conformance", "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)]
+        ["--pyargs", "firstspike.runtime.conformance", "-q", "-p", "no:cacheprovider",
+         "--conformance-report", str(report)]
     )
     assert code == 0
     tests = json.loads(report.read_text())["tests"]

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hal.events import SPIKE_DTYPE, SpikeEvents
-from runtime.conformance.tolerance import DEFAULTS, ClaimError, compare, resolve_claims
+from firstspike.hal.events import SPIKE_DTYPE, SpikeEvents
+from firstspike.runtime.conformance.tolerance import DEFAULTS, ClaimError, compare, resolve_claims
 
 
 def test_claims_defaults_device_and_overrides() -> None:

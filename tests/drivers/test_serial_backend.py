@@ -9,18 +9,18 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from drivers.device_side import DeviceSide, DeviceState
-from drivers.faults import CLEAN, DEAD, EchoBackend, FaultSpec, FaultyStream
-from drivers.link import Link, LinkOptions
-from drivers.messages import Result, Run, decode_message, encode_message
-from drivers.serial_backend import SerialBackend
-from drivers.streams import memory_pipe
-from hal import chip
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError, CapacityError, ConfigError, FieldRangeError, LinkError
-from hal.events import InputSpikes
-from hal.null_backend import NullBackend
+from firstspike.drivers.device_side import DeviceSide, DeviceState
+from firstspike.drivers.faults import CLEAN, DEAD, EchoBackend, FaultSpec, FaultyStream
+from firstspike.drivers.link import Link, LinkOptions
+from firstspike.drivers.messages import Result, Run, decode_message, encode_message
+from firstspike.drivers.serial_backend import SerialBackend
+from firstspike.drivers.streams import memory_pipe
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError, CapacityError, ConfigError, FieldRangeError, LinkError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.null_backend import NullBackend
 
 FAST = LinkOptions(rto_min_s=0.01, rto_initial_s=0.03, rto_max_s=0.2, ack_delay_s=0.002, poll_s=0.02)
 
@@ -77,7 +77,7 @@ def test_handshake_reports_the_device(line: Line) -> None:
     info = line.drv.info()
     assert info.model == "echo-test-device" and info.serial == 7 and info.membrane_readout == 4
     assert info.extra["purpose"] == "link tests"  # the device's own extra survives
-    assert info.extra["driver"] == "drivers.serial_backend" and info.extra["protocol_version"] == 1
+    assert info.extra["driver"] == "firstspike.drivers.serial_backend" and info.extra["protocol_version"] == 1
     assert line.drv.ping(b"abc") >= 0
 
 

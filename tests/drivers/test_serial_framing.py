@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.framing import (
+from firstspike.drivers.framing import (
     FLAG_ACK,
     FLAG_END,
     FLAG_FROM_DEVICE,

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.faults import CLEAN, DEAD, FaultSpec, FaultyStream
-from drivers.framing import FLAG_ACK, Frame, FrameType, encode_frame
-from drivers.link import Link, LinkOptions, LinkSessionLostError
-from drivers.streams import StreamClosedError, memory_pipe
-from hal.errors import LinkError
+from firstspike.drivers.faults import CLEAN, DEAD, FaultSpec, FaultyStream
+from firstspike.drivers.framing import FLAG_ACK, Frame, FrameType, encode_frame
+from firstspike.drivers.link import Link, LinkOptions, LinkSessionLostError
+from firstspike.drivers.streams import StreamClosedError, memory_pipe
+from firstspike.hal.errors import LinkError
 
 FAST = LinkOptions(rto_min_s=0.01, rto_initial_s=0.05, rto_max_s=0.2, ack_delay_s=0.002, timeout_s=2.0,
                    poll_s=0.02)

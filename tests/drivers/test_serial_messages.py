@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.messages import (
+from firstspike.drivers.messages import (
     EVENTS_BATCH_DELTA,
     EVENTS_COUNTS,
     EVENTS_RAW,
@@ -35,10 +35,10 @@ from drivers.messages import (
     varint_decode,
     varint_encode,
 )
-from hal import chip, errors
-from hal.backend import DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal import chip, errors
+from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 
 
 @st.composite

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from drivers.device_side import DeviceState, serve_pty, serve_tcp
-from drivers.faults import EchoBackend, FaultSpec, symmetric
-from drivers.link import LinkOptions
-from drivers.serial_backend import SerialBackend
-from hal.backend import RunOptions
-from hal.config import ChipConfig
-from hal.errors import DeviceBusyError, LinkError
-from hal.events import InputSpikes
-from hal.registry import DeviceURI, open_backend
+from firstspike.drivers.device_side import DeviceState, serve_pty, serve_tcp
+from firstspike.drivers.faults import EchoBackend, FaultSpec, symmetric
+from firstspike.drivers.link import LinkOptions
+from firstspike.drivers.serial_backend import SerialBackend
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.errors import DeviceBusyError, LinkError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import DeviceURI, open_backend
 
 FAST = LinkOptions(rto_min_s=0.01, rto_initial_s=0.03, rto_max_s=0.2, ack_delay_s=0.002, poll_s=0.02)
 
@@ -174,8 +174,8 @@ def test_run_serial_device_announces_and_stops_on_sigterm() -> None:
     code = textwrap.dedent(
         """
         import sys
-        from drivers.device_side import run_serial_device
-        from drivers.faults import EchoBackend
+        from firstspike.drivers.device_side import run_serial_device
+        from firstspike.drivers.faults import EchoBackend
         run_serial_device(EchoBackend(), pty=True, tcp_port=0, on_ready=lambda s: print(s, flush=True))
         print("stopped", flush=True)
         """

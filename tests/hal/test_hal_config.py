@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hal import chip
-from hal.config import NEURON_FIELDS, ChipConfig, ConfigDiff, Routing, RowMode
-from hal.errors import ConfigDecodeError, ConfigError, FieldRangeError
+from firstspike.hal import chip
+from firstspike.hal.config import NEURON_FIELDS, ChipConfig, ConfigDiff, Routing, RowMode
+from firstspike.hal.errors import ConfigDecodeError, ConfigError, FieldRangeError
 
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -147,8 +147,8 @@ def test_random_bytes_never_crash_the_decoder(blob):
 
 def _reencode_with(field_name, mutate):
     """Encode a config whose field was made invalid after construction (bypassing validate)."""
-    from hal.config import CONFIG_MAGIC, CONFIG_VERSION
-    from hal.encoding import encode_arrays
+    from firstspike.hal.config import CONFIG_MAGIC, CONFIG_VERSION
+    from firstspike.hal.encoding import encode_arrays
 
     f = ChipConfig().fields()
     f = {k: v.copy() for k, v in f.items()}

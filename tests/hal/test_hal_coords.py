@@ -5,9 +5,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hal import chip
-from hal.coords import Column, Half, InputChannel, NeuronId, Row, SynapseCoord, SynapseDriver, SynapseLabel, WeightValue
-from hal.errors import FieldRangeError
+from firstspike.hal import chip
+from firstspike.hal.coords import (
+    Column,
+    Half,
+    InputChannel,
+    NeuronId,
+    Row,
+    SynapseCoord,
+    SynapseDriver,
+    SynapseLabel,
+    WeightValue,
+)
+from firstspike.hal.errors import FieldRangeError
 
 ALL = [
     (Half, chip.N_HALVES - 1),

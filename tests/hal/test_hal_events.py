@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hal import chip
-from hal.errors import FieldRangeError
-from hal.events import (
+from firstspike.hal import chip
+from firstspike.hal.errors import FieldRangeError
+from firstspike.hal.events import (
     SPIKE_DTYPE,
     InputSpikes,
     SpikeEvents,

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hal import registry
-from hal.backend import Backend, RunOptions
-from hal.config import ChipConfig
-from hal.errors import BackendError, CapacityError, FieldRangeError, UnknownBackendError
-from hal.events import InputSpikes
-from hal.null_backend import NullBackend
-from hal.registry import DeviceURI
+from firstspike.hal import registry
+from firstspike.hal.backend import Backend, RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.errors import BackendError, CapacityError, FieldRangeError, UnknownBackendError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.null_backend import NullBackend
+from firstspike.hal.registry import DeviceURI
 
 
 def test_parse_uri_forms():

@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 
-from hal import chip
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.errors import BackendError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from hal.registry import DeviceURI, register
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.registry import DeviceURI, register
 
 
 class FakeBackend(Backend):

@@ -1,6 +1,6 @@
 """Helpers for the gRPC tests: real server subprocesses on free loopback ports, test networks.
 
-Servers run ``python -m runtime.server --port 0 --import grpc_fake_backend ...``; the chosen port is read
+Servers run ``python -m firstspike.runtime.server --port 0 --import grpc_fake_backend ...``; the chosen port is read
 from the JSON line the server prints on stdout. Logs go to a temporary file (a full stderr pipe would block
 the server). Always stop servers in ``finally`` (the fixtures do).
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hal import chip
-from hal.backend import RunOptions
-from hal.config import ChipConfig
-from hal.events import InputSpikes
+from firstspike.hal import chip
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import InputSpikes
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -36,9 +36,10 @@ STARTUP_TIMEOUT_S = 60.0
 
 
 class ServerProcess:
-    """A ``python -m runtime.server`` subprocess."""
+    """A ``python -m firstspike.runtime.server`` subprocess."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, module: str = "runtime.server") -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 module: str = "firstspike.runtime.server") -> None:
         self.args = args
         self.log = tempfile.NamedTemporaryFile(prefix="fs-grpc-server-", suffix=".log", delete=False)  # noqa: SIM115
         full_env = dict(os.environ)
@@ -150,9 +151,9 @@ def fake_inputs(seed: int, batch: int, n: int = 16, horizon: int = 2000) -> Inpu
 FAKE_OPTIONS = RunOptions(duration_ticks=3000, seed=5)
 
 
-def sim_case(seed: int = 1, batch: int = 12):  # -> runtime.conformance.networks.Case
+def sim_case(seed: int = 1, batch: int = 12):  # -> firstspike.runtime.conformance.networks.Case
     """A yin-yang-like network on the simulator (the conformance suite's hand-built reference network)."""
-    from runtime.conformance.networks import yinyang_like_case
+    from firstspike.runtime.conformance.networks import yinyang_like_case
 
     return yinyang_like_case(seed=seed, batch=batch)
 

@@ -25,7 +25,8 @@ def serve(backend: str) -> Iterator[str]:
     env.pop("FIRSTSPIKE_TOKEN", None)
     log = tempfile.TemporaryFile()  # noqa: SIM115  (closed below; a full stderr pipe would block the server)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve", "--backend", backend, "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "firstspike.runtime.cli", "serve", "--backend", backend, "--host", "127.0.0.1",
+         "--port", "0",
          "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO), text=True,
     )

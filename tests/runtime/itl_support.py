@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from compiler import CompileOptions, Layer, Network, compile
-from compiler.artifact import CompiledNetwork
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.config import ChipConfig, ConfigDiff
-from hal.events import InputSpikes
+from firstspike.compiler import CompileOptions, Layer, Network, compile
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.events import InputSpikes
 
 
 def small_network(seed: int = 0, n_hidden: int = 20, n_out: int = 3) -> Network:

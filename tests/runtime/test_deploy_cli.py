@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from runtime.cli import main
-from runtime.training.in_the_loop import compile_for_device
-from runtime.training.trainer import build_network, get_task
+from firstspike.runtime.cli import main
+from firstspike.runtime.training.in_the_loop import compile_for_device
+from firstspike.runtime.training.trainer import build_network, get_task
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_deploy_json_reports_accuracy_throughput_latency_and_energy(model_path, 
 
 
 def test_deploy_compiled_artifact_with_raster_and_traces(model_path, tmp_path, capsys):
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     fsn = tmp_path / "net.fsn"
     compile_for_device(TTFSNetwork.load(model_path)).save(fsn)

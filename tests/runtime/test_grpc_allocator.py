@@ -1,7 +1,7 @@
 """The server's allocator tuning: RPC worker threads reuse freed heap memory instead of page-faulting afresh.
 
 Without it glibc gives each worker thread an arena that returns freed blocks to the OS, so a backend's per-run
-temporaries (MBs for the simulator) fault in anew on every call; see ``runtime.server.tune_allocator``.
+temporaries (MBs for the simulator) fault in anew on every call; see ``firstspike.runtime.server.tune_allocator``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import server
+from firstspike.runtime import server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 _PROBE = """
 import resource, sys, threading
 import numpy as np
-from runtime.server import tune_allocator
+from firstspike.runtime.server import tune_allocator
 tuned = tune_allocator() if sys.argv[1] == "1" else None
 out = {}
 def work():

@@ -1,4 +1,4 @@
-"""GrpcBackend passes the backend conformance suite (runtime.conformance) as well as the backend it serves:
+"""GrpcBackend passes the backend conformance suite (firstspike.runtime.conformance) as well as the backend it serves:
 every check that fails through gRPC must also fail in-process (then it is the device's problem, not ours)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ DEVICE = "sim://?serial=5"
 
 def _conformance(uri: str, cwd: Path, *extra: str) -> tuple[int, set[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "FIRSTSPIKE_DEVICE"}
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "runtime.conformance", "--device", uri, "-q", "-rf",
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "firstspike.runtime.conformance", "--device", uri, "-q", "-rf",
            "-p", "no:cacheprovider", "-o", "addopts=", *extra]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), env=env, timeout=900)
     failed = set(re.findall(r"^FAILED \S*::(\S+)", res.stdout, flags=re.MULTILINE))

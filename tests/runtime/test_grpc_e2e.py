@@ -1,5 +1,5 @@
 """End to end through real server subprocesses: bit-identical results in-process / gRPC / 2-server pool,
-16 concurrent clients with different networks, diffs, streaming, leases, artifacts and runtime.open."""
+16 concurrent clients with different networks, diffs, streaming, leases, artifacts and firstspike.runtime.open."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from grpc_support import (
     sim_case,
 )
 
-import runtime
-from hal.backend import RunOptions
-from hal.registry import open_backend
-from runtime.devices import DevicePool, default_uri
-from runtime.remote import GrpcBackend, RemoteBusyError
+from firstspike import runtime
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.registry import open_backend
+from firstspike.runtime.devices import DevicePool, default_uri
+from firstspike.runtime.remote import GrpcBackend, RemoteBusyError
 
 NOISY = "fake://?noise=7"
 
@@ -162,7 +162,7 @@ def test_explicit_lease_reset_and_exclusive(fake_servers):
 
 
 def test_load_artifact(fake_servers):
-    import compiler
+    from firstspike import compiler
 
     rng = np.random.default_rng(0)
     net = compiler.Network(

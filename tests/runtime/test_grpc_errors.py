@@ -18,17 +18,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grpc_fake_backend import fake_result
 from grpc_support import FAKE_OPTIONS, ServerProcess, fake_config, fake_inputs
 
-from hal import chip
-from hal.config import CONFIG_MAGIC, CONFIG_VERSION, ChipConfig
-from hal.encoding import encode_arrays
-from hal.errors import CapacityError, FieldRangeError
-from hal.events import SPIKE_DTYPE
-from proto.firstspike.v1 import device_pb2 as pb
-from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
-from runtime import server as srvmod
-from runtime import wire
-from runtime.cli import main as cli_main
-from runtime.remote import (
+from firstspike.hal import chip
+from firstspike.hal.config import CONFIG_MAGIC, CONFIG_VERSION, ChipConfig
+from firstspike.hal.encoding import encode_arrays
+from firstspike.hal.errors import CapacityError, FieldRangeError
+from firstspike.hal.events import SPIKE_DTYPE
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from firstspike.runtime import server as srvmod
+from firstspike.runtime import wire
+from firstspike.runtime.cli import main as cli_main
+from firstspike.runtime.remote import (
     GrpcBackend,
     RemoteAuthError,
     RemoteCapacityError,
@@ -304,7 +304,7 @@ def test_bad_requests_get_the_right_status(server, stub):
         (stub.GetConfig, pb.GetConfigRequest(lease_id=unknown), Code.NOT_FOUND, "unknown", "lease-unknown"),
     ]
     try:
-        import compiler.artifact  # noqa: F401
+        import firstspike.compiler.artifact  # noqa: F401
 
         cases += [
             (
@@ -364,7 +364,7 @@ def test_client_maps_statuses_to_exceptions(server):
             dev.run(fake_inputs(1, batch=65), FAKE_OPTIONS)
         dev.configure(fake_config(5, n_neurons=500))
         with pytest.raises(RemoteCapacityError, match="message limit") as ei:
-            from hal.backend import RunOptions
+            from firstspike.hal.backend import RunOptions
 
             # ~64 000 spikes (~260 kB as columns) + membrane samples (64 x 4 x 1500 x 2 bytes = 768 kB) > 0.5 MiB
             opts = RunOptions(duration_ticks=3000, record="all", readout=(0, 1, 2, 3), readout_period=2)
@@ -378,7 +378,7 @@ def test_client_maps_statuses_to_exceptions(server):
 
 
 def test_bad_uris_are_rejected_by_name():
-    from hal.registry import open_backend
+    from firstspike.hal.registry import open_backend
 
     for uri, text in [
         ("grpc://", "host:port"),
@@ -435,7 +435,7 @@ def test_non_loopback_bind_needs_a_token(capsys):
     assert "refusing to bind non-loopback address '0.0.0.0' without a token" in capsys.readouterr().err
     assert cli_main(["serve", "--backend", "null://", "--host", "0.0.0.0", "--serial-tcp", "0"]) == 2
     assert "no authentication" in capsys.readouterr().err
-    from hal.null_backend import NullBackend
+    from firstspike.hal.null_backend import NullBackend
 
     with pytest.raises(ValueError, match="non-loopback"):
         srvmod.build_server(NullBackend(), host="10.1.2.3", port=0)
@@ -472,7 +472,7 @@ def test_tls(tmp_path):
     srv = ServerProcess.start("fake://", "--tls-cert", str(cert), "--tls-key", str(key), "--token", "t0k")
     try:
         assert srv.announcement["tls"] is True
-        from runtime import open as open_device
+        from firstspike.runtime import open as open_device
 
         with open_device(srv.uri(tls=1, ca=cert, token="t0k")) as dev:
             cfg = fake_config(4)

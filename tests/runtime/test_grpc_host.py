@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grpc_fake_backend import FakeBackend, fake_result
 from grpc_support import FAKE_OPTIONS, fake_config, fake_inputs
 
-from hal.config import ChipConfig
-from runtime.server import DeviceHost, StatusError
+from firstspike.hal.config import ChipConfig
+from firstspike.runtime.server import DeviceHost, StatusError
 
 
 def test_leases_keep_their_own_configs_and_switch_minimally():

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grpc_fake_backend import fake_result
 from grpc_support import FAKE_OPTIONS, ServerProcess, fake_config, fake_inputs
 
-from proto.firstspike.v1 import device_pb2 as pb
-from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
-from runtime.remote import GrpcBackend, RemoteUnavailableError
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from firstspike.runtime.remote import GrpcBackend, RemoteUnavailableError
 
 
 def _run_in_thread(fn):
@@ -134,7 +134,7 @@ def test_cli_serve_grpc_health_and_reflection():
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    srv = ServerProcess(["serve", "--backend", "null://", "--port", "0"], module="runtime.cli")
+    srv = ServerProcess(["serve", "--backend", "null://", "--port", "0"], module="firstspike.runtime.cli")
     try:
         ch = grpc.insecure_channel(srv.target)
         hs = health_pb2_grpc.HealthStub(ch)
@@ -155,7 +155,7 @@ def test_cli_serve_grpc_health_and_reflection():
 
 
 def test_cli_serve_serial_side_is_wired():
-    srv = ServerProcess(["serve", "--backend", "null://", "--serial-tcp", "0"], module="runtime.cli")
+    srv = ServerProcess(["serve", "--backend", "null://", "--serial-tcp", "0"], module="firstspike.runtime.cli")
     try:
         assert srv.first_line.startswith("serial:///?url=socket://127.0.0.1:")
     finally:

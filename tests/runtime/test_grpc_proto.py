@@ -29,11 +29,11 @@ def test_regenerating_the_stubs_changes_nothing():
 
 
 def test_stubs_import_from_the_package_path():
-    from proto.firstspike.v1 import device_pb2, device_pb2_grpc
+    from firstspike.proto.firstspike.v1 import device_pb2, device_pb2_grpc
 
     assert device_pb2.DESCRIPTOR.name == "firstspike/v1/device.proto"
     assert device_pb2.DESCRIPTOR.package == "firstspike.v1"
-    assert device_pb2.RunRequest.__module__ == "proto.firstspike.v1.device_pb2"
+    assert device_pb2.RunRequest.__module__ == "firstspike.proto.firstspike.v1.device_pb2"
     service = device_pb2.DESCRIPTOR.services_by_name["Device"]
     assert {m.name for m in service.methods} == {
         "GetInfo",

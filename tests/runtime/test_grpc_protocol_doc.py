@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grpc_fake_backend import fake_result
 from grpc_support import ServerProcess
 
-from hal.backend import RunOptions
-from hal.config import ChipConfig
-from hal.events import InputSpikes
-from proto.firstspike.v1 import device_pb2 as pb
-from proto.firstspike.v1 import device_pb2_grpc as pb_grpc
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.events import InputSpikes
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
 
 # Section 4.2, in the document's order: (name, dtype string, shape or None for the route columns, default).
 DOC_FIELDS = [

@@ -1,4 +1,4 @@
-"""Property tests of the wire encoders/decoders (runtime.wire) and of the grpc:// URI parser."""
+"""Property tests of the wire encoders/decoders (firstspike.runtime.wire) and of the grpc:// URI parser."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hal import chip
-from hal.backend import DeviceInfo, RunOptions, RunResult
-from hal.errors import FieldRangeError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from hal.registry import DeviceURI
-from proto.firstspike.v1 import device_pb2 as pb
-from runtime import wire
-from runtime.remote import GrpcBackend, parse_targets
+from firstspike.hal import chip
+from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
+from firstspike.hal.errors import FieldRangeError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.registry import DeviceURI
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.runtime import wire
+from firstspike.runtime.remote import GrpcBackend, parse_targets
 
 
 @st.composite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runtime.cli import main
+from firstspike.runtime.cli import main
 
 
 def test_train_with_device_writes_the_software_trainers_outputs_plus_device_statistics(tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_train_with_an_unknown_device_fails_cleanly(tmp_path, capsys):
 
 
 def test_train_with_device_and_hidden_trains_that_layout(tmp_path, capsys):
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     out = tmp_path / "h"
     rc = main(["train", "yinyang", "--device", "sim://?serial=2", "--hidden", "40", "--epochs", "1", "--train-size",

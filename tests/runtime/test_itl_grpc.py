@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from itl_server import serve
 from itl_support import compiled_small, yinyang_like_inputs
 
-import runtime
-from runtime.session import Session
-from runtime.training.in_the_loop import train_in_the_loop
-from runtime.ttfs.layers import TTFSNetwork
+from firstspike import runtime
+from firstspike.runtime.session import Session
+from firstspike.runtime.training.in_the_loop import train_in_the_loop
+from firstspike.runtime.ttfs.layers import TTFSNetwork
 
 URI = "sim://?serial=5"
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.training.energy import EnergyModel, format_energy
-from runtime.training.in_the_loop import (
+from firstspike.runtime.training.energy import EnergyModel, format_energy
+from firstspike.runtime.training.in_the_loop import (
     compile_for_device,
     device_task,
     fixed_weight_scales,
     train_in_the_loop,
 )
-from runtime.training.trainer import build_network, get_task
-from runtime.ttfs.export import to_network
-from sim_device import SimBackend
+from firstspike.runtime.training.trainer import build_network, get_task
+from firstspike.runtime.ttfs.export import to_network
+from firstspike.sim_device import SimBackend
 
 
 def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_path):
@@ -41,7 +41,7 @@ def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_p
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test_accuracy"] == metrics["test_accuracy"]
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     model = TTFSNetwork.load(tmp_path / "model.pt")
     assert model.metadata["device_weight_scale"] == dev["weight_scales"]
@@ -51,16 +51,16 @@ def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_p
 
 
 def test_gradients_at_measured_times_are_finite_and_change_the_weights():
-    from runtime.session import Session
-    from runtime.training.trainer import make_optimizer, train_step
-    from runtime.ttfs.loss import WeightBumper
+    from firstspike.runtime.session import Session
+    from firstspike.runtime.training.trainer import make_optimizer, train_step
+    from firstspike.runtime.ttfs.loss import WeightBumper
 
     cfg = device_task("yinyang")
     net = build_network(cfg, torch.Generator().manual_seed(0))
     compiled = compile_for_device(net, fixed_weight_scales(net))
     session = Session(SimBackend(serial=2), compiled)
     session.update_weights([layer.weight for layer in net.layers])
-    from runtime.training.datasets import load_dataset
+    from firstspike.runtime.training.datasets import load_dataset
 
     data = load_dataset("yinyang", "train", size=150)
     res = session.run(data.times.numpy(), seed=11)
@@ -87,7 +87,7 @@ def test_fixed_weight_scales_and_device_task():
     with pytest.raises(ValueError, match="must be > 0"):
         fixed_weight_scales(net, max_weights=[0.0, 1.0])
     assert device_task("mnist16").layer_sizes == (246, 10)
-    from runtime.training.in_the_loop import DEFAULT_HEADROOM, DEVICE_HEADROOM
+    from firstspike.runtime.training.in_the_loop import DEFAULT_HEADROOM, DEVICE_HEADROOM
 
     assert DEVICE_HEADROOM.get("mnist16", DEFAULT_HEADROOM) == 1.5 and DEVICE_HEADROOM["yinyang"] == 2.0
     assert device_task("yinyang").layer_sizes == (120, 3)
@@ -120,7 +120,7 @@ def test_energy_model_terms_and_units():
 
 
 def test_weight_average_leaves_training_unchanged_and_is_what_gets_selected(tmp_path):
-    from runtime.ttfs.layers import TTFSNetwork
+    from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     common = dict(epochs=3, seed=4, train_size=300, eval_size=100, progress=False, select="final")
     plain = train_in_the_loop("yinyang", SimBackend(serial=1), out_dir=tmp_path / "raw", **common)

@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from itl_support import compiled_small, yinyang_like_inputs
 
-from runtime.session import Session, SessionError
-from runtime.ttfs.spiketime import first_spike_times
-from sim_device import SimBackend
+from firstspike.runtime.session import Session, SessionError
+from firstspike.runtime.ttfs.spiketime import first_spike_times
+from firstspike.sim_device import SimBackend
 
 
 def _closed_form(x: np.ndarray, w: np.ndarray, bias_time: float) -> np.ndarray:

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from itl_support import compiled_small
 
-from hal.null_backend import NullBackend
-from runtime.commands.deploy import DeployError, _parse_ints
-from runtime.session import Session, weight_diff
+from firstspike.hal.null_backend import NullBackend
+from firstspike.runtime.commands.deploy import DeployError, _parse_ints
+from firstspike.runtime.session import Session, weight_diff
 
 COMPILED = compiled_small(seed=3)
 SESSION = Session(NullBackend(), COMPILED)

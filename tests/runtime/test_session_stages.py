@@ -12,11 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from itl_support import SpyBackend, yinyang_like_inputs
 
-from compiler import CompileOptions, Layer, Network, compile
-from hal.config import ConfigDiff
-from runtime.session import Session
-from runtime.ttfs.spiketime import first_spike_times
-from sim_device import SimBackend
+from firstspike.compiler import CompileOptions, Layer, Network, compile
+from firstspike.hal.config import ConfigDiff
+from firstspike.runtime.session import Session
+from firstspike.runtime.ttfs.spiketime import first_spike_times
+from firstspike.sim_device import SimBackend
 
 
 def _net(seed: int = 0) -> Network:

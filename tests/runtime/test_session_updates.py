@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from itl_support import SpyBackend, compiled_small, yinyang_like_inputs
 
-from hal.config import ChipConfig, ConfigDiff
-from runtime.session import Session
-from sim_device import SimBackend
+from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.runtime.session import Session
+from firstspike.sim_device import SimBackend
 
 
 def test_update_weights_sends_only_the_changed_synapses():
@@ -35,7 +35,7 @@ def test_update_weights_sends_only_the_changed_synapses():
     assert diff.changed_entries() == 10
     assert not diff.replaced
     # the device now realises exactly the re-quantised weights
-    from compiler import effective_weights
+    from firstspike.compiler import effective_weights
 
     held = spy.inner.config
     for got, want in zip(effective_weights(held, compiled), compiled.quantize(w), strict=True):
@@ -84,7 +84,7 @@ def test_chunking_with_entry_offsets_gives_identical_results_on_a_noisy_device()
 
 
 def test_weight_diff_fast_path_equals_the_generic_diff():
-    from runtime.session import weight_diff
+    from firstspike.runtime.session import weight_diff
 
     compiled = compiled_small(seed=8)
     w = [np.array(a) * 1.3 for a in compiled.source.weights]

@@ -15,8 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.ttfs import spiketime
-from runtime.ttfs.spiketime import first_spike_times, set_kernels, spike_times
+from firstspike.runtime.ttfs import spiketime
+from firstspike.runtime.ttfs.spiketime import first_spike_times, set_kernels, spike_times
 
 INF = math.inf
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from runtime.training import datasets as ds
+from firstspike.runtime.training import datasets as ds
 
 
 # ------------------------------------------------------------------------------------------------ Yin-Yang

@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runtime.ttfs.loss import ttfs_loss
-from runtime.ttfs.spiketime import (
+from firstspike.runtime.ttfs.loss import ttfs_loss
+from firstspike.runtime.ttfs.spiketime import (
     SpikeTimeFn,
     first_spike_times,
     membrane_slope,

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.ttfs.lambertw import INV_E, lambertw0, lambertw0_branch
+from firstspike.runtime.ttfs.lambertw import INV_E, lambertw0, lambertw0_branch
 
 mpmath = pytest.importorskip("mpmath")  # reference values (mpmath ships with torch's sympy dependency)
 

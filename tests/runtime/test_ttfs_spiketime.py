@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runtime.ttfs.spiketime import first_spike_times, membrane_potential, membrane_slope
+from firstspike.runtime.ttfs.spiketime import first_spike_times, membrane_potential, membrane_slope
 
 HORIZON = 30.0  # integrate until this long after the last input spike (units of tau_s)
 
@@ -199,7 +199,7 @@ def test_tied_inputs_match_merged_input() -> None:
 
 
 def test_chunked_forward_equals_unchunked(monkeypatch: pytest.MonkeyPatch) -> None:
-    import runtime.ttfs.spiketime as st_mod
+    import firstspike.runtime.ttfs.spiketime as st_mod
 
     g = torch.Generator().manual_seed(9)
     t_in = torch.rand(37, 8, generator=g, dtype=torch.float64) * 2

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.cli import main
-from runtime.ttfs.layers import TTFSLinear, TTFSNetwork
-from runtime.ttfs.loss import WeightBumper, accuracy, predict
-from runtime.ttfs.spiketime import first_spike_times
+from firstspike.runtime.cli import main
+from firstspike.runtime.ttfs.layers import TTFSLinear, TTFSNetwork
+from firstspike.runtime.ttfs.loss import WeightBumper, accuracy, predict
+from firstspike.runtime.ttfs.spiketime import first_spike_times
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_device import analog
+from firstspike.sim_device import analog
 
 
 def test_hash_is_a_pure_function_of_its_keys() -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hal.backend import RunOptions
-from hal.config import ChipConfig
-from hal.errors import BackendError, CapacityError, ConfigError, FieldRangeError
-from hal.events import InputSpikes
-from hal.registry import DeviceURI, open_backend
-from sim_device.backend import SimBackend
-from sim_device.examples import yinyang_inputs, yinyang_network
-from sim_device.spec import SPEC_VERSION
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.config import ChipConfig
+from firstspike.hal.errors import BackendError, CapacityError, ConfigError, FieldRangeError
+from firstspike.hal.events import InputSpikes
+from firstspike.hal.registry import DeviceURI, open_backend
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.examples import yinyang_inputs, yinyang_network
+from firstspike.sim_device.spec import SPEC_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_split_batches_with_entry_offset_reproduce_the_whole(yy) -> None:
     parts = inputs.split([7, 13])
     r1 = d.run(parts[0], RunOptions(duration_ticks=5000, seed=4, record="all", entry_offset=0))
     r2 = d.run(parts[1], RunOptions(duration_ticks=5000, seed=4, record="all", entry_offset=7))
-    from hal.events import SpikeEvents
+    from firstspike.hal.events import SpikeEvents
 
     assert SpikeEvents.concatenate([r1.spikes, r2.spikes]) == whole.spikes
 

@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hal.backend import RunOptions
-from sim_device.backend import SimBackend
-from sim_device.examples import random_config, random_inputs, yinyang_inputs, yinyang_network
+from firstspike.hal.backend import RunOptions
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.examples import random_config, random_inputs, yinyang_inputs, yinyang_network
 
 
 def _both(cfg, inputs, opts, **dev):
@@ -66,7 +66,7 @@ def test_engine_matches_reference_on_a_layered_network() -> None:
     t = yinyang_inputs(rng, 3)
     times = np.concatenate([t, t[:, 4:5]], axis=1) * 752
     ch = np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]]
-    from hal.events import InputSpikes
+    from firstspike.hal.events import InputSpikes
 
     fast, ref = _both(net.config, InputSpikes.from_times(times, ch),
                       RunOptions(duration_ticks=5000, record="all", seed=1, readout=(0, 256, 5)),

@@ -1,6 +1,6 @@
 """Faithfulness: the ideal simulated chip agrees with the closed-form TTFS model (Göltz et al. 2021).
 
-Random layered networks (tau_m = tau_s) are mapped with one fixed scale (sim_device.examples.map_layered) and
+Random layered networks (tau_m = tau_s) are mapped with one fixed scale (firstspike.sim_device.examples.map_layered) and
 run on ``sim://?ideal=1``; an independent float64 closed form (Lambert W by Halley's method, causal-set
 search) predicts every neuron's first spike from the *realised* (6-bit) weights and the input ticks, with
 times converted by the chip's actual tau (code 188 = 752 ticks, not the nominal 750). Criterion of issue 4:
@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hal.backend import RunOptions
-from hal.calibration import tau_code_to_ticks
-from hal.events import InputSpikes
-from sim_device.backend import SimBackend
-from sim_device.examples import Scale, random_layered
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.calibration import tau_code_to_ticks
+from firstspike.hal.events import InputSpikes
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.examples import Scale, random_layered
 
 
 def lambertw0(z: np.ndarray) -> np.ndarray:

@@ -7,14 +7,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hal.backend import RunOptions
-from hal.events import InputSpikes
-from sim_device import analog, fastnoise
-from sim_device._sorting import sort_nearly
-from sim_device.backend import SimBackend
-from sim_device.batch import _noisy_numpy, assemble_spikes, spikes_from_columns
-from sim_device.engine import CHUNK_ENTRIES
-from sim_device.examples import mnist16_network, mnist_like_inputs
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.events import InputSpikes
+from firstspike.sim_device import analog, fastnoise
+from firstspike.sim_device._sorting import sort_nearly
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.batch import _noisy_numpy, assemble_spikes, spikes_from_columns
+from firstspike.sim_device.engine import CHUNK_ENTRIES
+from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs
 
 keys = st.lists(st.integers(0, 2**63 - 1), min_size=0, max_size=40)
 

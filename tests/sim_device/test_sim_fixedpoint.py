@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim_device.fixedpoint import cross_q, exp_neg_q, phi_q, propagate, propagator
-from sim_device.spec import COEF_ONE, UPDATE_PERIOD_TICKS
+from firstspike.sim_device.fixedpoint import cross_q, exp_neg_q, phi_q, propagate, propagator
+from firstspike.sim_device.spec import COEF_ONE, UPDATE_PERIOD_TICKS
 
 
 @given(num=st.integers(0, 512), den=st.integers(256, 10**6))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_device.spec import SPEC_VERSION
+from firstspike.sim_device.spec import SPEC_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("sim_*.npz"))

@@ -7,14 +7,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hal.backend import RunOptions
-from hal.events import InputSpikes
-from sim_device import engine
-from sim_device.backend import SimBackend
-from sim_device.batch import entry_thresholds, prepare_inputs
-from sim_device.engine import run_engine
-from sim_device.examples import map_layered, mnist16_network, mnist_like_inputs, random_config, random_inputs
-from sim_device.spec import UPDATE_PERIOD_TICKS
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.events import InputSpikes
+from firstspike.sim_device import engine
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.batch import entry_thresholds, prepare_inputs
+from firstspike.sim_device.engine import run_engine
+from firstspike.sim_device.examples import map_layered, mnist16_network, mnist_like_inputs, random_config, random_inputs
+from firstspike.sim_device.spec import UPDATE_PERIOD_TICKS
 
 FIELDS = ("counts", "time", "neuron", "spikes", "synaptic_from_neurons", "membrane")
 

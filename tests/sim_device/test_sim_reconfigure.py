@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hal.backend import RunOptions
-from hal.events import InputSpikes
-from sim_device import analog
-from sim_device.backend import SimBackend
-from sim_device.engine import EngineModel, compile_model
-from sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
-from sim_device.model import build_model, only_weights_differ
+from firstspike.hal.backend import RunOptions
+from firstspike.hal.events import InputSpikes
+from firstspike.sim_device import analog
+from firstspike.sim_device.backend import SimBackend
+from firstspike.sim_device.engine import EngineModel, compile_model
+from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+from firstspike.sim_device.model import build_model, only_weights_differ
 
 ARRAYS = ("active", "index_of", "src_index", "act_count", "we", "wi", "we_g", "wi_g", "nrn_src", "act_nrn", "tid",
           "tick", "step", "jlen", "kb", "reset", "umin", "umax", "refr", "leak", "grp_ptr", "grp_nrn", "grp_iter")
@@ -93,7 +93,7 @@ def test_other_changes_are_not_weight_only() -> None:
 def test_weights_crossing_zero_never_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine's structure follows the wiring, so weights going to 0 and back (whole hidden-to-output
     columns included) are patched in place; the bits still equal a fresh device's."""
-    import sim_device.engine as engine
+    import firstspike.sim_device.engine as engine
 
     rng = np.random.default_rng(5)
     net = yinyang_network(rng)
@@ -113,7 +113,7 @@ def test_weights_crossing_zero_never_rebuild(monkeypatch: pytest.MonkeyPatch) ->
     restored = net.config.copy()
     for target in (zeroed, restored):
         dev.configure(dev.config.diff(target))
-        fresh = SimBackend(serial=2)  # a first configure builds through sim_device.backend's own reference
+        fresh = SimBackend(serial=2)  # a first configure builds through firstspike.sim_device.backend's own reference
         fresh.configure(target)
         a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
         assert a.spikes == b.spikes and a.stats == b.stats
@@ -125,9 +125,9 @@ def test_weight_patch_equals_a_rebuild_with_shared_rows_and_inhibitory_rows(seed
     """Extra routes put several sources on the same rows and addresses (one synapse then serves several
     sources) and some rows turn inhibitory or off; random weight changes, zeros included, must still patch the
     summed jumps and counts exactly."""
-    from hal.config import ChipConfig, Routing, RowMode
-    from sim_device.engine import update_weights
-    from sim_device.model import with_weights
+    from firstspike.hal.config import ChipConfig, Routing, RowMode
+    from firstspike.sim_device.engine import update_weights
+    from firstspike.sim_device.model import with_weights
 
     rng = np.random.default_rng(seed)
     cfg = mnist16_network(rng).config.copy()

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.firstspike.v1 import device_pb2 as firstspike_dot_v1_dot_device__pb2
+from firstspike.proto.firstspike.v1 import device_pb2 as firstspike_dot_v1_dot_device__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

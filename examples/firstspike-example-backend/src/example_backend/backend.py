@@ -1,7 +1,7 @@
 """``example://``: a small but complete firstspike backend written from nothing.
 
 It implements the hal contract with an event-driven float64 leaky integrate-and-fire model that follows
-the nominal calibration (:mod:`hal.calibration`), without any mismatch or noise:
+the nominal calibration (:mod:`firstspike.hal.calibration`), without any mismatch or noise:
 
     tau_m du/dt = -(u - leak) + I_exc - I_inh,     tau_x dI_x/dt = -I_x,
     an event through a synapse of weight d on a row of sign x:  I_x += d * gain_x / 64   (LSB)
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hal import chip
-from hal.backend import Backend, DeviceInfo, RunOptions, RunResult
-from hal.calibration import GAIN_DIVISOR, REFRACTORY_TICKS_PER_CODE, TAU_TICKS_PER_CODE
-from hal.config import ChipConfig, ConfigDiff, RowMode, SourceKind
-from hal.errors import BackendError
-from hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
-from hal.registry import DeviceURI
+from firstspike.hal import chip
+from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
+from firstspike.hal.calibration import GAIN_DIVISOR, REFRACTORY_TICKS_PER_CODE, TAU_TICKS_PER_CODE
+from firstspike.hal.config import ChipConfig, ConfigDiff, RowMode, SourceKind
+from firstspike.hal.errors import BackendError
+from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.registry import DeviceURI
 
 VERSION = "0.1.0"
 ROUTE_DELAY_TICKS = 1  # from a neuron's spike time-stamp to the arrival of its routed event

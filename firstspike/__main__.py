@@ -1,0 +1,7 @@
+"""``python -m firstspike ...``: the ``firstspike`` command line."""
+
+import sys
+
+from firstspike.runtime.cli import main
+
+sys.exit(main())
