@@ -36,13 +36,13 @@ def worker(args: argparse.Namespace) -> int:
     """Train once on ``args.device``; print one JSON line."""
     from firstspike.runtime.allocator import tune_malloc
     from firstspike.runtime.devices import open as open_device
-    from firstspike.runtime.training.in_the_loop import train_in_the_loop
+    from firstspike.runtime.training.tasks import train_task
 
     tune_malloc()  # as `firstspike train` does
     t0 = time.perf_counter()
     dev = open_device(args.device)
     try:
-        m = train_in_the_loop("yinyang", dev, epochs=args.epochs, seed=0, train_size=args.train_size,
+        m = train_task("yinyang", device=dev, epochs=args.epochs, seed=0, train_size=args.train_size,
                               eval_size=args.eval_size, threads=1, progress=False, log=lambda _: None)
     finally:
         dev.close()

@@ -60,9 +60,9 @@ def _layout(cfg: object) -> str:
 def run_case(case: str, threads: int | None, seconds: float, kernels: str = "auto") -> dict[str, object]:
     import torch
 
+    from firstspike.runtime.training.loop import add_input_noise, train_step
     from firstspike.runtime.training.perf import configure_threads, tune_malloc
-    from firstspike.runtime.training.trainer import add_input_noise, build_network, get_task, make_optimizer, train_step
-    from firstspike.runtime.ttfs.loss import WeightBumper
+    from firstspike.runtime.training.presets import build_network, get_task, make_optimizer
     from firstspike.runtime.ttfs.spiketime import set_kernels
 
     set_kernels(kernels)
@@ -79,11 +79,12 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
     if mode == "train":
         net.train()
         opt, _ = make_optimizer(net, cfg)
-        bumper = WeightBumper(cfg.missing_tolerance, cfg.bump_value)
+        bumper = cfg.bumper()
+        loss = cfg.loss()
 
         def step(idx: torch.Tensor) -> None:
             x = add_input_noise(times[idx], cfg.input_noise, gen)
-            train_step(net, opt, bumper, x, labels[idx], cfg)
+            train_step(net, opt, bumper, x, labels[idx], loss)
     else:
         net.eval()
 

@@ -1,17 +1,23 @@
-"""firstspike: a hardware abstraction layer, device drivers and exact time-to-first-spike learning for a
+"""firstspike: exact time-to-first-spike (TTFS) learning, a hardware abstraction layer and device drivers for a
 BrainScaleS-2-like neuromorphic chip.
 
-Inside (each imported only when first used, so ``import firstspike`` is cheap: no torch, numba or grpc):
+The Python API (``import firstspike as fs``; each name is imported when first used, so ``import firstspike`` is
+cheap: no torch, numba or grpc until you need them)::
 
-* ``firstspike.hal``: what the chip is: constants, typed coordinates, ``ChipConfig`` with its exact binary encoding
-  and diffs, spike events and time units (ticks), the ``Backend`` interface, the backend registry;
-* ``firstspike.compiler``: network (PyTorch TTFS model, NIR graph, own IR) -> design rules -> placement ->
-  quantisation -> deployable ``CompiledNetwork`` (``.fsn``);
-* ``firstspike.sim_device``: the bit-accurate simulated chip (``sim://``);
-* ``firstspike.drivers``: real hardware over the framed, acknowledged serial protocol (``serial://``);
-* ``firstspike.runtime``: the host side: devices by URI, sessions, gRPC client and server, TTFS math and training,
-  the ``firstspike`` command line;
-* ``firstspike.proto``: the gRPC wire contract.
+    model = fs.TTFSNetwork(4, [120, 3], bias_times=[0.9, 0.9])       # a layered TTFS network (torch nn.Module)
+    times = fs.LatencyEncoder(mirror=True)(features)                 # your data -> input spike times (tau_s)
+    history = fs.fit(model, (times, labels), val, epochs=30)          # software; device="sim://" = in the loop
+    print(fs.evaluate(model, test).accuracy)                         # software; device=URI = on a device
+    compiled = fs.compile(model)                                     # -> chip artifact (.fsn)
+    with fs.open_device("sim://") as dev:
+        result = fs.Session(dev, compiled).run(test_times)           # result.layer_times, result.output_times
+
+Names: models (``TTFSNetwork``, ``TTFSLinear``, ``load_model``), data (``LatencyEncoder``, ``SpikeDataset``,
+``load_dataset``), training (``fit``, ``History``, ``TTFSLoss``, ``WeightBumper``), evaluation (``evaluate``,
+``Evaluation``), deployment (``compile``, ``open_device``, ``Session``, ``SessionResult``); ``__version__``.
+docs/api.md documents each. The layers of the stack are subpackages: ``firstspike.hal`` (what the chip is),
+``firstspike.compiler``, ``firstspike.sim_device`` (the bit-accurate simulated chip), ``firstspike.drivers``
+(serial hardware), ``firstspike.runtime`` (host side, CLI), ``firstspike.proto`` (the gRPC contract).
 """
 
 from __future__ import annotations
@@ -20,14 +26,66 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from firstspike import compiler, drivers, hal, proto, runtime, sim_device
+    from firstspike import compiler, drivers, hal, proto, runtime, sim_device  # noqa: F401  (lazy subpackages)
+    from firstspike.runtime.devices import open as open_device
+    from firstspike.runtime.models import compile_model as compile
+    from firstspike.runtime.models import load_model
+    from firstspike.runtime.session import Session, SessionResult
+    from firstspike.runtime.training.data import LatencyEncoder, SpikeDataset
+    from firstspike.runtime.training.datasets import load_dataset
+    from firstspike.runtime.training.evaluation import Evaluation, evaluate
+    from firstspike.runtime.training.loop import History, fit
+    from firstspike.runtime.ttfs.layers import TTFSLinear, TTFSNetwork
+    from firstspike.runtime.ttfs.loss import TTFSLoss, WeightBumper
 
-__all__ = ["__version__", "compiler", "drivers", "hal", "proto", "runtime", "sim_device"]
-
+#: public name -> (module, attribute)
+_API: dict[str, tuple[str, str]] = {
+    "TTFSNetwork": ("firstspike.runtime.ttfs.layers", "TTFSNetwork"),
+    "TTFSLinear": ("firstspike.runtime.ttfs.layers", "TTFSLinear"),
+    "load_model": ("firstspike.runtime.models", "load_model"),
+    "LatencyEncoder": ("firstspike.runtime.training.data", "LatencyEncoder"),
+    "SpikeDataset": ("firstspike.runtime.training.data", "SpikeDataset"),
+    "load_dataset": ("firstspike.runtime.training.datasets", "load_dataset"),
+    "fit": ("firstspike.runtime.training.loop", "fit"),
+    "History": ("firstspike.runtime.training.loop", "History"),
+    "TTFSLoss": ("firstspike.runtime.ttfs.loss", "TTFSLoss"),
+    "WeightBumper": ("firstspike.runtime.ttfs.loss", "WeightBumper"),
+    "evaluate": ("firstspike.runtime.training.evaluation", "evaluate"),
+    "Evaluation": ("firstspike.runtime.training.evaluation", "Evaluation"),
+    "compile": ("firstspike.runtime.models", "compile_model"),
+    "open_device": ("firstspike.runtime.devices", "open"),
+    "Session": ("firstspike.runtime.session", "Session"),
+    "SessionResult": ("firstspike.runtime.session", "SessionResult"),
+}
 _SUBPACKAGES = frozenset({"compiler", "drivers", "hal", "proto", "runtime", "sim_device"})
+
+__all__ = [
+    "Evaluation",
+    "History",
+    "LatencyEncoder",
+    "Session",
+    "SessionResult",
+    "SpikeDataset",
+    "TTFSLinear",
+    "TTFSLoss",
+    "TTFSNetwork",
+    "WeightBumper",
+    "__version__",
+    "compile",
+    "evaluate",
+    "fit",
+    "load_dataset",
+    "load_model",
+    "open_device",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attr = _API[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups skip this function
+        return value
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
     if name == "__version__":
@@ -41,4 +99,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | _SUBPACKAGES)

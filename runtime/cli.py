@@ -36,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``firstspike`` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # once per process, for every command: the simulator's and the TTFS kernels' large temporaries are then
+    # reused instead of page-faulted anew (firstspike.runtime.allocator.tune_malloc)
+    from firstspike.runtime.allocator import tune_malloc
+
+    tune_malloc()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

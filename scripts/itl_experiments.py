@@ -94,10 +94,10 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_software(args: argparse.Namespace) -> None:
-    from firstspike.runtime.training.trainer import train_software
+    from firstspike.runtime.training.tasks import train_task
 
     t0 = time.perf_counter()
-    m = train_software(args.task, epochs=args.epochs, seed=args.seed, out_dir=args.out, progress=False,
+    m = train_task(args.task, epochs=args.epochs, seed=args.seed, out_dir=args.out, progress=False,
                        threads=args.threads, select=args.select)
     _record(args, {"out": args.out, **_summary(m), "elapsed_s": time.perf_counter() - t0})
 
@@ -118,7 +118,7 @@ def _deploy_all(args: argparse.Namespace, uris: list[str], label: str | None = N
         ns = argparse.Namespace(model=args.model, device=uri, dataset=args.dataset, split="test", size=None,
                                 seed=args.seed, weight_scale=None, mnist_dir=None, batch_size=1000, raster=None,
                                 raster_entries="0", raster_unit="tau", traces=None, trace_neurons=None,
-                                trace_period=8, static_power_w=None)
+                                trace_period=8, static_power_w=None, no_progress=True)
         r = deploy(ns)
         r["device"] = label or uri
         _record(args, {k: r[k] for k in ("model", "device", "dataset", "samples", "seed", "accuracy",
@@ -132,12 +132,12 @@ def _deploy_all(args: argparse.Namespace, uris: list[str], label: str | None = N
 
 def cmd_itl(args: argparse.Namespace) -> None:
     from firstspike import runtime
-    from firstspike.runtime.training.in_the_loop import train_in_the_loop
+    from firstspike.runtime.training.tasks import train_task
 
     device = runtime.open(args.device)
     try:
         t0 = time.perf_counter()
-        m = train_in_the_loop(args.task, device, epochs=args.epochs, seed=args.seed, out_dir=args.out,
+        m = train_task(args.task, device=device, epochs=args.epochs, seed=args.seed, out_dir=args.out,
                               progress=False, init_model=args.init, select=args.select, device_uri=args.device,
                               threads=args.threads, headroom=args.headroom,
                               max_seconds=None if args.minutes is None else 60.0 * args.minutes,
@@ -152,13 +152,13 @@ def cmd_grpc(args: argparse.Namespace) -> None:
     import torch
 
     from firstspike import runtime
-    from firstspike.runtime.training.in_the_loop import train_in_the_loop
+    from firstspike.runtime.training.tasks import train_task
     from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     def train(uri: str, out: Path) -> dict[str, Any]:
         dev = runtime.open(uri)
         try:
-            return train_in_the_loop(args.task, dev, epochs=args.epochs, seed=args.seed, out_dir=out, progress=False,
+            return train_task(args.task, device=dev, epochs=args.epochs, seed=args.seed, out_dir=out, progress=False,
                                      device_uri=uri, threads=args.threads, train_size=args.train_size)
         finally:
             dev.close()

@@ -196,8 +196,8 @@ import numpy as np, torch
 from firstspike.runtime import open as open_device
 from firstspike.runtime.session import Session
 from firstspike.runtime.training.datasets import load_dataset
-from firstspike.runtime.training.in_the_loop import compile_for_device
-from firstspike.runtime.training.trainer import build_network, get_task
+from firstspike.runtime.training.forward import compile_for_device
+from firstspike.runtime.training.presets import build_network, get_task
 import firstspike
 net = build_network(get_task("yinyang"), torch.Generator().manual_seed(0))
 compiled = compile_for_device(net)

@@ -12,80 +12,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-from typing import Any
 
-from firstspike.compiler import CompileError, CompileOptions, Network, compile
+from firstspike.compiler import CompileError, CompileOptions, compile
 from firstspike.compiler.report import plot_occupancy, resource_report, resources
-
-
-class ModelLoadError(ValueError):
-    """The model file cannot be read as a network."""
-
-
-def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
-    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as ``(compiler Network, TTFS metadata)``.
-
-    The metadata dict is the TTFS model's (task, encoding, ``device_weight_scale`` of a model trained in the
-    loop, ...); it is empty for every other kind of file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ModelLoadError(f"{p}: no such file")
-    suffix = p.suffix.lower()
-    if suffix == ".nir":
-        from firstspike.compiler.nir_io import read_nir
-
-        return read_nir(p), {}
-    if suffix == ".fsir":
-        return Network.load(p), {}
-    if suffix in (".pt", ".pth"):
-        import torch
-
-        try:
-            data = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for foreign files
-            raise ModelLoadError(f"{p}: not a loadable torch file ({type(e).__name__}: {e})") from None
-        if isinstance(data, dict) and "network_ir" in data:
-            return Network.from_dict(data["network_ir"]), {}
-        from firstspike.runtime.ttfs import MODEL_FORMAT, TTFSNetwork
-
-        if isinstance(data, dict) and data.get("format") == MODEL_FORMAT:
-            model = TTFSNetwork.from_dict(data)
-            return model.to_network(), dict(model.metadata)
-        raise ModelLoadError(f"{p}: a .pt model must be a dict with key 'network_ir' or a TTFS model"
-                             f" (format {MODEL_FORMAT!r})")
-    raise ModelLoadError(f"{p}: unknown model type {suffix!r}; use .pt, .nir or .fsir")
-
-
-def load_network(path: str | Path) -> Network:
-    """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as a compiler Network."""
-    return load_model(path)[0]
-
-
-def model_weight_scale(metadata: dict[str, Any]) -> tuple[float, ...] | None:
-    """The fixed per-layer weight scales (digital steps per model weight unit) a model was trained in the loop
-    with, or None (then the compiler picks a scale per layer from max |w|)."""
-    scales = metadata.get("device_weight_scale")
-    if not scales:
-        return None
-    try:
-        return tuple(float(s) for s in scales)
-    except (TypeError, ValueError):
-        raise ModelLoadError(f"model metadata 'device_weight_scale' must be a list of numbers, got {scales!r}")\
-            from None
+from firstspike.runtime.models import ModelLoadError, model_weight_scale, read_network
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        network, metadata = load_model(args.model)
+        network, metadata = read_network(args.model)
         scale = args.weight_scale if args.weight_scale is not None else model_weight_scale(metadata)
         options = CompileOptions(weight_scale=scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split)
         compiled = compile(network, options, keep_source=not args.no_source)
     except (CompileError, ModelLoadError, ValueError) as e:
         print(f"firstspike compile: {e}", file=sys.stderr)
         return 2
-    compiled.save(args.output)
+    try:
+        compiled.save(args.output)
+    except OSError as e:
+        print(f"firstspike compile: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"output": str(args.output), **resources(compiled)}, sort_keys=True))
     else:

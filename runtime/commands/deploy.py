@@ -19,46 +19,27 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from firstspike.compiler import CompileError, CompileOptions, compile
+from firstspike.compiler import CompileError
 from firstspike.compiler.artifact import CompiledNetwork
 from firstspike.hal import chip
 from firstspike.hal.errors import HalError
+from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.models import TASK_NAMES, ModelLoadError, load_artifact
 
-TASKS = ("yinyang", "mnist16")
-#: inputs of each data set's encoding (checked before loading the data)
-TASK_INPUTS = {"yinyang": 4, "mnist16": 256}
-
-#: noise seed of deployment runs unless --seed is given (the in-the-loop trainer's test-set seed)
+TASKS = TASK_NAMES
+#: noise seed of deployment runs unless --seed is given: evaluation.DEFAULT_DEVICE_SEED, the in-the-loop trainer's
+#: test-set seed (kept here as a number so that building the command line does not import torch)
 DEFAULT_SEED = 2
 
 
 class DeployError(ValueError):
     """The model, data set or device cannot be used as requested."""
-
-
-def load_artifact(path: str | Path, weight_scale: float | None = None) -> tuple[CompiledNetwork, str | None]:
-    """Model file -> (compiled network, task name if known). ``weight_scale`` overrides the model's own."""
-    p = Path(path)
-    if not p.is_file():
-        raise DeployError(f"{p}: no such file")
-    if p.suffix.lower() == ".fsn":
-        compiled = CompiledNetwork.load(p)
-        name = compiled.source.name if compiled.source is not None else ""
-        return compiled, name if name in TASKS else None
-    from firstspike.runtime.commands.compile import ModelLoadError, load_model, model_weight_scale
-
-    try:
-        network, metadata = load_model(p)
-        scale: Any = weight_scale if weight_scale is not None else model_weight_scale(metadata)
-    except ModelLoadError as e:
-        raise DeployError(str(e)) from None
-    name = metadata.get("task") or network.name
-    return compile(network, CompileOptions(weight_scale=scale)), name if name in TASKS else None
 
 
 def _parse_ints(text: str | None, what: str) -> list[int]:
@@ -72,94 +53,82 @@ def _parse_ints(text: str | None, what: str) -> list[int]:
 
 def deploy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the deployment; returns the result dict (raises DeployError/HalError/CompileError)."""
-    import torch
-
-    from firstspike import runtime
+    from firstspike.runtime.devices import open as open_device
     from firstspike.runtime.session import Session
-    from firstspike.runtime.training.datasets import load_dataset
+    from firstspike.runtime.training.data import DataError
+    from firstspike.runtime.training.datasets import dataset_for
     from firstspike.runtime.training.energy import EnergyModel
-    from firstspike.runtime.ttfs.loss import predict
+    from firstspike.runtime.training.evaluation import DeviceStats, evaluate
 
-    compiled, task = load_artifact(args.model, args.weight_scale)
-    dataset = args.dataset or task
-    if dataset is None:
-        raise DeployError("cannot tell which data set this model is for; pass --dataset yinyang|mnist16")
-    if TASK_INPUTS[dataset] != compiled.n_inputs:
-        raise DeployError(f"the network has {compiled.n_inputs} inputs; data set {dataset} has {TASK_INPUTS[dataset]}")
-    if args.batch_size < 1:
-        raise DeployError(f"--batch-size must be >= 1, got {args.batch_size}")
-    data = load_dataset(dataset, args.split, size=args.size, mnist_dir=args.mnist_dir)
-    if data.times.shape[1] != compiled.n_inputs:
-        raise DeployError(f"the network has {compiled.n_inputs} inputs; data set {dataset} has {data.times.shape[1]}")
+    try:
+        compiled, task = load_artifact(args.model, args.weight_scale)
+    except ModelLoadError as e:
+        raise DeployError(str(e)) from None
+    try:
+        data, dataset = dataset_for(compiled.n_inputs, data_file=args.data, name=args.dataset or task,
+                                    split=args.split, size=args.size, mnist_dir=args.mnist_dir)
+    except DataError as e:
+        raise DeployError(str(e)) from None
     energy = EnergyModel(**({"static_w": args.static_power_w} if args.static_power_w is not None else {}))
-    device = runtime.open(args.device)
+    device = open_device(args.device)
+    uri = args.device or device.scheme + "://"
     try:
         info = device.info()
         t_load = time.perf_counter()
         session = Session(device, compiled)
         load_s = time.perf_counter() - t_load
         n = len(data)
-        bs = args.batch_size
-        correct = silent = 0
-        stats: dict[str, int] = {}
-        dropped = 0
-        chip_s = 0.0
-        first_out: list[np.ndarray] = []
         windows: list[int] = []
         fingerprint = hashlib.sha256()
-        if n:  # warm-up (first-call costs such as JIT loading are not throughput); results are independent of it
-            session.run(data.times[:1].numpy(), seed=args.seed)
-        t0 = time.perf_counter()
-        for i in range(0, n, bs):
-            res = session.run(data.times[i : i + bs].numpy(), seed=args.seed, entry_offset=i)
-            pred = predict(torch.from_numpy(res.output_times))
-            y = data.labels[i : i + bs]
-            correct += int((pred == y).sum())
-            silent += int((pred < 0).sum())
-            for k, v in res.stats.items():
-                stats[k] = stats.get(k, 0) + int(v)
-            dropped += res.dropped
-            chip_s += res.chip_seconds
+
+        def record(start: int, res: Any) -> None:
             windows.append(res.duration_ticks)
-            first_out.append(res.output_times.min(axis=1))
             for ev in res.stage_events:  # global sample index, so the fingerprint does not depend on batching
                 shifted = ev.events.copy()
-                shifted["batch"] += i
+                shifted["batch"] += start
                 fingerprint.update(shifted.tobytes())
+
+        # warm-up (first-call costs such as JIT loading are not throughput); results are independent of it
+        session.run(data.times[:1].numpy(), seed=args.seed)
+        stats = DeviceStats()
+        t0 = time.perf_counter()
+        ev = evaluate(None, data, session, seed=args.seed, batch_size=args.batch_size, stats=stats, on_batch=record,
+                      progress=not args.no_progress)
         wall = time.perf_counter() - t0
-        first = np.concatenate(first_out) if first_out else np.empty(0)
+        first = ev.decision_times
         fin = first[np.isfinite(first)]
         tau_us = compiled.tau_s_ticks * chip.TICK_S * 1e6
-        est = energy.estimate(stats, chip_s, n)
+        est = energy.estimate(asdict(stats), stats.chip_seconds, n)
         result: dict[str, Any] = {
             "model": str(args.model),
-            "device": args.device,
+            "device": uri,
             "device_model": info.model,
             "device_serial": info.serial,
             "dataset": dataset,
             "split": args.split,
             "samples": n,
             "seed": args.seed,
-            "accuracy": correct / n if n else math.nan,
-            "silent_winner_fraction": silent / n if n else math.nan,
+            "accuracy": ev.accuracy,
+            "loss": ev.loss,
+            "silent_winner_fraction": ev.silent_winner_fraction,
             "samples_per_s": n / wall if wall > 0 else math.nan,
             "wall_seconds": wall,
             "load_seconds": load_s,
-            "chip_us_per_sample": chip_s / n * 1e6 if n else math.nan,
+            "chip_us_per_sample": stats.chip_seconds / n * 1e6,
             "window_ticks": max(windows) if windows else 0,
             "decision_latency_us_median": float(np.median(fin)) * tau_us if fin.size else math.nan,
             "decision_latency_us_p99": float(np.percentile(fin, 99)) * tau_us if fin.size else math.nan,
-            "spikes_per_sample": stats.get("spikes", 0) / n if n else math.nan,
-            "synaptic_events_per_sample": stats.get("synaptic_events", 0) / n if n else math.nan,
-            "input_events": stats.get("input_events", 0),
-            "lost_input_events": stats.get("lost_input_events", 0),
-            "dropped": dropped,
+            "spikes_per_sample": stats.spikes / n,
+            "synaptic_events_per_sample": stats.synaptic_events / n,
+            "input_events": stats.input_events,
+            "lost_input_events": stats.lost_input_events,
+            "dropped": stats.dropped,
             "events_sha256": fingerprint.hexdigest(),
             "energy_per_sample_j": est.per_sample_j,
             "energy_breakdown_per_sample_j": {
-                "synaptic": est.synaptic_j / n if n else math.nan,
-                "spikes": est.spike_j / n if n else math.nan,
-                "static": est.static_j / n if n else math.nan,
+                "synaptic": est.synaptic_j / n,
+                "spikes": est.spike_j / n,
+                "static": est.static_j / n,
             },
             "energy_model": energy.to_dict(),
             "tau_s_ticks": compiled.tau_s_ticks,
@@ -235,9 +204,6 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firstspike.runtime.allocator import tune_malloc
-
-    tune_malloc()  # as train, eval and serve: an in-process simulator's large temporaries are reused, not re-faulted
     try:
         result = deploy(args)
     except (DeployError, CompileError, HalError, ValueError, OSError) as e:
@@ -252,11 +218,14 @@ def run(args: argparse.Namespace) -> int:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``deploy`` and ``plot``: model, device, data set."""
-    p.add_argument("model", help="model.pt (TTFS model), .nir, .fsir or a compiled .fsn")
-    p.add_argument("--device", default=None, help="device URI (default: $FIRSTSPIKE_DEVICE or sim://)")
+    p.add_argument("model", metavar="MODEL", help="model.pt (TTFS model), .nir, .fsir or a compiled .fsn")
+    p.add_argument("--device", default=None, metavar="URI", help="device URI (default: $FIRSTSPIKE_DEVICE or sim://)")
     p.add_argument("--dataset", choices=TASKS, default=None, help="data set (default: the model's task)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--size", type=int, default=None, help="use the first N samples of the split")
+    p.add_argument("--data", default=None, metavar="FILE.npz",
+                   help="your own data instead: arrays 'times' (samples, inputs; tau_s, inf = no spike) and "
+                        "'labels' (SpikeDataset.save writes it)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split (default: test)")
+    p.add_argument("--size", type=positive_int, default=None, metavar="N", help="use the first N samples of the split")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"device noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
     p.add_argument("--weight-scale", type=float, default=None,
@@ -268,7 +237,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="run a trained model on a device: accuracy, throughput, latency, energy",
                        description=__doc__.splitlines()[0])
     add_run_arguments(p)
-    p.add_argument("--batch-size", type=int, default=1000, help="entries per device call (default 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
+                   help="entries per device call (default 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--raster", metavar="PNG", help="also draw a spike raster of --raster-entries")
     p.add_argument("--raster-entries", default="0", help="comma-separated sample indices for the raster (default 0)")
     p.add_argument("--raster-unit", choices=("tau", "us"), default="tau", help="raster time axis unit")

@@ -1,70 +1,89 @@
-"""``firstspike eval``: accuracy of a saved TTFS model on a dataset split."""
+"""``firstspike eval MODEL``: accuracy and loss of a saved TTFS model on a data set split, computed in software
+or measured on a device (``--device URI``).
+
+    firstspike eval runs/yy/model.pt                       # the model's own data set, test split, software
+    firstspike eval runs/demo/model.pt --device sim://     # measured on the simulated chip
+
+This module parses and prints; :func:`firstspike.runtime.training.evaluation.evaluate` does the work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
+
+from firstspike.runtime.commands._args import positive_int
+
+DATASETS = ("yinyang", "mnist16")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from firstspike.compiler import CompileError
+    from firstspike.hal.errors import HalError
+    from firstspike.runtime.models import ModelLoadError, load_model
+    from firstspike.runtime.training.datasets import dataset_for
+    from firstspike.runtime.training.evaluation import evaluate
+    from firstspike.runtime.training.perf import configure_threads
 
-    from firstspike.runtime.training.datasets import MNISTFormatError, load_dataset
-    from firstspike.runtime.training.perf import configure_threads, tune_malloc
-    from firstspike.runtime.training.trainer import evaluate, get_task
-    from firstspike.runtime.ttfs.layers import TTFSNetwork
-
-    tune_malloc()
     configure_threads(args.threads)
     try:
-        net = TTFSNetwork.load(args.model)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
-        print(f"firstspike eval: cannot load model {args.model}: {exc}", file=sys.stderr)
-        return 2
-    task_name = args.dataset
-    trained_on = net.metadata.get("task")
-    if trained_on is not None and trained_on != task_name:
-        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {task_name!r}",
-              file=sys.stderr)
-    try:
-        data = load_dataset(
-            task_name, args.split, size=args.size, seed=args.dataset_seed, mnist_dir=args.mnist_dir
-        )
-    except (ValueError, OSError, MNISTFormatError) as exc:
+        net = load_model(args.model)
+    except ModelLoadError as exc:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
-    if data.times.shape[1] != net.n_inputs:
-        print(f"firstspike eval: model expects {net.n_inputs} inputs, dataset {task_name} has "
-              f"{data.times.shape[1]}", file=sys.stderr)
+    trained_on = net.metadata.get("task")
+    name = args.dataset or (trained_on if trained_on in DATASETS else None)
+    if args.data is None and name is not None and trained_on is not None and trained_on != name:
+        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {name!r}",
+              file=sys.stderr)
+    try:
+        data, dataset = dataset_for(net.n_inputs, data_file=args.data, name=name, split=args.split, size=args.size,
+                                    seed=args.dataset_seed, mnist_dir=args.mnist_dir)
+    except (ValueError, OSError) as exc:  # DataError, MNISTFormatError are ValueErrors
+        print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
-    with torch.no_grad():
-        ev = evaluate(net, data, get_task(task_name))
-    result = {"model": str(args.model), "dataset": task_name, "split": args.split, "size": ev["n"],
-              "dataset_seed": args.dataset_seed, "accuracy": ev["accuracy"], "loss": ev["loss"],
-              "silent_winner_fraction": ev["silent_winner_fraction"]}
+    try:
+        ev = evaluate(net, data, args.device, seed=args.seed, progress=not args.no_progress and args.device is not None)
+    except (ValueError, OSError, HalError, CompileError) as exc:
+        print(f"firstspike eval: {exc}", file=sys.stderr)
+        return 2
+    result = {"model": str(args.model), "dataset": dataset, "split": args.split, "size": ev.n,
+              "dataset_seed": args.dataset_seed, "device": args.device, "accuracy": ev.accuracy, "loss": ev.loss,
+              "silent_winner_fraction": ev.silent_winner_fraction, "spikes_per_sample": ev.spikes_per_sample}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{task_name} {args.split} ({ev['n']} samples): accuracy {100 * ev['accuracy']:.2f}%")
+        where = f" on {args.device}" if args.device else " (software)"
+        print(f"{dataset} {args.split} ({ev.n} samples){where}: accuracy {100 * ev.accuracy:.2f}%, "
+              f"loss {ev.loss:.4f}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="accuracy of a saved TTFS model",
-        description="Evaluate a model saved by 'firstspike train' on a dataset split.",
+        help="accuracy of a saved TTFS model (software, or measured on a device)",
+        description="Evaluate a model saved by 'firstspike train' on a data set split, in software or on a device.",
+        epilog="example: firstspike eval runs/demo/model.pt --device sim://",
     )
-    parser.add_argument("model", help="path of model.pt")
-    parser.add_argument("--dataset", required=True, choices=("yinyang", "mnist16"))
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--dataset-seed", type=int, default=None,
+    parser.add_argument("model", metavar="MODEL.pt", help="a TTFS model written by 'firstspike train'")
+    parser.add_argument("--dataset", default=None, choices=DATASETS,
+                        help="data set (default: the one the model was trained on)")
+    parser.add_argument("--data", default=None, metavar="FILE.npz",
+                        help="your own data instead: arrays 'times' and 'labels' (SpikeDataset.save writes it)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
+    parser.add_argument("--device", default=None, metavar="URI",
+                        help="measure on this device (sim://, grpc://host:port, ...); default: software")
+    parser.add_argument("--seed", type=int, default=2, metavar="S",
+                        help="device noise seed (default 2, as firstspike deploy)")
+    parser.add_argument("--dataset-seed", type=int, default=None, metavar="S",
                         help="yin-yang generator seed (default: the published seed of the split)")
-    parser.add_argument("--size", type=int, default=None,
+    parser.add_argument("--size", type=positive_int, default=None, metavar="N",
                         help="number of samples (yin-yang: generated; mnist16: the first N)")
-    parser.add_argument("--mnist-dir", default=None, help="directory with MNIST IDX files")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: up to 2)")
+    parser.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch threads (default: up to 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)

@@ -16,23 +16,22 @@ import sys
 
 from firstspike.compiler import CompileError
 from firstspike.hal.errors import HalError
-from firstspike.runtime.commands.deploy import DeployError, _parse_ints, add_run_arguments, load_artifact
+from firstspike.runtime.commands.deploy import DeployError, _parse_ints, add_run_arguments
+from firstspike.runtime.models import load_artifact
 
 
 def run(args: argparse.Namespace) -> int:
     from firstspike import runtime
     from firstspike.runtime.plots import plot_membranes, plot_raster
     from firstspike.runtime.session import Session
-    from firstspike.runtime.training.datasets import load_dataset
+    from firstspike.runtime.training.datasets import dataset_for
 
     try:
         compiled, task = load_artifact(args.model, args.weight_scale)
-        dataset = args.dataset or task
-        if dataset is None:
-            raise DeployError("cannot tell which data set this model is for; pass --dataset yinyang|mnist16")
         if compiled.n_stages != 1:
             raise DeployError(f"plots cover single-stage networks; this one has {compiled.n_stages} stages")
-        data = load_dataset(dataset, args.split, size=args.size, mnist_dir=args.mnist_dir)
+        data, dataset = dataset_for(compiled.n_inputs, data_file=args.data, name=args.dataset or task,
+                                    split=args.split, size=args.size, mnist_dir=args.mnist_dir)
         entries = _parse_ints(args.entries, "--entries") if args.kind == "raster" else [args.entry]
         if not entries or min(entries) < 0 or max(entries) >= len(data):
             raise DeployError(f"sample indices {entries} must be in [0, {len(data) - 1}]")

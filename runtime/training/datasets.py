@@ -15,13 +15,14 @@ import math
 import os
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.nn import functional
+
+from firstspike.runtime.training.data import EARLY, LATE, LatencyEncoder, SpikeDataset
 
 __all__ = [
     "EARLY",
@@ -41,31 +42,8 @@ __all__ = [
     "yinyang_values",
 ]
 
-#: earliest / latest input spike time of the reference encodings (units of tau_s)
-EARLY = 0.15
-LATE = 2.0
-
 YINYANG_SPLITS = {"train": (5000, 42), "val": (1000, 41), "test": (1000, 40)}
 MNIST_SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SpikeDataset:
-    """Input spike times (n, n_inputs) float64 and labels (n,) int64 of one split."""
-
-    times: torch.Tensor
-    labels: torch.Tensor
-    name: str
-    split: str
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, n: int | None) -> SpikeDataset:
-        """The first ``n`` samples (all when ``n`` is None)."""
-        if n is None or n >= len(self):
-            return self
-        return SpikeDataset(self.times[:n], self.labels[:n], self.name, self.split)
 
 
 # ----------------------------------------------------------------------------------------------- Yin-Yang
@@ -120,8 +98,7 @@ def encode_yinyang(
     values: np.ndarray | torch.Tensor, early: float = EARLY, late: float = LATE
 ) -> torch.Tensor:
     """Values in [0, 1] -> spike times ``early + v (late - early)`` (float64, all finite)."""
-    v = torch.as_tensor(values, dtype=torch.float64)
-    return early + v * (late - early)
+    return LatencyEncoder(early, late)(values)
 
 
 # ----------------------------------------------------------------------------------------------- MNIST
@@ -342,9 +319,7 @@ def encode_mnist16(
 ) -> torch.Tensor:
     """Pixels in [0, 1] (ink = 1) -> spike times: invert, ``early + (1 - v)(late - early)``; times at the
     late end (``t >= late``: background, ``v == 0``) do not spike (+inf), as in the reference."""
-    v = torch.as_tensor(pixels, dtype=torch.float64)
-    t = early + (1.0 - v) * (late - early)
-    return torch.where(t < late, t, math.inf)
+    return LatencyEncoder(early, late, invert=True, silent_at_late=True)(pixels)
 
 
 @functools.lru_cache(maxsize=2)
@@ -392,3 +367,40 @@ def load_dataset(
         pixels, digits = _mnist16_cached(source, split, size)
         return SpikeDataset(encode_mnist16(pixels), digits.clone(), name, split)
     raise ValueError(f"unknown dataset {name!r} (use 'yinyang' or 'mnist16')")
+
+
+#: inputs of each built-in data set's encoding
+DATASET_INPUTS = {"yinyang": 4, "mnist16": 256}
+
+
+def dataset_for(
+    n_inputs: int,
+    *,
+    data_file: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    split: str = "test",
+    size: int | None = None,
+    seed: int | None = None,
+    mnist_dir: str | os.PathLike[str] | None = None,
+) -> tuple[SpikeDataset, str]:
+    """The data a command runs a network with ``n_inputs`` inputs on: a ``.npz`` file (``data_file``, see
+    :func:`~firstspike.runtime.training.data.load_spike_data`) or a built-in data set ``name`` (split ``split``),
+    the first ``size`` samples. Returns (data, a name for it); raises DataError saying what is wrong."""
+    from firstspike.runtime.training.data import DataError, load_spike_data
+
+    if data_file is not None:
+        data, label = load_spike_data(data_file).subset(size), str(data_file)
+    else:
+        if name is None:
+            raise DataError("cannot tell which data set this model is for; pass --dataset yinyang|mnist16 or "
+                            "--data FILE.npz")
+        if name not in DATASET_INPUTS:
+            raise DataError(f"unknown data set {name!r}; use one of {sorted(DATASET_INPUTS)} or --data FILE.npz")
+        if DATASET_INPUTS[name] != n_inputs:
+            raise DataError(f"the network has {n_inputs} inputs; data set {name} has {DATASET_INPUTS[name]}")
+        data, label = load_dataset(name, split, size=size, seed=seed, mnist_dir=mnist_dir), name
+    if len(data) == 0:
+        raise DataError(f"data set {label} has no samples to run")
+    if data.n_inputs != n_inputs:
+        raise DataError(f"the network has {n_inputs} inputs; data set {label} has {data.n_inputs}")
+    return data, label

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["WeightBumper", "accuracy", "predict", "ttfs_loss"]
+__all__ = ["TTFSLoss", "WeightBumper", "accuracy", "predict", "ttfs_loss"]
 
 # Argument of exp() in the regulariser is capped here (t_y / beta > 50 tau_s never happens in a working
 # network; the cap only keeps the loss and its gradient finite).
@@ -42,6 +42,22 @@ def ttfs_loss(
     per_sample = lse + t_y_safe / xi + reg
     per_sample = torch.where(silent, torch.full_like(per_sample, silent_loss), per_sample)
     return per_sample.mean()
+
+
+class TTFSLoss:
+    """The paper's loss as a callable ``loss(output_times, labels) -> scalar tensor`` (see :func:`ttfs_loss`;
+    ``xi``, ``beta`` in units of tau_s)."""
+
+    def __init__(self, xi: float = 0.2, alpha: float = 0.005, beta: float = 1.0, silent_loss: float = 100.0) -> None:
+        if not (xi > 0 and beta > 0 and alpha >= 0):
+            raise ValueError(f"TTFSLoss needs xi > 0, beta > 0, alpha >= 0; got xi={xi}, alpha={alpha}, beta={beta}")
+        self.xi, self.alpha, self.beta, self.silent_loss = float(xi), float(alpha), float(beta), float(silent_loss)
+
+    def __call__(self, output_times: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return ttfs_loss(output_times, labels, self.xi, self.alpha, self.beta, self.silent_loss)
+
+    def __repr__(self) -> str:
+        return f"TTFSLoss(xi={self.xi}, alpha={self.alpha}, beta={self.beta}, silent_loss={self.silent_loss})"
 
 
 def predict(output_times: torch.Tensor) -> torch.Tensor:

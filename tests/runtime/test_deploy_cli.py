@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from firstspike.runtime.cli import main
-from firstspike.runtime.training.in_the_loop import compile_for_device
-from firstspike.runtime.training.trainer import build_network, get_task
+from firstspike.runtime.training.forward import compile_for_device
+from firstspike.runtime.training.presets import build_network, get_task
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ from itl_support import compiled_small, yinyang_like_inputs
 
 from firstspike import runtime
 from firstspike.runtime.session import Session
-from firstspike.runtime.training.in_the_loop import train_in_the_loop
+from firstspike.runtime.training.tasks import train_task
 from firstspike.runtime.ttfs.layers import TTFSNetwork
 
 URI = "sim://?serial=5"
 
 
 def _train(device, out: Path) -> dict:
-    return train_in_the_loop("yinyang", device, epochs=2, seed=4, out_dir=out, train_size=150, eval_size=60,
-                             progress=False)
+    return train_task("yinyang", device=device, epochs=2, seed=4, out_dir=out, train_size=150, eval_size=60,
+                      progress=False)
 
 
 def test_grpc_run_and_training_are_bit_identical_to_in_process(tmp_path):

@@ -10,21 +10,16 @@ import pytest
 import torch
 
 from firstspike.runtime.training.energy import EnergyModel, format_energy
-from firstspike.runtime.training.in_the_loop import (
-    compile_for_device,
-    device_task,
-    fixed_weight_scales,
-    train_in_the_loop,
-)
-from firstspike.runtime.training.trainer import build_network, get_task
+from firstspike.runtime.training.forward import compile_for_device, fixed_weight_scales
+from firstspike.runtime.training.presets import build_network, device_task, get_task
+from firstspike.runtime.training.tasks import train_task
 from firstspike.runtime.ttfs.export import to_network
 from firstspike.sim_device import SimBackend
 
 
 def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_path):
-    metrics = train_in_the_loop("yinyang", SimBackend(serial=1), epochs=2, seed=3, out_dir=tmp_path,
-                                train_size=300, eval_size=100, progress=False, device_uri="sim://?serial=1",
-                                select="final")
+    metrics = train_task("yinyang", device=SimBackend(serial=1), epochs=2, seed=3, out_dir=tmp_path,
+                         train_size=300, eval_size=100, progress=False, device_uri="sim://?serial=1", select="final")
     h = metrics["history"]
     assert metrics["mode"] == "in-the-loop" and metrics["epochs"] == 2 and metrics["selected_epoch"] == 2
     assert metrics["final_test_accuracy"] == metrics["test_accuracy"]
@@ -52,7 +47,8 @@ def test_two_epochs_on_the_noisy_sim_reduce_the_loss_and_write_the_outputs(tmp_p
 
 def test_gradients_at_measured_times_are_finite_and_change_the_weights():
     from firstspike.runtime.session import Session
-    from firstspike.runtime.training.trainer import make_optimizer, train_step
+    from firstspike.runtime.training.loop import train_step
+    from firstspike.runtime.training.presets import make_optimizer
     from firstspike.runtime.ttfs.loss import WeightBumper
 
     cfg = device_task("yinyang")
@@ -68,10 +64,10 @@ def test_gradients_at_measured_times_are_finite_and_change_the_weights():
     opt, _ = make_optimizer(net, cfg)
     measured = [torch.from_numpy(t) for t in res.layer_times]
     # no bumping here: the gradient path itself
-    loss, out, bumped = train_step(net, opt, None, torch.from_numpy(res.input_times), data.labels, cfg,
-                                   measured_times=measured)
+    loss, times, bumped = train_step(net, opt, None, torch.from_numpy(res.input_times), data.labels, cfg.loss(),
+                                     measured_times=measured)
     assert bumped is None and loss is not None and math.isfinite(float(loss))
-    assert torch.equal(out, measured[-1])  # the forward result IS the measured times
+    assert all(torch.equal(t, m) for t, m in zip(times, measured, strict=True))  # the forward IS the measured times
     for layer, b in zip(net.layers, before, strict=True):
         assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
         assert not torch.equal(layer.weight.detach(), b)
@@ -87,7 +83,7 @@ def test_fixed_weight_scales_and_device_task():
     with pytest.raises(ValueError, match="must be > 0"):
         fixed_weight_scales(net, max_weights=[0.0, 1.0])
     assert device_task("mnist16").layer_sizes == (246, 10)
-    from firstspike.runtime.training.in_the_loop import DEFAULT_HEADROOM, DEVICE_HEADROOM
+    from firstspike.runtime.training.presets import DEFAULT_HEADROOM, DEVICE_HEADROOM
 
     assert DEVICE_HEADROOM.get("mnist16", DEFAULT_HEADROOM) == 1.5 and DEVICE_HEADROOM["yinyang"] == 2.0
     assert device_task("yinyang").layer_sizes == (120, 3)
@@ -123,8 +119,8 @@ def test_weight_average_leaves_training_unchanged_and_is_what_gets_selected(tmp_
     from firstspike.runtime.ttfs.layers import TTFSNetwork
 
     common = dict(epochs=3, seed=4, train_size=300, eval_size=100, progress=False, select="final")
-    plain = train_in_the_loop("yinyang", SimBackend(serial=1), out_dir=tmp_path / "raw", **common)
-    avg = train_in_the_loop("yinyang", SimBackend(serial=1), ema=0.9, out_dir=tmp_path / "ema", **common)
+    plain = train_task("yinyang", device=SimBackend(serial=1), out_dir=tmp_path / "raw", **common)
+    avg = train_task("yinyang", device=SimBackend(serial=1), ema=0.9, out_dir=tmp_path / "ema", **common)
     # the raw trajectory is the same run: same losses, same validation of the raw weights
     assert avg["history"]["train_loss"] == plain["history"]["train_loss"]
     assert avg["history"]["val_accuracy_raw"] == plain["history"]["val_accuracy"]
@@ -136,4 +132,4 @@ def test_weight_average_leaves_training_unchanged_and_is_what_gets_selected(tmp_
         assert not torch.equal(a.weight, r.weight)
         assert float(a.weight.detach().abs().max()) <= lim + 1e-12
     with pytest.raises(ValueError, match="ema"):
-        train_in_the_loop("yinyang", SimBackend(serial=1), ema=1.0, **common)
+        train_task("yinyang", device=SimBackend(serial=1), ema=1.0, **common)

@@ -151,14 +151,15 @@ def test_cli_train_hidden_sets_the_hidden_layer(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["train", "yinyang", "--hidden", "0"])
-    assert "positive number of neurons" in capsys.readouterr().err
+    assert "must be a positive integer" in capsys.readouterr().err
 
 
 def test_cli_eval_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     assert main(["eval", str(bad), "--dataset", "yinyang"]) == 2
-    assert "cannot load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a model file saved by firstspike" in err and len(err.strip().splitlines()) == 1
     net = small_net()
     net.save(tmp_path / "m.pt")
     assert main(["eval", str(tmp_path / "m.pt"), "--dataset", "mnist16", "--mnist-dir", str(tmp_path)]) == 2
@@ -195,3 +196,15 @@ def test_cli_train_mnist16_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc = main(["eval", str(out / "model.pt"), "--dataset", "mnist16", "--mnist-dir", str(tmp_path), "--json"])
     assert rc == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["size"] == 40
+
+
+def test_cli_train_checks_the_output_folder_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc = main(["train", "yinyang", "--epochs", "50", "--out", str(blocker / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write the output folder" in err
+    assert "epoch 1/" not in err  # refused before a single epoch ran
+    with pytest.raises(SystemExit):
+        main(["train", "yinyang", "--train-size", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
