@@ -1,0 +1,50 @@
+"""Calibration: measure a chip through the hal ``Backend`` interface and choose every neuron's codes so that it
+behaves as the compiler assumes (docs/calibration.md).
+
+    from firstspike.runtime.calibration import calibrate, load_calibration
+    result = calibrate("sim://?serial=3")            # CalibrationResult (before/after, the per-neuron transfer)
+    result.save("chip3.fscal")
+    result = load_calibration("chip3.fscal", device.info())   # refused on another chip or spec version
+    compiled = calibrated(compiled, result)          # the network's codes are this chip's calibrated ones
+
+Modules: :mod:`.protocol` (stimuli), :mod:`.kernels` (the analytic responses), :mod:`.fit` (fits to spike times),
+:mod:`.measure` (one measurement round on a device), :mod:`.search` (transfer -> codes, errors against targets),
+:mod:`.result` (the result and its file), :mod:`.calibrate` (the whole procedure), :mod:`.plot`,
+:mod:`.serving` (a device server holding its chip's calibration), :mod:`.noise` (the device's published noise
+model).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from firstspike.compiler.artifact import CompiledNetwork
+    from firstspike.hal.neuron_calibration import NeuronCalibration
+
+from firstspike.runtime.calibration.calibrate import DEFAULT_ROUNDS, calibrate
+from firstspike.runtime.calibration.result import (
+    CalibrationFileError,
+    CalibrationResult,
+    load_calibration,
+)
+
+__all__ = [
+    "DEFAULT_ROUNDS",
+    "CalibrationFileError",
+    "CalibrationResult",
+    "calibrate",
+    "calibrated",
+    "load_calibration",
+]
+
+
+def calibrated(compiled: CompiledNetwork, calibration: CalibrationResult | NeuronCalibration | Any
+               ) -> CompiledNetwork:
+    """``compiled`` with every stage's neuron codes replaced by this chip's calibrated ones (weights, routes and
+    the fixed weight steps unchanged, so ``Session.update_weights`` keeps working on top). ``calibration``: a
+    :class:`CalibrationResult` or a hal NeuronCalibration."""
+    from firstspike.compiler.calibrated import apply_calibration
+
+    cal = calibration.calibration if isinstance(calibration, CalibrationResult) else calibration
+    return apply_calibration(compiled, cal)
