@@ -71,6 +71,19 @@ def ground_truth(serial: int, compiled) -> dict[str, float]:
     return out
 
 
+def synapse_only_device(serial: int, noise: bool = True):
+    """sim:// whose neurons are ideal but whose synapses carry chip ``serial``'s mismatch: what no per-neuron
+    calibration can remove (reaches into the simulator's private state: a measurement aid, not an API)."""
+    from dataclasses import replace
+
+    from firstspike.sim_device.analog import Mismatch
+    from firstspike.sim_device.backend import SimBackend
+
+    dev = SimBackend(serial, mismatch=True, noise=noise)
+    dev._mismatch = replace(Mismatch.ideal(), synapse=Mismatch.for_serial(serial).synapse)
+    return dev
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
@@ -81,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrations", default="runs/calibrations", help="directory of per-serial calibration files")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--ground-truth", action="store_true")
+    p.add_argument("--references", action="store_true",
+                   help="also: the ideal chip, noise only, and per serial a chip with only the synapses' mismatch")
     args = p.parse_args(argv)
 
     from firstspike.runtime import open as open_device
@@ -116,14 +131,26 @@ def main(argv: list[str] | None = None) -> int:
                "calibration_sha256": result.calibration.sha256()[:16]}
         if args.ground_truth:
             row["ground_truth_max"] = ground_truth(serial, chip_net)
+        if args.references:
+            with synapse_only_device(serial) as dev:
+                row["synapse_mismatch_only"] = accuracy(dev, compiled, data, args.seed)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    refs = {}
+    if args.references:
+        for name, uri in (("ideal", "sim://?ideal=1"), ("noise_only", "sim://?mismatch=0")):
+            with open_device(uri) as dev:
+                refs[name] = accuracy(dev, compiled, data, args.seed) * 100
+        syn = np.array([r["synapse_mismatch_only"] for r in rows]) * 100
+        refs["synapse_mismatch_only_mean"] = syn.mean()
+        refs["synapse_mismatch_only_std"] = syn.std(ddof=1) if len(syn) > 1 else 0.0
     raw = np.array([r["uncalibrated"] for r in rows]) * 100
     cal = np.array([r["calibrated"] for r in rows]) * 100
     print(json.dumps({"model": args.model, "dataset": dataset, "samples": len(data), "seed": args.seed,
                       "serials": [r["serial"] for r in rows],
                       "uncalibrated_mean": raw.mean(), "uncalibrated_std": raw.std(ddof=1) if len(raw) > 1 else 0.0,
-                      "calibrated_mean": cal.mean(), "calibrated_std": cal.std(ddof=1) if len(cal) > 1 else 0.0}))
+                      "calibrated_mean": cal.mean(), "calibrated_std": cal.std(ddof=1) if len(cal) > 1 else 0.0,
+                      **refs}))
     return 0
 
 

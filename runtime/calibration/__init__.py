@@ -16,10 +16,12 @@ model).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from firstspike.compiler.artifact import CompiledNetwork
+    from firstspike.hal.backend import DeviceInfo
     from firstspike.hal.neuron_calibration import NeuronCalibration
 
 from firstspike.runtime.calibration.calibrate import DEFAULT_ROUNDS, calibrate
@@ -35,6 +37,7 @@ __all__ = [
     "CalibrationResult",
     "calibrate",
     "calibrated",
+    "calibration_for",
     "load_calibration",
 ]
 
@@ -48,3 +51,14 @@ def calibrated(compiled: CompiledNetwork, calibration: CalibrationResult | Neuro
 
     cal = calibration.calibration if isinstance(calibration, CalibrationResult) else calibration
     return apply_calibration(compiled, cal)
+
+
+def calibration_for(info: DeviceInfo, path: str | Path | None = None) -> NeuronCalibration | None:
+    """The calibration to apply for the device ``info`` describes: the file ``path`` if given (refused with one line,
+    :class:`CalibrationFileError`, if it is another chip's or another spec version's), else the one the device
+    reports (a server started with ``--calibration``), else None. Apply it with :func:`calibrated`."""
+    if path is not None:
+        return load_calibration(path, info).calibration
+    from firstspike.runtime.calibration.serving import calibration_from_info
+
+    return calibration_from_info(info)
