@@ -112,3 +112,21 @@ def test_reported_data_must_match_its_digest_and_its_device():
     bad = dict(good, sha256="0" * 64)
     with pytest.raises(CalibrationFileError, match="SHA-256"):
         calibration_from_info(DeviceInfo(model="m", serial=0, version="1", extra={"calibration": bad}))
+
+
+def test_calibration_for_prefers_the_file_then_the_device(tmp_path):
+    from firstspike.runtime.calibration import calibration_for
+
+    null = NullBackend()
+    info = null.info()
+    r = _result(5, serial=info.serial, model=info.model, version=info.version)
+    path = tmp_path / "c.fscal"
+    r.save(path)
+    assert calibration_for(info) is None
+    assert calibration_for(info, path) == r.calibration
+    served = CalibratedDevice(NullBackend(), _result(6, serial=info.serial, model=info.model, version=info.version))
+    assert calibration_for(served.info()) == served.result.calibration
+    assert calibration_for(served.info(), path) == r.calibration
+    other = DeviceInfo(model=info.model, serial=info.serial + 1, version=info.version)
+    with pytest.raises(CalibrationFileError, match="serial"):
+        calibration_for(other, path)
