@@ -3,12 +3,26 @@ of the analog model (:mod:`firstspike.sim_device.analog`, docs/device-spec.md se
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from firstspike.hal import chip
 from firstspike.hal.noise_model import DeviceNoiseModel
 from firstspike.sim_device import analog
 from firstspike.sim_device.spec import FACTOR_ONE, V_ONE
 
-__all__ = ["published_noise_model"]
+__all__ = ["published_noise_model", "published_noise_model_dict"]
+
+
+def published_noise_model_dict(mismatch: bool, noise: bool) -> dict[str, Any]:
+    """:func:`published_noise_model` in its published (JSON) form, a fresh copy (the model is built once per switch
+    setting: ``info()`` runs on every ``run()``)."""
+    return dict(_published_dict(bool(mismatch), bool(noise)))
+
+
+@lru_cache(maxsize=4)
+def _published_dict(mismatch: bool, noise: bool) -> dict[str, Any]:
+    return published_noise_model(mismatch, noise).to_dict()
 
 
 def published_noise_model(mismatch: bool, noise: bool) -> DeviceNoiseModel:
