@@ -59,6 +59,10 @@ def calibrate(device: Backend | str, *, rounds: int = DEFAULT_ROUNDS, verify: bo
             return calibrate(dev, rounds=rounds, verify=verify, seed=seed, progress=progress)
         finally:
             dev.close()
+    from firstspike.runtime.devices import DevicePool
+
+    if isinstance(device, DevicePool):
+        raise ValueError("a device pool spreads runs over several chips; calibrate each chip on its own URI")
     t0 = time.perf_counter()
     info = device.info()
     total = int(rounds) + int(bool(verify))

@@ -103,7 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from firstspike.runtime.calibration.calibrate import DEFAULT_ROUNDS
 
     p = sub.add_parser("calibrate", help="measure a chip's neurons and write its calibration file",
-                       description=__doc__.splitlines()[0])
+                       description="Measure every neuron of a chip through its device interface, choose the codes that "
+                                   "make it hit the compiler's targets, and write the chip's calibration file "
+                                   "(docs/calibration.md).")
     p.add_argument("uri", help="device URI (sim://?serial=N, grpc://host:port, ...)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="calibration file to write (.fscal)")
     p.add_argument("--plot", metavar="PNG", default=None,

@@ -130,3 +130,11 @@ def test_calibration_for_prefers_the_file_then_the_device(tmp_path):
     other = DeviceInfo(model=info.model, serial=info.serial + 1, version=info.version)
     with pytest.raises(CalibrationFileError, match="serial"):
         calibration_for(other, path)
+
+
+def test_a_device_pool_is_refused():
+    from firstspike.runtime.calibration import calibrate
+    from firstspike.runtime.devices import DevicePool
+
+    with DevicePool([NullBackend(), NullBackend()]) as pool, pytest.raises(ValueError, match="each chip"):
+        calibrate(pool)
