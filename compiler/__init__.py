@@ -4,11 +4,13 @@
     compiled = compile(net)                       # design rules -> placement -> quantisation
     compiled.save("net.fsn")                      # one versioned, deterministic file
     cfg = update_weights(compiled, new_weights)   # training fast path: only synapse weights change
+    chip3 = apply_calibration(compiled, calib)    # the codes of one calibrated chip (hal NeuronCalibration)
 
 Imports only ``hal`` (and the ``nir`` package lazily in :mod:`firstspike.compiler.nir_io`).
 """
 
 from firstspike.compiler.artifact import COMPILER_VERSION, CompiledNetwork, LayerMap, Stage
+from firstspike.compiler.calibrated import apply_calibration
 from firstspike.compiler.errors import (
     ArtifactDecodeError,
     CompileError,
@@ -40,6 +42,7 @@ __all__ = [
     "Network",
     "PlacementError",
     "Stage",
+    "apply_calibration",
     "check",
     "compile",
     "effective_weights",

@@ -149,6 +149,7 @@ class CompiledNetwork:
     options: CompileOptions
     warnings: tuple[str, ...] = ()
     source: Network | None = None
+    calibration: dict[str, Any] | None = None  # identity of the chip calibration applied to the stage configs
 
     # ---- what a runtime reads ------------------------------------------------------------------
     @property
@@ -240,6 +241,7 @@ class CompiledNetwork:
                        for s in self.stages],
             "quantization": [r.to_dict() for r in self.quantization],
             "has_source": self.source is not None,
+            **({"calibration": self.calibration} if self.calibration is not None else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -378,4 +380,17 @@ def _decode(h: dict[str, Any], arrays: dict[str, np.ndarray]) -> CompiledNetwork
         options=CompileOptions.from_dict(h["options"]),
         warnings=tuple(str(w) for w in h["warnings"]),
         source=source,
+        calibration=_calibration_identity(h.get("calibration")),
     )
+
+
+_IDENTITY_KEYS = {"device_model": str, "serial": int, "spec_version": str, "sha256": str}
+
+
+def _calibration_identity(c: Any) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    _check(isinstance(c, dict) and set(c) == set(_IDENTITY_KEYS)
+           and all(isinstance(c[k], t) and not isinstance(c[k], bool) for k, t in _IDENTITY_KEYS.items()),
+           f"calibration identity {c!r}")
+    return dict(c)

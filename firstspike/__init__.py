@@ -14,7 +14,8 @@ cheap: no torch, numba or grpc until you need them)::
 
 Names: models (``TTFSNetwork``, ``TTFSLinear``, ``load_model``), data (``LatencyEncoder``, ``SpikeDataset``,
 ``load_dataset``), training (``fit``, ``History``, ``TTFSLoss``, ``WeightBumper``), evaluation (``evaluate``,
-``Evaluation``), deployment (``compile``, ``open_device``, ``Session``, ``SessionResult``); ``__version__``.
+``Evaluation``), deployment (``compile``, ``open_device``, ``Session``, ``SessionResult``, ``calibrate``);
+``__version__``.
 docs/api.md documents each. The layers of the stack are subpackages: ``firstspike.hal`` (what the chip is),
 ``firstspike.compiler``, ``firstspike.sim_device`` (the bit-accurate simulated chip), ``firstspike.drivers``
 (serial hardware), ``firstspike.runtime`` (host side, CLI), ``firstspike.proto`` (the gRPC contract).
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from firstspike import compiler, drivers, hal, proto, runtime, sim_device  # noqa: F401  (lazy subpackages)
+    from firstspike.runtime.calibration import calibrate
     from firstspike.runtime.devices import open as open_device
     from firstspike.runtime.models import compile_model as compile
     from firstspike.runtime.models import load_model
@@ -54,6 +56,7 @@ _API: dict[str, tuple[str, str]] = {
     "Evaluation": ("firstspike.runtime.training.evaluation", "Evaluation"),
     "compile": ("firstspike.runtime.models", "compile_model"),
     "open_device": ("firstspike.runtime.devices", "open"),
+    "calibrate": ("firstspike.runtime.calibration", "calibrate"),
     "Session": ("firstspike.runtime.session", "Session"),
     "SessionResult": ("firstspike.runtime.session", "SessionResult"),
 }
@@ -71,6 +74,7 @@ __all__ = [
     "TTFSNetwork",
     "WeightBumper",
     "__version__",
+    "calibrate",
     "compile",
     "evaluate",
     "fit",

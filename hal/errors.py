@@ -47,3 +47,7 @@ class LinkError(BackendError, ConnectionError):
 
 class UnknownBackendError(HalError, LookupError):
     """No backend is registered for a URI scheme."""
+
+
+class CalibrationMismatchError(HalError, ValueError):
+    """A calibration used on a chip (or device spec version) it was not measured on."""

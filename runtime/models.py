@@ -118,6 +118,7 @@ def compile_model(
     tau_s_ticks: float | None = None,
     allow_split: bool = True,
     keep_source: bool = True,
+    calibration: Any = None,
 ) -> CompiledNetwork:
     """Compile a model for the chip.
 
@@ -125,8 +126,16 @@ def compile_model(
     :class:`~firstspike.compiler.artifact.CompiledNetwork` (returned as is) or a model file path. ``weight_scale``:
     digital steps per model weight unit (one number or one per layer; default: the scales a model trained in the
     loop carries, else chosen per layer from max |w|). ``tau_s_ticks``: target tau_s in ticks of 8 ns (default
-    the compiler's 750).
+    the compiler's 750). ``calibration``: a chip's calibration (a file from ``firstspike calibrate``, a
+    ``CalibrationResult`` or a ``NeuronCalibration``): the artifact then carries that chip's neuron codes and runs
+    only on that chip (a device that reports its own calibration gets it applied when it runs an uncalibrated one).
     """
+    if calibration is not None:
+        from firstspike.runtime.calibration import calibrated, load_calibration
+
+        cal = load_calibration(calibration) if isinstance(calibration, str | Path) else calibration
+        return calibrated(compile_model(model, weight_scale=weight_scale, tau_s_ticks=tau_s_ticks,
+                                        allow_split=allow_split, keep_source=keep_source), cal)
     if isinstance(model, CompiledNetwork):
         return model
     metadata: dict[str, Any] = {}

@@ -120,6 +120,12 @@ class Session:
         self.device = device
         self.compiled = compiled
         self.info = device.info()
+        cal = compiled.calibration
+        if cal is not None and (cal["device_model"], cal["serial"], cal["spec_version"]) != (
+                self.info.model, self.info.serial, self.info.version):
+            raise SessionError(f"the network carries the calibration of {cal['device_model']} serial {cal['serial']} "
+                               f"(spec {cal['spec_version']}); this device is {self.info.model} serial "
+                               f"{self.info.serial} (spec {self.info.version})")
         if duration_ticks is not None and not 1 <= int(duration_ticks) <= self.info.max_duration_ticks:
             raise SessionError(f"duration_ticks {duration_ticks} not in [1, {self.info.max_duration_ticks}]"
                                " (the device's max_duration_ticks)")

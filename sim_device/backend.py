@@ -24,6 +24,7 @@ from firstspike.sim_device import analog
 from firstspike.sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs, spikes_from_columns
 from firstspike.sim_device.engine import EngineModel, compile_model, run_engine, update_weights
 from firstspike.sim_device.model import build_model, only_weights_differ, with_weights
+from firstspike.sim_device.noise_model import published_noise_model_dict
 from firstspike.sim_device.reference import ReferenceEntry
 from firstspike.sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
 
@@ -113,6 +114,7 @@ class SimBackend(Backend):
                 "route_delay_ticks": ROUTE_DELAY_TICKS,
                 "noise_key": "(seed, entry_offset + batch index, neuron | channel, occurrence)",
                 "conformance": dict(_IDEAL_CLAIMS if ideal else _REALISTIC_CLAIMS),
+                "noise_model": published_noise_model_dict(self._mismatch_on, self._noise),
             },
         )
 

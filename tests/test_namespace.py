@@ -254,3 +254,54 @@ def test_the_wheel_installs_beside_proto_and_drivers_and_runs(wheel: Path, tmp_p
                           check=True).stdout.splitlines()[1]
     n_spikes = int(result.split()[0])
     assert n_spikes > 0 and result == here
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a firstspike module (``firstspike.a.b`` -> ``a/b.py`` or ``a/b/__init__.py``)."""
+    parts = name.split(".")
+    if parts[0] != "firstspike" or len(parts) < 2:
+        return None
+    base = REPO.joinpath(*parts[1:])
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _import_closure(start: list[str]) -> set[str]:
+    """Every firstspike module reachable from ``start`` by static imports (lazy ones and ``from pkg import mod``
+    submodules included)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        module = name if path.name != "__init__.py" else name + ".__init__"
+        tree = ast.parse(path.read_text())
+        found = [n for _, n in _imported_modules(tree, module)]
+        for node in ast.walk(tree):  # "from firstspike.x import y": y may be a module
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found += [f"{node.module}.{a.name}" for a in node.names]
+        # a module's package __init__ runs first
+        found += [".".join(name.split(".")[:k]) for k in range(2, len(name.split(".")))]
+        todo += [n for n in found if n.startswith("firstspike.") and n not in seen]
+    return seen
+
+
+def test_the_calibration_reaches_no_simulator():
+    """runtime.calibration measures a chip through the hal Backend only: nothing it imports, directly or through
+    other modules, is the simulator (tests/runtime/test_calibration_remote.py also runs it with the simulator
+    unimportable, through a device server)."""
+    pkg = REPO / "runtime" / "calibration"
+    start = ["firstspike.runtime.calibration." + p.stem for p in sorted(pkg.glob("*.py")) if p.stem != "__init__"]
+    start += ["firstspike.runtime.calibration", "firstspike.runtime.commands.calibrate"]
+    closure = _import_closure(start)
+    assert "firstspike.runtime.calibration.measure" in closure and "firstspike.hal.backend" in closure
+    assert "firstspike.compiler.calibrated" in closure  # lazy imports are followed
+    bad = sorted(m for m in closure if m.startswith("firstspike.sim_device"))
+    assert not bad, f"the calibration reaches the simulator through {bad}"
+    # and the walk would see it: the simulator's backend is reachable from its own package
+    assert any(m.startswith("firstspike.sim_device.") for m in _import_closure(["firstspike.sim_device.backend"]))

@@ -53,6 +53,7 @@ def _parse_ints(text: str | None, what: str) -> list[int]:
 
 def deploy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the deployment; returns the result dict (raises DeployError/HalError/CompileError)."""
+    from firstspike.runtime.calibration import on_device
     from firstspike.runtime.devices import open as open_device
     from firstspike.runtime.session import Session
     from firstspike.runtime.training.data import DataError
@@ -74,6 +75,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     uri = args.device or device.scheme + "://"
     try:
         info = device.info()
+        compiled = on_device(compiled, info, args.calibration)
         t_load = time.perf_counter()
         session = Session(device, compiled)
         load_s = time.perf_counter() - t_load
@@ -133,6 +135,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
             "energy_model": energy.to_dict(),
             "tau_s_ticks": compiled.tau_s_ticks,
             "weight_steps": compiled.weight_steps,
+            "calibration": compiled.calibration,
         }
         entries = _parse_ints(args.raster_entries, "--raster-entries") or [0]
         if args.raster:
@@ -185,8 +188,9 @@ def _print(result: dict[str, Any]) -> None:
     from firstspike.runtime.training.energy import format_energy
 
     r = result
+    cal = ", calibrated" if r.get("calibration") else ", uncalibrated"
     print(f"{r['dataset']} {r['split']} ({r['samples']} samples) on {r['device']} ({r['device_model']}, "
-          f"serial {r['device_serial']})")
+          f"serial {r['device_serial']}{cal})")
     print(f"  accuracy            {100 * r['accuracy']:.2f} %   "
           f"(silent winners {100 * r['silent_winner_fraction']:.2f} %)")
     print(f"  throughput          {r['samples_per_s']:.0f} samples/s (host wall clock, {r['wall_seconds']:.2f} s)")
@@ -230,7 +234,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"device noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
     p.add_argument("--weight-scale", type=float, default=None,
                    help="fixed steps per model weight unit (default: the model's own, else automatic)")
-    p.add_argument("--mnist-dir", default=None, help="directory with MNIST IDX files")
+    p.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")
+    p.add_argument("--calibration", default=None, metavar="FILE.fscal",
+                   help="the chip's calibration (firstspike calibrate); default: the one the device reports, if any")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from firstspike.runtime.training.perf import configure_threads
 
     configure_threads(args.threads)
+    if args.calibration is not None and args.device is None:
+        print("firstspike eval: --calibration applies to a device; give --device URI too", file=sys.stderr)
+        return 2
     try:
         net = load_model(args.model)
     except ModelLoadError as exc:
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
     try:
-        ev = evaluate(net, data, args.device, seed=args.seed, progress=not args.no_progress and args.device is not None)
+        ev = evaluate(net, data, args.device, seed=args.seed, calibration=args.calibration,
+                      progress=not args.no_progress and args.device is not None)
     except (ValueError, OSError, HalError, CompileError) as exc:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
     parser.add_argument("--device", default=None, metavar="URI",
                         help="measure on this device (sim://, grpc://host:port, ...); default: software")
+    parser.add_argument("--calibration", default=None, metavar="FILE.fscal",
+                        help="the chip's calibration (firstspike calibrate); default: the one the device reports")
     parser.add_argument("--seed", type=int, default=2, metavar="S",
                         help="device noise seed (default 2, as firstspike deploy)")
     parser.add_argument("--dataset-seed", type=int, default=None, metavar="S",

@@ -22,6 +22,7 @@ from firstspike.runtime.models import load_artifact
 
 def run(args: argparse.Namespace) -> int:
     from firstspike import runtime
+    from firstspike.runtime.calibration import on_device
     from firstspike.runtime.plots import plot_membranes, plot_raster
     from firstspike.runtime.session import Session
     from firstspike.runtime.training.datasets import dataset_for
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         device = runtime.open(args.device)
         try:
             info = device.info()
-            session = Session(device, compiled)
+            session = Session(device, on_device(compiled, info, args.calibration))
             if args.kind == "raster":
                 n = max(entries) + 1
                 res = session.run(data.times[:n].numpy(), seed=args.seed, record="all")

@@ -3,6 +3,10 @@
     firstspike serve [--backend sim://...] [--host 127.0.0.1] [--port 50051] [--token T] [--tls-cert C --tls-key K]
     firstspike serve --serial-pty [--backend sim://...]        # a pseudo-terminal speaking the serial protocol
     firstspike serve --serial-tcp PORT [--backend sim://...]   # the serial protocol over a TCP socket
+    firstspike serve --backend sim://?serial=3 --calibration chip3.fscal   # report the chip's calibration
+
+``--calibration FILE`` (from ``firstspike calibrate``) is checked against the backend's chip and reported in the
+device info (``extra["calibration"]``, :mod:`firstspike.runtime.calibration.serving`).
 
 On start the gRPC server prints one JSON line to stdout, ``{"event": "listening", "address": ..., "port": ...}``
 (``--port 0`` picks a free port); logs are JSON lines on stderr. SIGTERM/SIGINT shut down gracefully.
@@ -13,13 +17,37 @@ from __future__ import annotations
 import argparse
 import sys
 
+from firstspike.hal.backend import Backend
 from firstspike.runtime import server
 
 
 def run(args: argparse.Namespace) -> int:
     if args.serial_pty or args.serial_tcp is not None:
         return _serve_serial(args)
-    return server.serve(args)
+    if args.calibration is None:
+        return server.serve(args)
+    # server.serve opens the backend itself; hand it the calibrated one. (To be replaced by one line in server.serve,
+    # ``backend = with_calibration_arg(backend, args)``, when that module can change.)
+    opener = server.open_backend_for
+    server.open_backend_for = lambda a: with_calibration_arg(opener(a), a)  # type: ignore[assignment]
+    try:
+        return server.serve(args)
+    finally:
+        server.open_backend_for = opener  # type: ignore[assignment]
+
+
+def with_calibration_arg(backend: Backend, args: argparse.Namespace) -> Backend:
+    """``backend`` wrapped with the ``--calibration`` file (if given); a file of another chip is refused: the
+    backend is closed and ValueError raised (``firstspike serve`` reports it as "cannot open backend")."""
+    if getattr(args, "calibration", None) is None:
+        return backend
+    from firstspike.runtime.calibration.serving import attach_calibration
+
+    try:
+        return attach_calibration(backend, args.calibration)
+    except ValueError:
+        backend.close()
+        raise
 
 
 def _serve_serial(args: argparse.Namespace) -> int:
@@ -42,7 +70,7 @@ def _serve_serial(args: argparse.Namespace) -> int:
         return 2
     server.setup_logging(args.log_level)
     try:
-        backend = server.open_backend_for(args)
+        backend = with_calibration_arg(server.open_backend_for(args), args)
     except (ValueError, ImportError, OSError, LookupError) as e:
         print(f"firstspike serve: cannot open backend {args.backend!r}: {e}", file=sys.stderr)
         return 2
@@ -64,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve a device over gRPC (default), or run the device side of the serial link.",
     )
     server.add_arguments(p)
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="the served chip's calibration file (firstspike calibrate); refused if it is another chip's; "
+                        "reported in the device info")
     g = p.add_argument_group("serial device side (instead of gRPC)")
     g.add_argument(
         "--serial-pty",

@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, metavar="URI",
                    help="train in the loop on this device (sim://, grpc://host:port, a pool, serial://...); "
                         "without it training is software-only")
+    g.add_argument("--calibration", default=None, metavar="FILE.fscal",
+                   help="the chip's calibration (firstspike calibrate); default: the one the device reports, if any")
     g.add_argument("--headroom", type=float, default=None,
                    help="fixed weight range per layer = HEADROOM x largest initial |w| (default: 2.0 for yinyang, "
                         "1.5 otherwise)")
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from firstspike.hal.errors import HalError
     from firstspike.runtime.training.tasks import train_task
 
+    if args.calibration is not None and not args.device:
+        print("firstspike train: --calibration applies to a device; give --device URI too", file=sys.stderr)
+        return 2
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
     device = None
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             args.task, device=device, device_uri=args.device, epochs=args.epochs, seed=args.seed, out_dir=out,
             hidden=args.hidden, train_size=args.train_size, eval_size=args.eval_size, threads=args.threads,
             progress=not args.no_progress, mnist_dir=args.mnist_dir, select=args.select, lr=args.lr, ema=args.ema,
-            init_model=args.init, headroom=args.headroom,
+            init_model=args.init, headroom=args.headroom, calibration=args.calibration,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
     except (ValueError, OSError, HalError) as exc:

@@ -121,20 +121,21 @@ def _software(model: Any) -> Iterator[BatchRunner]:
 
 
 @contextmanager
-def _on_device(model: Any, device: Any, seed: int, stats: DeviceStats) -> Iterator[BatchRunner]:
+def _on_device(model: Any, device: Any, seed: int, stats: DeviceStats, calibration: Any) -> Iterator[BatchRunner]:
     from firstspike.runtime.session import Session
 
     own_device = isinstance(device, str)
     session = device if isinstance(device, Session) else None
     backend = None
     if session is None:
+        from firstspike.runtime.calibration import on_device
         from firstspike.runtime.devices import open as open_device
         from firstspike.runtime.models import compile_model
 
         compiled = compile_model(model)
         backend = open_device(device) if own_device else device
         try:
-            session = Session(backend, compiled)
+            session = Session(backend, on_device(compiled, backend.info(), calibration))
         except BaseException:
             if own_device:
                 backend.close()
@@ -164,6 +165,7 @@ def evaluate(
     stats: DeviceStats | None = None,
     progress: bool = False,
     on_batch: Callable[[int, Any], None] | None = None,
+    calibration: Any = None,
 ) -> Evaluation:
     """Accuracy, mean loss and spike statistics of ``model`` on ``data``.
 
@@ -174,6 +176,8 @@ def evaluate(
     are sample indices, so the batch size does not change a result); a model is compiled with its own fixed weight
     scales when it has them. ``stats``: device counters to add to (a fresh one is returned in ``.device``
     otherwise). ``on_batch(start, session_result)``: called after each device batch (e.g. to fingerprint events).
+    ``calibration``: the chip's calibration for what is compiled here (a file or a result; None = the one the
+    device reports, if any; False = none).
     """
     spike_data = as_spike_data(data, "evaluation data")
     if isinstance(spike_data, SpikeDataset) and len(spike_data) == 0:
@@ -182,7 +186,8 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     loss_fn = loss or TTFSLoss()
     counters = stats if stats is not None else (DeviceStats() if device is not None else None)
-    runner = _software(model) if device is None else _on_device(model, device, int(seed), counters or DeviceStats())
+    runner = _software(model) if device is None else _on_device(model, device, int(seed), counters or DeviceStats(),
+                                                                calibration)
     correct = silent = n = spikes = 0
     loss_sum = 0.0
     preds: list[np.ndarray] = []

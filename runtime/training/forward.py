@@ -110,7 +110,8 @@ class DeviceForward:
 
     ``headroom``/``max_weights``: the fixed weight range per layer (:func:`fixed_weight_scales`); a model trained
     in the loop before keeps the scales it carries (metadata ``device_weight_scale``) unless ``max_weights`` is
-    given. ``margin_tau``: run window after the latest input, in tau_s.
+    given. ``margin_tau``: run window after the latest input, in tau_s. ``calibration``: the chip's calibration
+    (a file, a result; None = the one the device reports, if any; False = none).
     """
 
     on_device = True
@@ -126,8 +127,11 @@ class DeviceForward:
         headroom: float = 1.5,
         max_weights: Sequence[float] | None = None,
         margin_tau: float = DEFAULT_MARGIN_TAU,
+        calibration: Any = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        from firstspike.runtime.calibration import on_device
+
         self.device = device
         self.seed = int(seed)
         self.eval_batch_size = eval_batch_size
@@ -137,7 +141,8 @@ class DeviceForward:
             max_weights = [WEIGHT_MAX / float(s) for s in saved]
         self.headroom = None if max_weights is not None else float(headroom)
         self.scales = fixed_weight_scales(net, headroom, max_weights)
-        self.compiled = compile_for_device(net, self.scales)
+        # the chip's calibrated neuron codes (a file, or what the device reports); the weight steps do not change
+        self.compiled = on_device(compile_for_device(net, self.scales), device.info(), calibration)
         self.limits = [WEIGHT_MAX * q for q in self.compiled.weight_steps]
         self.constrain(net)
         self.margin_tau = float(margin_tau)
@@ -194,6 +199,7 @@ class DeviceForward:
             "tau_s_ticks": self.compiled.tau_s_ticks,
             "margin_tau": self.margin_tau,
             "headroom": self.headroom,
+            "calibration": self.compiled.calibration,
         }
 
     def stats(self) -> dict[str, DeviceStats]:

@@ -187,6 +187,7 @@ def fit(
     headroom: float = 1.5,
     max_weights: Sequence[float] | None = None,
     margin_tau: float = DEFAULT_MARGIN_TAU,
+    calibration: Any = None,
     desc: str | None = None,
 ) -> History:
     """Train ``model`` with exact TTFS gradients; return the :class:`History`. The model is trained in place and
@@ -199,7 +200,9 @@ def fit(
 
     ``device``: None = the forward pass of the closed-form model; a URI or a ``Backend`` = measured on that device
     (a URI is opened and closed here): fixed weight scales (``headroom`` x the initial largest |w| per layer, or
-    ``max_weights``), only changed synapses uploaded, validation and test measured on the device too.
+    ``max_weights``), only changed synapses uploaded, validation and test measured on the device too;
+    ``calibration``: the chip's calibration (a file from ``firstspike calibrate`` or a result; None = the one the
+    device reports, if any; False = none).
 
     ``optimizer``/``scheduler``: yours; default Adam(``lr``) with StepLR(20 epochs, 0.95), the reference's; a
     scheduler is stepped once per epoch (``ReduceLROnPlateau`` with the validation loss). ``loss``: default
@@ -247,7 +250,8 @@ def fit(
             forward = SoftwareForward(eval_batch_size, loss_fn)
         else:
             forward = DeviceForward(backend, model, seed=int(seed), eval_batch_size=eval_batch_size, loss=loss_fn,
-                                    headroom=headroom, max_weights=max_weights, margin_tau=margin_tau, log=say)
+                                    headroom=headroom, max_weights=max_weights, margin_tau=margin_tau,
+                                    calibration=calibration, log=say)
         model.train()
         if optimizer is None:
             optimizer, default_sched = reference_optimizer(model, lr, 20, 0.95)

@@ -134,6 +134,7 @@ def train_task(
     margin_tau: float = DEFAULT_MARGIN_TAU,
     max_seconds: float | None = None,
     device_uri: str | None = None,
+    calibration: Any = None,
     energy: EnergyModel | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -146,7 +147,8 @@ def train_task(
     splits. ``init_model``: start from these weights (a model or a ``model.pt``; fine-tuning) instead of the
     reference initialisation. ``lr``: Adam's learning rate instead of the task's. Device options (``headroom``,
     ``max_weights``, ``margin_tau``) as in :func:`fit`; ``headroom`` defaults per task (2.0 for yin-yang, else
-    1.5). ``select``, ``ema``, ``max_seconds`` as in :func:`fit`.
+    1.5). ``select``, ``ema``, ``max_seconds``, ``calibration`` as in :func:`fit` (the saved ``network.fsn`` is
+    the uncalibrated artifact: calibrate it for the chip it runs on).
     """
     cfg = get_task(task)
     if layer_sizes is None and hidden is not None:
@@ -199,7 +201,8 @@ def train_task(
         batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler, loss=cfg.loss(), bumping=cfg.bumper(),
         input_noise=cfg.input_noise, select=select, ema=ema, generator=gen, seed=seed,
         eval_batch_size=cfg.eval_batch_size, max_seconds=max_seconds, progress=progress, log=say, headroom=headroom,
-        max_weights=max_weights, margin_tau=margin_tau, desc=f"{cfg.name}@device" if device is not None else cfg.name,
+        max_weights=max_weights, margin_tau=margin_tau, calibration=calibration,
+        desc=f"{cfg.name}@device" if device is not None else cfg.name,
     )
     metrics = training_metrics(cfg, history, seed=seed, n_threads=n_threads, sizes=(len(train), len(val), len(test)),
                                t_start=t_start)

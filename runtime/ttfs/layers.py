@@ -90,8 +90,8 @@ class TTFSNetwork(nn.Module):
 
     ``layer_sizes`` lists the number of neurons per layer (hidden layers then output layer);
     ``bias_times`` gives one bias spike time per layer (None = no bias in that layer); weight means and
-    standard deviations are per layer. ``metadata`` is a free dict (task name, input encoding, ...) that
-    is saved with the model.
+    standard deviations are per layer; the draw comes from ``generator``, or a generator seeded with ``seed``, or
+    torch's global one. ``metadata`` is a free dict (task name, input encoding, ...) that is saved with the model.
     """
 
     def __init__(
@@ -105,9 +105,12 @@ class TTFSNetwork(nn.Module):
         weight_stds: Sequence[float] | None = None,
         max_dw_norm: float | None = 0.2,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(int(seed))
         n_layers = len(layer_sizes)
         if n_layers == 0:
             raise ValueError("layer_sizes must not be empty")

@@ -18,8 +18,9 @@ STARTUP_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
-def serve(backend: str) -> Iterator[str]:
-    """Start ``firstspike serve --backend BACKEND --port 0`` on 127.0.0.1; yield its ``grpc://`` URI; stop it."""
+def serve(backend: str, *extra: str) -> Iterator[str]:
+    """Start ``firstspike serve --backend BACKEND --port 0 [EXTRA...]`` on 127.0.0.1; yield its ``grpc://`` URI; stop
+    it."""
     env = dict(os.environ)
     env.pop("FIRSTSPIKE_DEVICE", None)
     env.pop("FIRSTSPIKE_TOKEN", None)
@@ -27,7 +28,7 @@ def serve(backend: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "firstspike.runtime.cli", "serve", "--backend", backend, "--host", "127.0.0.1",
          "--port", "0",
-         "--log-level", "warning"],
+         "--log-level", "warning", *extra],
         stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO), text=True,
     )
     try:

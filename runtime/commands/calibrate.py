@@ -1,0 +1,119 @@
+"""``firstspike calibrate URI -o FILE``: measure every neuron of a chip and write its calibration file.
+
+    firstspike calibrate sim://?serial=3 -o chip3.fscal [--plot chip3.png] [--rounds 2] [--no-verify] [--json]
+
+The file is refused on any other chip or device spec version. Use it with ``firstspike serve --calibration FILE``
+(a device server holding its chip's calibration) or in Python: ``runtime.calibration.load_calibration`` and
+``calibrated(compiled, result)``. See docs/calibration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _print(result: Any, out: Path) -> None:
+    from firstspike.runtime.calibration.search import METRICS
+
+    s = result.summary()
+    m = result.meta
+    calls = m.get("device_calls", {})
+    print(f"calibrated {result.device_model} serial {result.serial} (spec {result.spec_version}) in "
+          f"{m.get('duration_s', float('nan')):.1f} s: {m.get('rounds')} round(s)"
+          f"{' + verification' if m.get('verified') else ''}, {calls.get('configure', 0)} configurations, "
+          f"{calls.get('run', 0)} runs, {calls.get('entries', 0)} entries")
+    print(f"  {'parameter':<13} {'unit':<9} {'target':>7}   {'before: std, max |error|':>26}   "
+          f"{'after: std, max |error|':>25}")
+    for name, (unit, target) in METRICS.items():
+        b, a = s["before"][name], s["after"].get(name) if s["after"] else None
+
+        def cell(x: dict[str, Any] | None) -> str:
+            if not x or x.get("std") is None:
+                return "not measured"
+            return f"{x['std']:.4g}, {x['max_abs_error']:.4g}"
+
+        print(f"  {name:<13} {unit:<9} {target:>7g}   {cell(b):>26}   {cell(a):>25}")
+    if s["failed_neurons"]:
+        print(f"  {s['failed_neurons']} neurons could not be measured fully; they keep nominal codes where unmeasured")
+    print(f"wrote {out}  (sha256 {s['sha256'][:16]}...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from firstspike.hal.errors import HalError
+    from firstspike.runtime import open as open_device
+    from firstspike.runtime.calibration import calibrate
+    from firstspike.runtime.calibration.plot import plot_calibration
+
+    if args.rounds < 1:
+        print(f"firstspike calibrate: --rounds must be >= 1, got {args.rounds}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    if not out.parent.exists():
+        print(f"firstspike calibrate: directory {out.parent} does not exist", file=sys.stderr)
+        return 2
+    bar = None
+    try:
+        device = open_device(args.uri)
+    except (HalError, ValueError, LookupError, OSError) as e:
+        print(f"firstspike calibrate: cannot open {args.uri!r}: {e}", file=sys.stderr)
+        return 2
+    try:
+        progress = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=1000, desc="calibrate", unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+                       file=sys.stderr, dynamic_ncols=True)
+
+            def progress(message: str, fraction: float) -> None:
+                assert bar is not None
+                bar.set_description_str(message)
+                bar.update(max(int(fraction * 1000) - bar.n, 0))
+
+        result = calibrate(device, rounds=args.rounds, verify=not args.no_verify, seed=args.seed,
+                           progress=progress)
+    except (HalError, ValueError, RuntimeError, OSError) as e:
+        print(f"firstspike calibrate: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+        device.close()
+    try:
+        result.save(out)
+        if args.plot:
+            plot_calibration(result, args.plot)
+    except OSError as e:
+        print(f"firstspike calibrate: cannot write: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"output": str(out), "plot": args.plot, "meta": result.meta, **result.summary()}))
+    else:
+        _print(result, out)
+        if args.plot:
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from firstspike.runtime.calibration.calibrate import DEFAULT_ROUNDS
+
+    p = sub.add_parser("calibrate", help="measure a chip's neurons and write its calibration file",
+                       description="Measure every neuron of a chip through its device interface, choose the codes that "
+                                   "make it hit the compiler's targets, and write the chip's calibration file "
+                                   "(docs/calibration.md).")
+    p.add_argument("uri", help="device URI (sim://?serial=N, grpc://host:port, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="calibration file to write (.fscal)")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="also draw every neuron's parameters before and after against their targets")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"measurement rounds feeding the estimate (default {DEFAULT_ROUNDS})")
+    p.add_argument("--no-verify", action="store_true", help="skip the verification round (no 'after' numbers)")
+    p.add_argument("--seed", type=int, default=0, help="device noise seed of the first round (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run)
