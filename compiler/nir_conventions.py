@@ -47,7 +47,7 @@ ROCKPOOL_MAX_STEP = 0.5
 FAR = 10.0
 
 _WEIGHT_RULE = "FS-R006 weight-range"
-_WHO = {"nir": "firstspike (literal NIR)", "snntorch": "snnTorch", "rockpool": "Rockpool", "norse": "Norse"}
+_WHO = {"nir": "firstspike", "snntorch": "snnTorch", "rockpool": "Rockpool", "norse": "Norse"}
 
 __all__ = [
     "CONVENTIONS",

@@ -336,8 +336,9 @@ def import_nir(graph: Any, *, convention: str = "nir") -> NIRImport:
         tol = ratio_tolerance(conv, p)
         snapped = [R for R in SUPPORTED_TAU_RATIOS if abs(ratio - R) <= tol * R]
         if not snapped:
+            elsewhere = f"; {detection.hint()}" if detection.convention not in (None, conv) else ""
             raise NIRImportError(p.node, f"tau_mem / tau_syn = {ratio}; supported ratios are 1 and 2"
-                                         f" (within {tol:.2g} relative)")
+                                         f" (within {tol:.2g} relative){elsewhere}")
         factor = unit_factor(conv, p)  # model weight per NIR weight, per neuron
         weights = L.weight.T * factor[None, :]
         if L.bias_weight is not None:

@@ -5,6 +5,10 @@ MODEL is a ``.nir`` graph, a ``.fsir`` file (the compiler's IR) or a ``.pt`` fil
 ``firstspike.runtime.ttfs.TTFSNetwork.save``. A model trained in the loop carries the fixed weight scales it was trained
 with (metadata ``device_weight_scale``); it is compiled with them unless ``--weight-scale`` is given, so the
 artifact holds exactly the 6-bit weights the device ran during training.
+
+``--nir-convention nir|snntorch|rockpool|norse`` chooses how a ``.nir`` file's CubaLIF units are read (default ``nir``,
+the literal NIR semantics; the others are how snnTorch, Rockpool and Norse export, see docs/compiler.md). A
+weight-range error (FS-R006) on a ``.nir`` file names the option when the file looks like another convention.
 """
 
 from __future__ import annotations
@@ -15,28 +19,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from firstspike.compiler import CompileError, CompileOptions, Network, compile
+from firstspike.compiler import CompileError, CompileOptions, DesignRuleErrors, Network, compile
+from firstspike.compiler.nir_conventions import CONVENTIONS, parse_convention, with_hint
 from firstspike.compiler.report import plot_occupancy, resource_report, resources
+
+#: metadata key of :func:`load_model`'s result: the hint a weight-range error on an imported NIR file carries
+NIR_HINT_KEY = "nir_hint"
 
 
 class ModelLoadError(ValueError):
     """The model file cannot be read as a network."""
 
 
-def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
+def load_model(path: str | Path, *, nir_convention: str = "nir") -> tuple[Network, dict[str, Any]]:
     """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as ``(compiler Network, TTFS metadata)``.
 
     The metadata dict is the TTFS model's (task, encoding, ``device_weight_scale`` of a model trained in the
-    loop, ...); it is empty for every other kind of file.
+    loop, ...); for a ``.nir`` file (read under ``nir_convention``) it holds :data:`NIR_HINT_KEY`; it is empty for
+    every other kind of file.
     """
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".nir":
-        from firstspike.compiler.nir_io import read_nir
+        from firstspike.compiler.nir_io import import_nir
 
-        return read_nir(p), {}
+        imp = import_nir(p, convention=nir_convention)
+        return imp.network, {NIR_HINT_KEY: imp.hint}
     if suffix == ".fsir":
         return Network.load(p), {}
     if suffix in (".pt", ".pth"):
@@ -58,9 +68,9 @@ def load_model(path: str | Path) -> tuple[Network, dict[str, Any]]:
     raise ModelLoadError(f"{p}: unknown model type {suffix!r}; use .pt, .nir or .fsir")
 
 
-def load_network(path: str | Path) -> Network:
+def load_network(path: str | Path, *, nir_convention: str = "nir") -> Network:
     """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as a compiler Network."""
-    return load_model(path)[0]
+    return load_model(path, nir_convention=nir_convention)[0]
 
 
 def model_weight_scale(metadata: dict[str, Any]) -> tuple[float, ...] | None:
@@ -78,10 +88,13 @@ def model_weight_scale(metadata: dict[str, Any]) -> tuple[float, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        network, metadata = load_model(args.model)
+        network, metadata = load_model(args.model, nir_convention=args.nir_convention)
         scale = args.weight_scale if args.weight_scale is not None else model_weight_scale(metadata)
         options = CompileOptions(weight_scale=scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split)
-        compiled = compile(network, options, keep_source=not args.no_source)
+        try:
+            compiled = compile(network, options, keep_source=not args.no_source)
+        except DesignRuleErrors as e:
+            raise with_hint(e, metadata.get(NIR_HINT_KEY, "")) from None
     except (CompileError, ModelLoadError, ValueError) as e:
         print(f"firstspike compile: {e}", file=sys.stderr)
         return 2
@@ -110,4 +123,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-split", action="store_true", help="fail instead of splitting a large network into stages")
     p.add_argument("--no-source", action="store_true", help="do not store the source network in the artifact")
     p.add_argument("--json", action="store_true", help="print the resource report as one JSON object")
+    p.add_argument("--nir-convention", type=nir_convention, default="nir", metavar="|".join(CONVENTIONS),
+                   help="how a .nir file's CubaLIF units are read: nir (literal NIR, default) or as written by the "
+                        "snntorch, rockpool or norse exporter (docs/compiler.md)")
     p.set_defaults(func=run)
+
+
+def nir_convention(text: str) -> str:
+    """argparse type of ``--nir-convention``: one line naming the allowed values on a bad one."""
+    try:
+        return parse_convention(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
