@@ -231,15 +231,17 @@ def detect(lifs: Sequence[CubaLIFParams], affine_biases: Iterable[np.ndarray | N
 def weight_hint(convention: str, detection: Detection, factors: Sequence[np.ndarray]) -> str:
     """The --nir-convention hint for a weight-range error, or '' when the reading looks right.
 
-    Given when the file looks like another convention, or when the reading scales NIR weights by a factor
-    outside [1/10, 10] (the sign that time or voltage units differ from what the reading assumes).
+    Given when the file looks like another convention, or, when it looks like none, when the reading scales NIR
+    weights by a factor outside [1/10, 10] (the sign that time or voltage units differ from what it assumes).
     """
     f = np.concatenate([np.abs(np.asarray(a, dtype=np.float64)).reshape(-1) for a in factors]) if factors else None
     span = ""
     if f is not None and f.size and (float(f.max()) > FAR or float(f.min()) < 1.0 / FAR):
         lo, hi = float(f.min()), float(f.max())
         span = f"{hi:.3g}" if math.isclose(lo, hi, rel_tol=1e-6) else f"{lo:.3g}..{hi:.3g}"
-    if detection.convention not in (None, convention):
+    if detection.convention == convention:
+        return ""  # the file is what this reading expects: its weights are simply large
+    if detection.convention is not None:
         return detection.hint() + (f"; the {convention} reading multiplies its weights by {span}" if span else "")
     if span:
         others = "|".join(c for c in CONVENTIONS if c != convention)
