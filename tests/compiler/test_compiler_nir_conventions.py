@@ -312,3 +312,12 @@ def test_compile_of_an_exported_file_gives_the_same_artifact(tmp_path, make_net)
     net = make_net("yinyang")
     write_nir(net, tmp_path / "y.nir", tau_syn=2e-3)
     assert CompiledNetwork.from_bytes(compile_nir(tmp_path / "y.nir").to_bytes()).source == net
+
+
+def test_rockpool_is_recognised_by_its_names_or_a_round_time_step():
+    w = [np.full((3, 2), 0.01, F32), np.full((2, 3), 0.01, F32)]
+    assert import_nir(rockpool_graph(w, 0.02, 0.02, 1e-3, 1.0, names=("", ""))).detection.convention == "rockpool"
+    unnamed = rockpool_graph(w, 0.02, 0.02, 3e-4, 1.0, names=("", ""))
+    assert import_nir(unnamed).detection.convention is None  # dt = 0.3 ms: not evidence enough
+    assert import_nir(unnamed, convention="rockpool").network.layers[0].weights[0, 0] == pytest.approx(
+        0.01 * 0.02 / 3e-4, rel=1e-5)
