@@ -9,7 +9,8 @@ Made with (a scratch venv outside the repository; none of these is a firstspike 
     python3 -m venv /work/scratch-nir/venv && cd /work/scratch-nir
     venv/bin/pip install torch==2.13.0 numpy h5py scipy       # the CPU build; norse's own deps would pull torchvision
     venv/bin/pip install --no-deps nir==1.0.8 nirtorch==2.6 snntorch==1.0.0 rockpool==3.1.0 norse==1.1.0
-    venv/bin/python scripts/make_nir_fixtures.py [OUT_DIR]    # default tests/compiler/nir_fixtures
+    venv/bin/python /path/to/firstspike/scripts/make_nir_fixtures.py [OUT_DIR [NAME ...]]
+    # OUT_DIR defaults to tests/compiler/nir_fixtures; NAMEs remake only those fixtures (~10 min for all here)
 
 The export calls use the workarounds each exporter needs (docs/compiler.md, "Bringing a network from snnTorch /
 Rockpool / Norse"):
