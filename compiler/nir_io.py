@@ -14,6 +14,10 @@ where a spike S is a Dirac delta, so it makes I jump by w_in * W / tau_syn):
   v_leak))`` (r and w_in may differ per neuron: they only scale its inputs);
 * a ``Delay`` right before a Linear gives per-input delays (delay / tau_syn).
 
+That is the literal reading (``convention="nir"``, the default). Files written by snnTorch, Rockpool and Norse
+mean something else by w_in, r and the time constants; ``convention="snntorch"|"rockpool"|"norse"`` reads them
+as their exporter's discrete dynamics behave (:mod:`firstspike.compiler.nir_conventions`).
+
 Biases: NIR's Affine bias is a constant current, which a TTFS bias SPIKE cannot reproduce, so a nonzero
 Affine bias is rejected. A firstspike bias is exported as what it is, an extra input spike: an ``Input``
 node of shape (1,) whose metadata ``firstspike.bias_time`` holds the spike time (model units, i.e. in units
@@ -26,20 +30,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from firstspike.compiler.errors import NIRImportError
+from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.compiler.errors import DesignRuleErrors, NIRImportError
 from firstspike.compiler.ir import Layer, Network
+from firstspike.compiler.nir_conventions import (
+    CONVENTIONS,
+    RATIO_RTOL,
+    CubaLIFParams,
+    Detection,
+    detect,
+    parse_convention,
+    pattern_mismatch,
+    ratio_tolerance,
+    unit_factor,
+    weight_hint,
+    with_hint,
+)
+from firstspike.compiler.options import CompileOptions
+from firstspike.compiler.pipeline import compile
 
 BIAS_TIME_KEY = "firstspike.bias_time"
 NAME_KEY = "firstspike.name"
 SUPPORTED_TAU_RATIOS = (1.0, 2.0)
-_RATIO_TOL = 1e-9
 
-__all__ = ["BIAS_TIME_KEY", "NAME_KEY", "from_nir", "read_nir", "to_nir", "write_nir"]
+__all__ = ["BIAS_TIME_KEY", "CONVENTIONS", "NAME_KEY", "NIRImport", "compile_nir", "from_nir", "import_nir",
+           "read_nir", "to_nir", "write_nir"]
 
 
 def _nir() -> Any:
@@ -105,8 +126,36 @@ def _linear_weight(node: str, obj: Any) -> np.ndarray:
     return w
 
 
-def from_nir(graph: Any) -> Network:
-    """Map a NIR graph (``nir.NIRGraph`` or a path to a ``.nir`` file) to a :class:`Network`."""
+@dataclass(frozen=True)
+class _RawLayer:
+    """One ``[Delay] -> Linear|Affine -> CubaLIF`` step of the chain, before any unit mapping."""
+
+    lin_name: str
+    weight: np.ndarray  # (n_out, n_in) NIR weight
+    affine_bias: np.ndarray | None  # None for a Linear
+    params: CubaLIFParams
+    v_reset: float
+    bias_weight: np.ndarray | None  # (n_out, 1) of the bias Linear, if any
+    bias_time: float | None
+    delays: np.ndarray | None  # NIR time units, per input
+    delay_node: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class NIRImport:
+    """What :func:`import_nir` read: the ``network`` in model units, the ``convention`` it was read with, what the
+    file looks like (``detection``), the model weight per NIR weight of each layer (``unit_factors``, per neuron)
+    and the ``hint`` a weight-range error should carry ('' when the reading looks right)."""
+
+    network: Network
+    convention: str
+    detection: Detection
+    unit_factors: tuple[np.ndarray, ...]
+    hint: str
+
+
+def _read_graph(graph: Any) -> Any:
     nir = _nir()
     if isinstance(graph, str | Path):
         try:
@@ -115,6 +164,17 @@ def from_nir(graph: Any) -> Network:
             raise NIRImportError(str(graph), f"cannot read the NIR file: {type(e).__name__}: {e}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise NIRImportError("<graph>", f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    return graph
+
+
+def _has_firstspike_metadata(graph: Any) -> bool:
+    metas = [graph.metadata, *(getattr(v, "metadata", None) for v in graph.nodes.values())]
+    return any(isinstance(m, dict) and any(str(k).startswith("firstspike.") for k in m) for m in metas)
+
+
+def _walk(graph: Any) -> tuple[int, list[_RawLayer]]:
+    """Follow ``Input -> ([Delay] -> Linear|Affine -> CubaLIF)+ -> Output``; (n_inputs, raw layers)."""
+    nir = _nir()
     nodes: dict[str, Any] = dict(graph.nodes)
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
@@ -146,8 +206,7 @@ def from_nir(graph: Any) -> Network:
     visited.add(cur)
     n_prev = _shape_1d(cur, nodes[cur].input_type["input"])
     n_inputs = n_prev
-    layers: list[Layer] = []
-    tau_unit: tuple[str, float] | None = None
+    layers: list[_RawLayer] = []
     while True:
         nxt = only_succ(cur)
         obj = nodes[nxt]
@@ -215,35 +274,21 @@ def from_nir(graph: Any) -> Network:
         w_in = _arr(lif_name, "w_in", lif.w_in, n_out)
         if tau_syn <= 0 or tau_mem <= 0:
             raise NIRImportError(lif_name, f"time constants must be positive (tau_syn={tau_syn}, tau_mem={tau_mem})")
-        if tau_unit is None:
-            tau_unit = (lif_name, tau_syn)
-        elif tau_syn != tau_unit[1]:
-            raise NIRImportError(lif_name, f"tau_syn={tau_syn} differs from {tau_unit[0]!r}'s {tau_unit[1]}; the"
-                                           " TTFS model uses one synaptic time constant as its time unit")
-        ratio = tau_mem / tau_syn
-        snapped = [R for R in SUPPORTED_TAU_RATIOS if abs(ratio - R) <= _RATIO_TOL * R]
-        if not snapped:
-            raise NIRImportError(lif_name, f"tau_mem / tau_syn = {ratio}; supported ratios are 1 and 2")
         if v_th <= v_leak:
             raise NIRImportError(lif_name, f"v_threshold={v_th} must exceed v_leak={v_leak}")
         if np.any(r <= 0):
             raise NIRImportError(lif_name, "r (resistance) must be positive")
-        unit_v = v_th - v_leak
-        factor = (w_in * r) / (tau_syn * unit_v)  # model weight per NIR weight, per neuron
-        weights = w.T * factor[None, :]
-        if bias_w is not None:
-            weights = np.vstack([weights, bias_w.T * factor[None, :]])
         delays = None
         if delay_node is not None:
-            d = _arr(delay_node, "delay", nodes[delay_node].delay, n_prev)
-            if np.any(d < 0):
+            delays = _arr(delay_node, "delay", nodes[delay_node].delay, n_prev)
+            if np.any(delays < 0):
                 raise NIRImportError(delay_node, "delays must be >= 0")
-            delays = d / tau_syn
-            if bias_w is not None:
-                delays = np.append(delays, 0.0)
         meta = lif.metadata or {}
         name = _meta_str(meta[NAME_KEY]) if NAME_KEY in meta else lif_name
-        layers.append(Layer(weights, bias_time, snapped[0], (v_reset - v_leak) / unit_v, delays, name))
+        affine_bias = np.asarray(obj.bias, dtype=np.float64) if isinstance(obj, nir.Affine) else None
+        params = CubaLIFParams(lif_name, tau_syn, tau_mem, v_leak, v_th, r, w_in)
+        layers.append(_RawLayer(lin_name, w, affine_bias, params, v_reset, bias_w, bias_time, delays, delay_node,
+                                name))
         n_prev = n_out
         cur = lif_name
 
@@ -251,8 +296,80 @@ def from_nir(graph: Any) -> Network:
     if unvisited:
         k = unvisited[0]
         raise NIRImportError(k, f"{type(nodes[k]).__name__} node is not on the Input -> ... -> Output chain")
+    return n_inputs, layers
+
+
+def import_nir(graph: Any, *, convention: str = "nir") -> NIRImport:
+    """Read a NIR graph (``nir.NIRGraph`` or a path to a ``.nir`` file) under ``convention`` (``nir``: the literal
+    NIR semantics, the default; ``snntorch``, ``rockpool``, ``norse``: how those frameworks' exporters write
+    CubaLIF, see :mod:`firstspike.compiler.nir_conventions` and docs/compiler.md).
+
+    A non-literal reading refuses a file that lacks its exporter's pattern or looks like another exporter's, with
+    a :class:`NIRImportError` that names the ``--nir-convention`` to use.
+    """
+    conv = parse_convention(convention)
+    graph = _read_graph(graph)
+    n_inputs, raw = _walk(graph)
+    detection = detect([L.params for L in raw], [L.affine_bias for L in raw], list(graph.nodes),
+                       _has_firstspike_metadata(graph))
+    if conv != "nir":
+        elsewhere = detection.hint() if detection.convention not in (None, conv) else ""
+        for L in raw:
+            why = pattern_mismatch(conv, L.params)
+            if why is not None:
+                raise NIRImportError(L.params.node, f"not a {conv} export: {why}"
+                                                    + (f"; {elsewhere}" if elsewhere else
+                                                       "; --nir-convention nir reads NIR literally"))
+        if elsewhere:
+            raise NIRImportError("<graph>", f"not read as {conv}: {elsewhere}")
+    tau_unit: tuple[str, float] | None = None
+    layers: list[Layer] = []
+    factors: list[np.ndarray] = []
+    for L in raw:
+        p = L.params
+        if tau_unit is None:
+            tau_unit = (p.node, p.tau_syn)
+        elif abs(p.tau_syn - tau_unit[1]) > RATIO_RTOL * tau_unit[1]:
+            raise NIRImportError(p.node, f"tau_syn={p.tau_syn} differs from {tau_unit[0]!r}'s {tau_unit[1]}; the"
+                                         " TTFS model uses one synaptic time constant as its time unit")
+        ratio = p.tau_mem / p.tau_syn
+        tol = ratio_tolerance(conv, p)
+        snapped = [R for R in SUPPORTED_TAU_RATIOS if abs(ratio - R) <= tol * R]
+        if not snapped:
+            elsewhere = f"; {detection.hint()}" if detection.convention not in (None, conv) else ""
+            raise NIRImportError(p.node, f"tau_mem / tau_syn = {ratio}; supported ratios are 1 and 2"
+                                         f" (within {tol:.2g} relative){elsewhere}")
+        factor = unit_factor(conv, p)  # model weight per NIR weight, per neuron
+        weights = L.weight.T * factor[None, :]
+        if L.bias_weight is not None:
+            weights = np.vstack([weights, L.bias_weight.T * factor[None, :]])
+        delays = None
+        if L.delays is not None:
+            delays = L.delays / p.tau_syn
+            if L.bias_weight is not None:
+                delays = np.append(delays, 0.0)
+        layers.append(Layer(weights, L.bias_time, snapped[0], (L.v_reset - p.v_leak) / p.unit_v, delays, L.name))
+        factors.append(factor)
     gmeta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    return Network(n_inputs, tuple(layers), _meta_str(gmeta[NAME_KEY]) if NAME_KEY in gmeta else "")
+    network = Network(n_inputs, tuple(layers), _meta_str(gmeta[NAME_KEY]) if NAME_KEY in gmeta else "")
+    return NIRImport(network, conv, detection, tuple(factors), weight_hint(conv, detection, factors))
+
+
+def from_nir(graph: Any, *, convention: str = "nir") -> Network:
+    """Map a NIR graph (``nir.NIRGraph`` or a path to a ``.nir`` file) to a :class:`Network`
+    (see :func:`import_nir` for ``convention``)."""
+    return import_nir(graph, convention=convention).network
+
+
+def compile_nir(graph: Any, options: CompileOptions | None = None, *, convention: str = "nir",
+                keep_source: bool = True) -> CompiledNetwork:
+    """Import (see :func:`import_nir`) and compile; a weight-range error (FS-R006) names ``--nir-convention`` when
+    the file looks like another reading or this reading's unit factor is far from 1."""
+    imp = import_nir(graph, convention=convention)
+    try:
+        return compile(imp.network, options, keep_source=keep_source)
+    except DesignRuleErrors as e:
+        raise with_hint(e, imp.hint) from None
 
 
 def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
@@ -306,6 +423,6 @@ def write_nir(network: Network, path: str | Path, *, tau_syn: float = 1.0) -> No
     _nir().write(path, to_nir(network, tau_syn=tau_syn))
 
 
-def read_nir(path: str | Path) -> Network:
-    """Import a ``.nir`` file."""
-    return from_nir(Path(path))
+def read_nir(path: str | Path, *, convention: str = "nir") -> Network:
+    """Import a ``.nir`` file (see :func:`import_nir` for ``convention``)."""
+    return from_nir(Path(path), convention=convention)

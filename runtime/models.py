@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firstspike.compiler import CompileOptions, Network, compile
+from firstspike.compiler import CompileOptions, DesignRuleErrors, Network, compile
 from firstspike.compiler.artifact import CompiledNetwork
 
 if TYPE_CHECKING:
     from firstspike.runtime.ttfs.layers import TTFSNetwork
 
 __all__ = [
+    "NIR_HINT_KEY",
     "TASK_NAMES",
     "ModelLoadError",
     "compile_model",
@@ -32,6 +33,10 @@ __all__ = [
 
 #: data sets a model's metadata may name (``task``)
 TASK_NAMES = ("yinyang", "mnist16")
+
+#: metadata key of :func:`read_network`'s result for a ``.nir`` file: the hint a weight-range error (FS-R006) on
+#: it carries when the file looks like another exporter's convention (``--nir-convention``)
+NIR_HINT_KEY = "nir_hint"
 
 
 class ModelLoadError(ValueError):
@@ -67,20 +72,22 @@ def load_model(path: str | Path) -> TTFSNetwork:
         raise ModelLoadError(f"{p}: damaged TTFS model: {e}") from None
 
 
-def read_network(path: str | Path) -> tuple[Network, dict[str, Any]]:
+def read_network(path: str | Path, *, nir_convention: str = "nir") -> tuple[Network, dict[str, Any]]:
     """Read a model file (``.nir``, ``.fsir`` or ``.pt``) as ``(compiler Network, TTFS metadata)``.
 
     The metadata dict is the TTFS model's (task, encoding, ``device_weight_scale`` of a model trained in the
-    loop, ...); it is empty for every other kind of file.
+    loop, ...); for a ``.nir`` file, read under ``nir_convention`` (``nir``, the literal reading, or ``snntorch``,
+    ``rockpool``, ``norse``: docs/compiler.md), it holds :data:`NIR_HINT_KEY`; it is empty for every other kind.
     """
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".nir":
-        from firstspike.compiler.nir_io import read_nir
+        from firstspike.compiler.nir_io import import_nir
 
-        return read_nir(p), {}
+        imp = import_nir(p, convention=nir_convention)
+        return imp.network, {NIR_HINT_KEY: imp.hint}
     if suffix == ".fsir":
         return Network.load(p), {}
     if suffix in (".pt", ".pth"):
@@ -162,9 +169,11 @@ def compile_model(
     return compile(network, CompileOptions(**kwargs), keep_source=keep_source)
 
 
-def load_artifact(path: str | Path, weight_scale: float | None = None) -> tuple[CompiledNetwork, str | None]:
+def load_artifact(path: str | Path, weight_scale: float | None = None, *,
+                  nir_convention: str = "nir") -> tuple[CompiledNetwork, str | None]:
     """Any model file (``.pt``, ``.nir``, ``.fsir`` or a compiled ``.fsn``) -> (compiled network, the data set it
-    was trained on if known). ``weight_scale`` overrides the model's own."""
+    was trained on if known). ``weight_scale`` overrides the model's own; ``nir_convention`` as in
+    :func:`read_network`."""
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such file")
@@ -172,7 +181,13 @@ def load_artifact(path: str | Path, weight_scale: float | None = None) -> tuple[
         compiled = CompiledNetwork.load(p)
         name = compiled.source.name if compiled.source is not None else ""
         return compiled, name if name in TASK_NAMES else None
-    network, metadata = read_network(p)
+    network, metadata = read_network(p, nir_convention=nir_convention)
     scale = weight_scale if weight_scale is not None else model_weight_scale(metadata)
     name = metadata.get("task") or network.name
-    return compile(network, CompileOptions(weight_scale=scale)), name if name in TASK_NAMES else None
+    try:
+        compiled = compile(network, CompileOptions(weight_scale=scale))
+    except DesignRuleErrors as e:
+        from firstspike.compiler.nir_conventions import with_hint
+
+        raise with_hint(e, metadata.get(NIR_HINT_KEY, "")) from None
+    return compiled, name if name in TASK_NAMES else None

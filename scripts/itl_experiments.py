@@ -118,7 +118,8 @@ def _deploy_all(args: argparse.Namespace, uris: list[str], label: str | None = N
         ns = argparse.Namespace(model=args.model, device=uri, dataset=args.dataset, split="test", size=None,
                                 seed=args.seed, weight_scale=None, mnist_dir=None, batch_size=1000, raster=None,
                                 raster_entries="0", raster_unit="tau", traces=None, trace_neurons=None,
-                                trace_period=8, static_power_w=None, no_progress=True)
+                                trace_period=8, static_power_w=None, no_progress=True, data=None, calibration=None,
+                                nir_convention="nir")
         r = deploy(ns)
         r["device"] = label or uri
         _record(args, {k: r[k] for k in ("model", "device", "dataset", "samples", "seed", "accuracy",

@@ -5,6 +5,10 @@ MODEL is a ``.nir`` graph, a ``.fsir`` file (the compiler's IR) or a ``.pt`` fil
 ``firstspike.runtime.ttfs.TTFSNetwork.save``. A model trained in the loop carries the fixed weight scales it was trained
 with (metadata ``device_weight_scale``); it is compiled with them unless ``--weight-scale`` is given, so the
 artifact holds exactly the 6-bit weights the device ran during training.
+
+``--nir-convention nir|snntorch|rockpool|norse`` chooses how a ``.nir`` file's CubaLIF units are read (default ``nir``,
+the literal NIR semantics; the others are how snnTorch, Rockpool and Norse export, see docs/compiler.md). A
+weight-range error (FS-R006) on a ``.nir`` file names the option when the file looks like another convention.
 """
 
 from __future__ import annotations
@@ -13,17 +17,21 @@ import argparse
 import json
 import sys
 
-from firstspike.compiler import CompileError, CompileOptions, compile
+from firstspike.compiler import CompileError, CompileOptions, DesignRuleErrors, compile
+from firstspike.compiler.nir_conventions import CONVENTIONS, parse_convention, with_hint
 from firstspike.compiler.report import plot_occupancy, resource_report, resources
-from firstspike.runtime.models import ModelLoadError, model_weight_scale, read_network
+from firstspike.runtime.models import NIR_HINT_KEY, ModelLoadError, model_weight_scale, read_network
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        network, metadata = read_network(args.model)
+        network, metadata = read_network(args.model, nir_convention=args.nir_convention)
         scale = args.weight_scale if args.weight_scale is not None else model_weight_scale(metadata)
         options = CompileOptions(weight_scale=scale, tau_s_ticks=args.tau_s_ticks, allow_split=not args.no_split)
-        compiled = compile(network, options, keep_source=not args.no_source)
+        try:
+            compiled = compile(network, options, keep_source=not args.no_source)
+        except DesignRuleErrors as e:
+            raise with_hint(e, metadata.get(NIR_HINT_KEY, "")) from None
     except (CompileError, ModelLoadError, ValueError) as e:
         print(f"firstspike compile: {e}", file=sys.stderr)
         return 2
@@ -56,4 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-split", action="store_true", help="fail instead of splitting a large network into stages")
     p.add_argument("--no-source", action="store_true", help="do not store the source network in the artifact")
     p.add_argument("--json", action="store_true", help="print the resource report as one JSON object")
+    p.add_argument("--nir-convention", type=nir_convention, default="nir", metavar="|".join(CONVENTIONS),
+                   help="how a .nir file's CubaLIF units are read: nir (literal NIR, default) or as written by the "
+                        "snntorch, rockpool or norse exporter (docs/compiler.md)")
     p.set_defaults(func=run)
+
+
+def nir_convention(text: str) -> str:
+    """argparse type of ``--nir-convention``: one line naming the allowed values on a bad one."""
+    try:
+        return parse_convention(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -27,9 +27,11 @@ import numpy as np
 
 from firstspike.compiler import CompileError
 from firstspike.compiler.artifact import CompiledNetwork
+from firstspike.compiler.nir_conventions import CONVENTIONS
 from firstspike.hal import chip
 from firstspike.hal.errors import HalError
 from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.commands.compile import nir_convention
 from firstspike.runtime.models import TASK_NAMES, ModelLoadError, load_artifact
 
 TASKS = TASK_NAMES
@@ -62,7 +64,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     from firstspike.runtime.training.evaluation import DeviceStats, evaluate
 
     try:
-        compiled, task = load_artifact(args.model, args.weight_scale)
+        compiled, task = load_artifact(args.model, args.weight_scale, nir_convention=args.nir_convention)
     except ModelLoadError as e:
         raise DeployError(str(e)) from None
     try:
@@ -232,6 +234,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, default=None, metavar="N", help="use the first N samples of the split")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"device noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
+    p.add_argument("--nir-convention", type=nir_convention, default="nir", metavar="|".join(CONVENTIONS),
+                   help="how a .nir MODEL's units are read (default nir, the literal reading; see firstspike compile)")
     p.add_argument("--weight-scale", type=float, default=None,
                    help="fixed steps per model weight unit (default: the model's own, else automatic)")
     p.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")

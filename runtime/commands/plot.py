@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from firstspike.runtime.training.datasets import dataset_for
 
     try:
-        compiled, task = load_artifact(args.model, args.weight_scale)
+        compiled, task = load_artifact(args.model, args.weight_scale, nir_convention=args.nir_convention)
         if compiled.n_stages != 1:
             raise DeployError(f"plots cover single-stage networks; this one has {compiled.n_stages} stages")
         data, dataset = dataset_for(compiled.n_inputs, data_file=args.data, name=args.dataset or task,
