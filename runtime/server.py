@@ -164,8 +164,6 @@ class DeviceHost:
         self._next_sweep = 0.0
         default = ChipConfig()
         self._default = (default, _hexdigest(default.to_bytes()), default.summary())
-        # What the backend holds: unknown until we configure it (None forces a full configuration).
-        self._applied: tuple[ChipConfig, bytes] | None = None
         self._closed = False
 
     # ---- leases ----------------------------------------------------------------------------------
@@ -324,23 +322,9 @@ class DeviceHost:
 
     # ---- configuration ---------------------------------------------------------------------------
     def _apply_locked(self, cfg: ChipConfig, digest: bytes, diff: ConfigDiff | None = None) -> None:
-        """Make the backend hold ``cfg`` (device lock held): nothing if it does, the diff if it holds the
-        diff's base, else a diff from what it holds, else the full config."""
-        if self._applied is not None and self._applied[1] == digest:
-            return
-        try:
-            if diff is not None and self._applied is not None and self._applied[1] == diff.base_digest:
-                self.backend.configure(diff)
-            elif self._applied is not None:
-                self.backend.configure(self._applied[0].diff(cfg))
-            else:
-                self.backend.configure(cfg)
-        except (ValueError, TypeError):
-            raise  # rejected before anything was applied (Backend contract): the device holds what it held
-        except BaseException:
-            self._applied = None  # unknown state: configure fully next time
-            raise
-        self._applied = (cfg, digest)
+        """Make the backend hold ``cfg`` (device lock held). Its configuration mirror decides what travels:
+        nothing, the client's diff, a diff from what it holds, or the whole configuration."""
+        self.backend.sync(cfg, digest=digest, diff=diff)
 
     def set_config(
         self,
@@ -386,7 +370,7 @@ class DeviceHost:
         le = self.lease(lease_id)
         cfg, digest, summary = self._default
         with self._device_turn(le, time_remaining):
-            self._applied = None  # a reset reconfigures the device from scratch
+            self.backend.mirror.forget()  # a reset reconfigures the device from scratch
             self._apply_locked(cfg, digest)
             with self._meta:
                 le.config, le.digest, le.summary = cfg, digest, summary
@@ -421,7 +405,7 @@ class DeviceHost:
             except (ValueError, TypeError):
                 raise  # validation: nothing ran
             except BaseException:
-                self._applied = None  # a failed run may leave the device anywhere
+                self.backend.mirror.forget()  # a failed run may leave the device anywhere
                 raise
             us = int((time.perf_counter() - t0) * 1e6)
         return result, le, us

@@ -93,3 +93,39 @@ def test_exclusive_lease_blocks_others_until_released():
     host.release(owner.id)
     t.join(5)
     assert done and done[0][0].spikes.batch_size == 1
+
+
+def test_host_forwards_a_clients_diff_and_reloads_whole_after_a_failed_run():
+    class Recording(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.received: list[object] = []
+            self.fail_runs = 0
+
+        def configure(self, config):
+            self.received.append(config)
+            super().configure(config)
+
+        def run(self, inputs, options):
+            if self.fail_runs:
+                self.fail_runs -= 1
+                raise RuntimeError("the device hung up mid-run")
+            return super().run(inputs, options)
+
+    dev = Recording()
+    host = DeviceHost(dev)
+    le = host.acquire("c", "", False, 0, 0)
+    ca, cb = fake_config(1), fake_config(2)
+    host.set_config(le.id, ca, None)
+    assert isinstance(dev.received[-1], ChipConfig)  # the device's state was unknown: the whole config
+    diff = ca.diff(cb)
+    host.update_config(le.id, diff, None)
+    assert dev.received[-1] is diff  # the device holds the diff's base: the client's own diff goes on
+    x = fake_inputs(4, batch=2)
+    dev.fail_runs = 1
+    with pytest.raises(RuntimeError, match="mid-run"):
+        host.run(le.id, "", x, FAKE_OPTIONS, None)
+    assert not dev.mirror.known  # a failed run may leave the device anywhere
+    n = len(dev.received)
+    assert host.run(le.id, "", x, FAKE_OPTIONS, None)[0].spikes == fake_result(cb, x, FAKE_OPTIONS).spikes
+    assert len(dev.received) == n + 1 and isinstance(dev.received[-1], ChipConfig)
