@@ -1,5 +1,6 @@
 """The server's device host in-process (no gRPC): per-lease configurations, busy leases never expire,
-exclusive leases, and the device keeps its configuration when a new one is rejected."""
+exclusive leases, and the device keeps its configuration when a new one is rejected. The host raises hal errors;
+the status each one becomes on the wire is checked through the server's one status table."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from grpc_fake_backend import FakeBackend, fake_result
 from grpc_support import FAKE_OPTIONS, fake_config, fake_inputs
 
 from firstspike.hal.config import ChipConfig
-from firstspike.runtime.server import DeviceHost, StatusError
+from firstspike.runtime.serve.errors import ConfigMismatchError, DeviceHeldError, LeaseUnknownError
+from firstspike.runtime.serve.host import DeviceHost
+from firstspike.runtime.serve.status import status_for
 
 
 def test_leases_keep_their_own_configs_and_switch_minimally():
@@ -37,9 +40,9 @@ def test_leases_keep_their_own_configs_and_switch_minimally():
         assert ra.spikes == ra2.spikes == fake_result(ca, x, FAKE_OPTIONS).spikes
         assert rb.spikes == fake_result(cb, x, FAKE_OPTIONS).spikes
     assert dev.configures - n0 == 4  # one switch per change of lease, none for a repeated lease
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(ConfigMismatchError) as ei:
         host.run(a.id, cb.digest().hex(), x, FAKE_OPTIONS, None)
-    assert ei.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_for(ei.value)[0] == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_rejected_config_leaves_lease_and_device_unchanged():
@@ -67,21 +70,21 @@ def test_busy_lease_outlives_its_ttl():
     host.run(le.id, "", fake_inputs(1, batch=1), FAKE_OPTIONS, None)
     assert host.lease(le.id) is le  # still alive (renewed when the run ended)
     time.sleep(0.35)
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(LeaseUnknownError) as ei:
         host.lease(le.id)
-    assert ei.value.code == grpc.StatusCode.NOT_FOUND
+    assert status_for(ei.value)[0] == grpc.StatusCode.NOT_FOUND
 
 
 def test_exclusive_lease_blocks_others_until_released():
     host = DeviceHost(FakeBackend())
     owner = host.acquire("owner", "", True, 0, 0)
     other = host.acquire("other", "", False, 0, 0)
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(DeviceHeldError) as ei:
         host.run(other.id, "", fake_inputs(1, batch=1), FAKE_OPTIONS, 0.3)
-    assert ei.value.code == grpc.StatusCode.ABORTED and "exclusively" in ei.value.message
-    with pytest.raises(StatusError) as ei:
+    assert status_for(ei.value)[0] == grpc.StatusCode.ABORTED and "exclusively" in str(ei.value)
+    with pytest.raises(DeviceHeldError) as ei:
         host.acquire("rival", "", True, 0, 100)
-    assert ei.value.code == grpc.StatusCode.ABORTED
+    assert status_for(ei.value)[0] == grpc.StatusCode.ABORTED
     # A waiter gets its turn as soon as the exclusive lease is released.
     done = []
     t = threading.Thread(
