@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from firstspike.hal.config import ChipConfig, ConfigDiff
 from firstspike.hal.errors import ConfigError
@@ -33,14 +33,14 @@ __all__ = ["ConfigMirror", "ConfigPlan"]
 PlanKind = Literal["none", "diff", "full"]
 
 
-@dataclass(frozen=True, eq=False)
-class ConfigPlan:
+class ConfigPlan(NamedTuple):
     """How to bring a device to ``target`` (whose SHA-256 digest is ``digest``).
 
     ``kind``: "none" (it holds the target already), "diff" (send ``diff``, made against the configuration it
     holds) or "full" (load ``target`` whole). ``diff`` is empty for "none" and None for "full". ``offered``:
     the diff is the caller's own (e.g. a client's, forwarded by a server), not one computed by the mirror.
     ``target`` is None only when the device applies a diff to a base the mirror knows by digest alone.
+    (A named tuple: plans are made on every run call, and this is the cheapest immutable record.)
     """
 
     kind: PlanKind

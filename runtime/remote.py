@@ -389,6 +389,8 @@ class GrpcBackend(Backend):
             self._on_lease.commit(None, bytes.fromhex(resp.config_id))
             self._start_keepalive()
         cfg, digest, diff = upload if upload is not None else (self.mirror.config, self.mirror.digest, None)
+        if digest is not None and self._on_lease.holds(digest):
+            return  # the common case, every run: nothing to upload
         if cfg is None or digest is None:
             raise BackendError(f"grpc://{self.target}: this client's configuration is unknown after a failed "
                                "upload; configure the device again")

@@ -241,6 +241,8 @@ class DeviceHost:
     def _apply_locked(self, cfg: ChipConfig, digest: bytes, diff: ConfigDiff | None = None) -> None:
         """Make the backend hold ``cfg`` (device lock held). Its configuration mirror decides what travels:
         nothing, the client's diff, a diff from what it holds, or the whole configuration."""
+        if self.backend.mirror.holds(digest):
+            return  # every run after the first of the lease that configured last: no planning at all
         self.backend.sync(cfg, digest=digest, diff=diff)
 
     def set_config(
