@@ -46,7 +46,7 @@ from firstspike.drivers.messages import (
 from firstspike.drivers.streams import ByteStream, SerialStream
 from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
 from firstspike.hal.config import ChipConfig, ConfigDiff
-from firstspike.hal.errors import BackendError, ConfigError, LinkError
+from firstspike.hal.errors import BackendError, LinkError
 from firstspike.hal.events import InputSpikes
 from firstspike.hal.registry import DeviceURI
 
@@ -63,6 +63,8 @@ class SerialBackend(Backend):
     """
 
     scheme = "serial"
+    #: A serial line is slow: a full configuration the device nearly holds travels as a diff.
+    full_configs_as_diffs = True
 
     def __init__(self, stream: ByteStream, *, timeout_s: float = 5.0, call_timeout_s: float = 120.0,
                  options: LinkOptions | None = None, port: str = "", retries: int = 2) -> None:
@@ -77,9 +79,6 @@ class SerialBackend(Backend):
         self._lock = threading.RLock()
         self._closed = False
         self._next_id = random.getrandbits(32)
-        self._shadow: ChipConfig | None = None  # the config we believe the device holds
-        self._shadow_digest: bytes | None = None
-        self._device_digest: bytes | None = None
         self.discarded_responses = 0  # responses to requests no longer pending (duplicates, stale)
         self.link_resets = 0
         self._link.start()
@@ -96,7 +95,7 @@ class SerialBackend(Backend):
             self._link.close()
             raise
         self.protocol_version = hello.version
-        self._device_digest = hello.config_digest
+        self.mirror.commit(None, hello.config_digest)  # the device says which configuration it holds, if any
         extra = {**hello.info.extra, "driver": "firstspike.drivers.serial_backend", "protocol_version": hello.version,
                  "port": self._port, "framing": "COBS + CRC-32, selective-repeat ARQ"}
         self._info = replace(hello.info, extra=extra)
@@ -208,47 +207,15 @@ class SerialBackend(Backend):
         self._check_open()
         return self._info
 
-    def configure(self, config: ChipConfig | ConfigDiff) -> None:
-        """Apply a config or diff. A full config is sent as a diff against the device's current config
-        when that is known and shorter, and not at all when the device already holds it."""
-        self._check_open()
-        with self._lock:
-            if isinstance(config, ChipConfig):
-                self._configure_full(config)
-            elif isinstance(config, ConfigDiff):
-                resp = self._expect(self._call(Configure(config)), Configured)
-                self._check_digest(resp, config.target_digest)
-                if self._shadow is not None and self._shadow_digest == config.base_digest:
-                    self._shadow = config.apply(self._shadow)
-                    self._shadow_digest = config.target_digest
-                else:
-                    self._shadow = self._shadow_digest = None
-            else:
-                raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
-
-    def _configure_full(self, config: ChipConfig) -> None:
-        full = encode_message(Configure(config), 0)  # validates: invalid configs raise before anything is sent
-        digest = config.digest()
-        if self._device_digest == digest:
-            self._shadow, self._shadow_digest = config.copy(), digest
-            return
-        if self._shadow is not None and self._shadow_digest == self._device_digest:
-            diff_msg = encode_message(Configure(self._shadow.diff(config)), 0)
-            if len(diff_msg) < len(full):
-                try:
-                    resp = self._expect(self._call(Configure(config), diff_msg), Configured)
-                except ConfigError:
-                    resp = None  # the device's config was not what we thought: send it all
-                if resp is not None:
-                    self._check_digest(resp, digest)
-                    self._shadow, self._shadow_digest = config.copy(), digest
-                    return
-        resp = self._expect(self._call(Configure(config), full), Configured)
+    def _load_config(self, config: ChipConfig, digest: bytes) -> None:
+        resp = self._expect(self._call(Configure(config)), Configured)
         self._check_digest(resp, digest)
-        self._shadow, self._shadow_digest = config.copy(), digest
+
+    def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
+        resp = self._expect(self._call(Configure(diff)), Configured)  # the device checks the base, too
+        self._check_digest(resp, diff.target_digest)
 
     def _check_digest(self, resp: Configured, expected: bytes) -> None:
-        self._device_digest = resp.config_digest
         if resp.config_digest != expected:
             raise BackendError(f"device reports config digest {resp.config_digest.hex()[:16]}..., "
                                f"expected {expected.hex()[:16]}...")

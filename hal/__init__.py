@@ -1,8 +1,9 @@
 """hal: what the chip is.
 
 Constants of the resource model, typed coordinates, configuration containers with range checks and an
-exact binary encoding, spike events and time units, and the one small :class:`Backend` interface every
-device implements. ``hal`` imports nothing else of firstspike.
+exact binary encoding, spike events and time units, the one small :class:`Backend` interface every
+device implements, and the configuration mirror that decides what travels to a device. ``hal`` imports
+nothing else of firstspike.
 """
 
 from firstspike.hal import chip
@@ -30,6 +31,7 @@ from firstspike.hal.errors import (
     UnknownBackendError,
 )
 from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
+from firstspike.hal.mirror import ConfigMirror, ConfigPlan
 
 __all__ = [
     "SPIKE_DTYPE",
@@ -41,6 +43,8 @@ __all__ = [
     "ConfigDecodeError",
     "ConfigDiff",
     "ConfigError",
+    "ConfigMirror",
+    "ConfigPlan",
     "DeviceBusyError",
     "DeviceInfo",
     "FieldRangeError",

@@ -321,8 +321,12 @@ class ChipConfig:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     # ---- diffs ---------------------------------------------------------------------------------
-    def diff(self, target: ChipConfig) -> ConfigDiff:
-        """The changes that turn ``self`` into ``target`` (only changed entries are carried)."""
+    def diff(self, target: ChipConfig, *, base_digest: bytes | None = None,
+             target_digest: bytes | None = None) -> ConfigDiff:
+        """The changes that turn ``self`` into ``target`` (only changed entries are carried).
+
+        ``base_digest`` / ``target_digest``: the digests of ``self`` / ``target`` when the caller knows them
+        (a configuration mirror does); each saves validating, encoding and hashing that configuration again."""
         a, b = self.fields(), target.fields()
         patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         replaced: dict[str, np.ndarray] = {}
@@ -335,7 +339,12 @@ class ChipConfig:
             changed = np.flatnonzero(a[name].reshape(-1) != b[name].reshape(-1)).astype(np.uint32)
             if len(changed):
                 patches[name] = (changed, b[name].reshape(-1)[changed].copy())
-        return ConfigDiff(self.digest(), target.digest(), patches, replaced)
+        return ConfigDiff(base_digest or self.digest(), target_digest or target.digest(), patches, replaced)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all its arrays: about the size of its encoding, what a full upload carries."""
+        return sum(int(a.nbytes) for a in self.fields().values())
 
     def summary(self) -> dict[str, int]:
         """Counts of what is in use (for reports and logs)."""
@@ -370,6 +379,12 @@ class ConfigDiff:
     def changed_entries(self) -> int:
         """Number of patched array entries (plus replaced entries)."""
         return sum(len(i) for i, _ in self.patches.values()) + sum(len(v) for v in self.replaced.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its patches (indices and values) and replacements: about the size of its encoding."""
+        patched = sum(int(np.asarray(i).nbytes) + int(np.asarray(v).nbytes) for i, v in self.patches.values())
+        return patched + sum(int(np.asarray(v).nbytes) for v in self.replaced.values())
 
     def apply(self, base: ChipConfig, *, base_digest: bytes | None = None) -> ChipConfig:
         """Return a new config: ``base`` with the diff applied. ``base`` is never modified.

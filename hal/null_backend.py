@@ -21,6 +21,7 @@ class NullBackend(Backend):
 
     def __init__(self, serial: int = 0) -> None:
         self._config = ChipConfig()
+        self.mirror.commit_default()
         self._closed = False
         self._serial = serial
         self.runs = 0
@@ -38,14 +39,13 @@ class NullBackend(Backend):
         self._check_open()
         return DeviceInfo(model="null-mock", serial=self._serial, version="0", extra={"mock": True})
 
-    def configure(self, config: ChipConfig | ConfigDiff) -> None:
+    def _load_config(self, config: ChipConfig, digest: bytes) -> None:
         self._check_open()
-        if isinstance(config, ConfigDiff):
-            self._config = config.apply(self._config)
-        elif isinstance(config, ChipConfig):
-            self._config = config.copy()
-        else:
-            raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
+        self._config = config
+
+    def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
+        self._check_open()
+        self._config = diff.apply(self._config) if target is None else target
 
     @property
     def config(self) -> ChipConfig:

@@ -4,9 +4,10 @@
 and training work unchanged over the network. Underneath it
 
 * holds a lease, acquired on first use, renewed by a keepalive thread, released on :meth:`close`;
-* keeps the last full ChipConfig it configured; ``configure(ConfigDiff)`` sends only the diff
-  (UpdateConfig), and after a server restart (lease unknown) it acquires a new lease and uploads the
-  configuration again, then repeats the call;
+* keeps two configuration mirrors (:mod:`firstspike.hal.mirror`): the Backend's own, the configuration this client
+  gave the device (a full ``configure`` travels as LoadConfig, a diff as UpdateConfig), and one of what the
+  server's lease holds. Before every call the lease is brought to the client's configuration. After a server
+  restart (lease unknown) the client acquires a new lease, uploads the configuration again, then repeats the call;
 * puts a deadline on every call, retries UNAVAILABLE with exponential backoff only for idempotent calls
   (everything but AcquireLease), and turns status codes into Python exceptions that are also hal errors
   (:class:`RemoteError` and subclasses);
@@ -37,6 +38,7 @@ from firstspike.hal.backend import Backend, DeviceInfo, RunOptions, RunResult
 from firstspike.hal.config import ChipConfig, ConfigDiff
 from firstspike.hal.errors import BackendError, CapacityError, DeviceBusyError, LinkError
 from firstspike.hal.events import InputSpikes
+from firstspike.hal.mirror import ConfigMirror
 from firstspike.hal.registry import DeviceURI
 from firstspike.proto.firstspike.v1 import device_pb2 as pb
 from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
@@ -140,18 +142,15 @@ def remote_error(e: grpc.RpcError, method: str, target: str, attempts: int = 1) 
 
 
 _RECOVERABLE = (wire.REASON_LEASE_UNKNOWN, wire.REASON_CONFIG_MISMATCH, wire.REASON_DIFF_BASE)
+#: A configuration the lease must hold: (config, its digest, a diff to it that may be sent instead, or None).
+_Upload = tuple[ChipConfig, bytes, ConfigDiff | None]
 
 
 # ---- the backend -------------------------------------------------------------------------------------
-_DEFAULT_CONFIG: tuple[ChipConfig, bytes] | None = None
-
-
-def _default_config() -> tuple[ChipConfig, bytes]:
-    global _DEFAULT_CONFIG
-    if _DEFAULT_CONFIG is None:
-        cfg = ChipConfig()
-        _DEFAULT_CONFIG = (cfg, hashlib.sha256(cfg.to_bytes()).digest())
-    return _DEFAULT_CONFIG
+def _rejected(e: grpc.RpcError) -> bool:
+    """The server refused the request's values: it changed nothing (the Backend contract)."""
+    cls = _ERROR_TYPES.get(e.code()) if hasattr(e, "code") else None
+    return cls is not None and issubclass(cls, ValueError)
 
 
 def _bool_param(uri: DeviceURI, name: str, default: bool) -> bool:
@@ -207,6 +206,9 @@ class GrpcBackend(Backend):
     """
 
     scheme = "grpc"
+    #: A failed upload leaves the client's previous configuration in force: the lease gets it back before the
+    #: next call.
+    restores_config_on_error = True
 
     def __init__(
         self,
@@ -268,11 +270,8 @@ class GrpcBackend(Backend):
         self._lease: str | None = None
         self._lease_ttl_s = self.lease_ttl_s
         self._last_call = time.monotonic()
-        cfg, digest = _default_config()
-        self._config: ChipConfig = cfg  # the last full configuration (what a fresh lease must be given)
-        self._digest: bytes = digest
-        self._server_digest: bytes | None = None  # what the server's lease holds (None = unknown/no lease)
-        self._pending_diff: ConfigDiff | None = None  # a diff from _server_digest to _digest not yet sent
+        self.mirror.commit_default()  # the client's configuration: what every lease of this backend must hold
+        self._on_lease = ConfigMirror()  # what the server's lease holds (by digest; unknown without a lease)
         self._step = ""  # the RPC in progress (named in error messages)
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
@@ -325,9 +324,11 @@ class GrpcBackend(Backend):
         idempotent: bool,
         session: bool,
         timeout_s: float | None = None,
+        upload: _Upload | None = None,
     ) -> Any:
         """One logical call: deadline over all attempts, backoff on UNAVAILABLE (idempotent calls only),
-        and for session calls a lease + uploaded configuration first, recovered once if the server lost them."""
+        and for session calls a lease + uploaded configuration first, recovered once if the server lost them.
+        ``upload``: the configuration the lease must hold (default: the client's current one)."""
         budget = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
         backoff = _BACKOFF_START_S
@@ -337,7 +338,7 @@ class GrpcBackend(Backend):
             attempts += 1
             try:
                 if session:
-                    self._ensure_session(deadline)
+                    self._ensure_session(deadline, upload)
                 self._step = method
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -369,11 +370,10 @@ class GrpcBackend(Backend):
     def _forget_session(self, *, lease_lost: bool) -> None:
         if lease_lost:
             self._lease = None
-        self._server_digest = None
-        self._pending_diff = None
+        self._on_lease.forget()
 
-    def _ensure_session(self, deadline: float) -> None:
-        """Hold a lease whose configuration is ours (acquire and/or upload as needed)."""
+    def _ensure_session(self, deadline: float, upload: _Upload | None) -> None:
+        """Hold a lease whose configuration is ``upload``'s, or the client's (acquire and/or upload as needed)."""
         if self._lease is None:
             timeout = max(0.001, deadline - time.monotonic())
             req = pb.AcquireLeaseRequest(
@@ -386,30 +386,46 @@ class GrpcBackend(Backend):
             resp = self._stub.AcquireLease(req, timeout=timeout + self.wait_s, metadata=self._metadata)
             self._lease = resp.lease_id
             self._lease_ttl_s = resp.ttl_ms / 1000.0
-            self._server_digest = bytes.fromhex(resp.config_id)
-            self._pending_diff = None
+            self._on_lease.commit(None, bytes.fromhex(resp.config_id))
             self._start_keepalive()
-        if self._server_digest == self._digest:
+        cfg, digest, diff = upload if upload is not None else (self.mirror.config, self.mirror.digest, None)
+        if digest is not None and self._on_lease.holds(digest):
+            return  # the common case, every run: nothing to upload
+        if cfg is None or digest is None:
+            raise BackendError(f"grpc://{self.target}: this client's configuration is unknown after a failed "
+                               "upload; configure the device again")
+        # The client sends what it was given: a diff as UpdateConfig (if the lease holds its base), a full
+        # configuration whole, never a diff of its own making.
+        plan = self._on_lease.plan(cfg, digest, diff=diff, compute_diff=False)
+        if plan.kind == "none":
             return
         timeout = max(0.001, deadline - time.monotonic())
-        diff = self._pending_diff
-        if diff is not None and self._server_digest == diff.base_digest:
-            self._step = "UpdateConfig"
-            req = pb.UpdateConfigRequest(lease_id=self._lease, diff=diff.to_bytes())
-            resp = self._stub.UpdateConfig(req, timeout=timeout, metadata=self._metadata)
-        else:
-            self._step = "LoadConfig"
-            req = pb.LoadConfigRequest(lease_id=self._lease, config=self._config.to_bytes())
-            resp = self._stub.LoadConfig(req, timeout=timeout, metadata=self._metadata)
+        try:
+            if plan.kind == "diff":
+                assert plan.diff is not None
+                self._step = "UpdateConfig"
+                req = pb.UpdateConfigRequest(lease_id=self._lease, diff=plan.diff.to_bytes())
+                resp = self._stub.UpdateConfig(req, timeout=timeout, metadata=self._metadata)
+            else:
+                self._step = "LoadConfig"
+                req = pb.LoadConfigRequest(lease_id=self._lease, config=cfg.to_bytes())
+                resp = self._stub.LoadConfig(req, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            if not _rejected(e):
+                self._on_lease.forget()  # it may or may not have arrived
+            raise
         got = bytes.fromhex(resp.config_id)
-        if got != self._digest:
+        self._on_lease.commit(None, got)
+        if got != digest:
             raise RemoteError(
                 f"grpc://{self.target}: the server holds configuration {resp.config_id[:12]} after the upload, "
-                f"expected {self._digest.hex()[:12]} (encoding mismatch between client and server?)",
+                f"expected {digest.hex()[:12]} (encoding mismatch between client and server?)",
                 target=self.target,
             )
-        self._server_digest = got
-        self._pending_diff = None
+
+    def _config_id(self) -> str:
+        digest = self.mirror.digest
+        return "" if digest is None else digest.hex()
 
     def _start_keepalive(self) -> None:
         if self._keepalive is None or not self._keepalive.is_alive():
@@ -453,44 +469,32 @@ class GrpcBackend(Backend):
         self._check_open()
         return self._info
 
-    def configure(self, config: ChipConfig | ConfigDiff) -> None:
-        """Give the device a full ChipConfig (LoadConfig) or a diff against the last one (UpdateConfig).
+    def _load_config(self, config: ChipConfig, digest: bytes) -> None:
+        """Primitive: the lease takes ``config`` (LoadConfig, or nothing if it holds it)."""
+        self._push((config, digest, None))
 
-        Validated locally first; on any error the previous configuration stays in force.
-        """
-        self._check_open()
+    def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
+        """Primitive: the lease takes ``diff`` (UpdateConfig; the full target if the lease holds another base)."""
+        if target is None:  # this mirror holds the client's own configuration, never only a digest
+            raise BackendError(f"grpc://{self.target}: no configuration to apply the diff to")
+        self._push((target, diff.target_digest, diff))
+
+    def _push(self, upload: _Upload) -> None:
         with self._lock:
-            if isinstance(config, ConfigDiff):
-                # ConfigError if the diff's base is not our config; the result is checked to be the target
-                new = config.apply(self._config, base_digest=self._digest)
-                digest = config.target_digest
-                pending = config if self._server_digest == config.base_digest else None
-            elif isinstance(config, ChipConfig):
-                data = config.to_bytes()  # validates
-                digest = hashlib.sha256(data).digest()
-                if digest == self._digest and self._server_digest == digest:
-                    return
-                new = ChipConfig.from_bytes(data)  # a private copy: the caller may keep mutating theirs
-                pending = None
-            else:
-                raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
-            old = (self._config, self._digest, self._pending_diff)
-            self._config, self._digest, self._pending_diff = new, digest, pending
-            try:
-                self._call("Configure", lambda *a, **k: None, lambda: None, idempotent=True, session=True)
-            except BaseException:
-                self._config, self._digest, self._pending_diff = old
-                raise
+            self._call("Configure", lambda *a, **k: None, lambda: None, idempotent=True, session=True, upload=upload)
 
     @property
     def config(self) -> ChipConfig:
         """The last configuration given to this backend (a private copy; do not mutate)."""
-        return self._config
+        cfg = self.mirror.config
+        if cfg is None:
+            raise BackendError(f"grpc://{self.target}: the configuration is unknown after a failed upload")
+        return cfg
 
     @property
     def config_id(self) -> str:
         """Hex SHA-256 of :attr:`config` (the id the server reports)."""
-        return self._digest.hex()
+        return self._config_id()
 
     def run(self, inputs: InputSpikes, options: RunOptions) -> RunResult:
         """Run on the server; batches above ``stream_threshold`` entries whose result may not fit one message
@@ -506,7 +510,7 @@ class GrpcBackend(Backend):
             def make() -> pb.RunRequest:
                 return pb.RunRequest(
                     lease_id=self._lease or "",
-                    config_id=self._digest.hex(),
+                    config_id=self._config_id(),
                     inputs=batch,
                     options=opts,
                     result_layout=wire.COLUMNS,
@@ -527,7 +531,7 @@ class GrpcBackend(Backend):
         info = self.info()
         events = info.max_events if info.max_events else 1 << 62
         if options.record == "first":
-            events = min(events, b * int(np.count_nonzero(self._config.neurons.values["enabled"])))
+            events = min(events, b * int(np.count_nonzero(self.config.neurons.values["enabled"])))
         samples = -(-options.duration_ticks // max(1, options.readout_period))  # a sample at 0, P, 2P, ... < duration
         membrane = 4 * b * len(options.readout) * samples
         request = wire.max_spike_bytes(wire.RECORDS, b, len(inputs)) + 4096
@@ -556,7 +560,7 @@ class GrpcBackend(Backend):
                     opts.entry_offset = options.entry_offset + int(start)
                     yield pb.RunRequest(
                         lease_id=self._lease or "",
-                        config_id=self._digest.hex(),
+                        config_id=self._config_id(),
                         sequence=k,
                         inputs=wire.pack_events(chunk.events, chunk.batch_size),
                         options=opts,
@@ -639,8 +643,8 @@ class GrpcBackend(Backend):
                 idempotent=True,
                 session=True,
             )
-            cfg, digest = _default_config()
-            self._config, self._digest, self._server_digest, self._pending_diff = cfg, digest, digest, None
+            self.mirror.commit_default()
+            self._on_lease.commit(None, self.mirror.digest)
 
     def load_artifact(self, artifact: bytes, stage: int = 0) -> str:
         """Configure from a compiled artifact (``CompiledNetwork.to_bytes()``), parsed by the server; returns
@@ -658,7 +662,7 @@ class GrpcBackend(Backend):
                 session=True,
             )
             # From here the server's lease holds the artifact's config, which we do not know yet.
-            self._server_digest = None
+            self._on_lease.forget()
             resp = self._call(
                 "GetConfig",
                 self._stub.GetConfig,
@@ -673,7 +677,8 @@ class GrpcBackend(Backend):
                     f"grpc://{self.target} GetConfig: config bytes do not match config_id {resp.config_id[:12]}",
                     target=self.target,
                 )
-            self._config, self._digest, self._server_digest, self._pending_diff = cfg, digest, digest, None
+            self.mirror.commit(cfg, digest)
+            self._on_lease.commit(None, digest)
             return resp.config_id
 
     def health(self, service: str = "") -> str:

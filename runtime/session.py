@@ -3,8 +3,10 @@
 A :class:`Session` owns the link between a :class:`compiler.CompiledNetwork` and a :class:`hal.Backend`:
 
 * it uploads the artifact's configuration once, and afterwards only :class:`hal.ConfigDiff` s
-  (:meth:`Session.update_weights`: re-quantise float weights with the artifact's FIXED per-layer steps q,
-  send ``old.diff(new)``: only the synapse weights that changed travel);
+  (:meth:`Session.update_weights`: re-quantise float weights with the artifact's FIXED per-layer steps q, and
+  send only the synapse weights that changed). What travels is decided by the device's configuration mirror
+  (:meth:`hal.Backend.sync`, :mod:`firstspike.hal.mirror`): a diff always goes against the configuration the
+  device holds;
 * :meth:`Session.run` takes input spike times in model units (units of tau_s, ``inf`` = no spike), adds every
   layer's bias spike, converts model time to ticks with the artifact's realised ``tau_s_ticks``, runs the batch
   (split into chunks of at most the device's ``max_batch`` entries, each with ``RunOptions.entry_offset`` = its
@@ -33,6 +35,7 @@ from firstspike.hal import chip
 from firstspike.hal.backend import Backend, RunOptions, RunResult
 from firstspike.hal.config import ChipConfig, ConfigDiff
 from firstspike.hal.events import InputSpikes, SpikeEvents
+from firstspike.hal.mirror import ConfigPlan
 
 __all__ = ["DEFAULT_MARGIN_TAU", "Session", "SessionError", "SessionResult"]
 
@@ -139,9 +142,8 @@ class Session:
         self.margin_tau = float(margin_tau)
         self.tau_s_ticks = float(compiled.tau_s_ticks)
         self._stage_configs: list[ChipConfig] = [s.config for s in compiled.stages]
-        self._loaded: int | None = None  # index of the stage the device holds
-        self._device_config: ChipConfig | None = None
-        self._device_digest = b""
+        self._loaded: int | None = None  # index of the stage this session last brought the device to
+        self._generation = -1  # the device mirror's generation just after that: unchanged = still loaded
         self.uploads = _Uploads()
         self.weights: list[np.ndarray] | None = None  # last float weights given to update_weights
         if configure:
@@ -157,34 +159,31 @@ class Session:
         """The current configuration of every stage (after weight updates)."""
         return list(self._stage_configs)
 
-    def _send(self, target: ChipConfig) -> int:
-        """Bring the device to ``target``: a diff if we know what it holds, else the full config.
+    def _send(self, target: ChipConfig) -> ConfigPlan:
+        """Bring the device to ``target`` through its configuration mirror and count what travelled.
 
-        Returns the number of changed entries sent (-1 for a full upload)."""
-        if self._device_config is None:
-            self.device.configure(target)
+        The session's first upload is the whole configuration (unless the device holds it already); later
+        ones are diffs against the configuration the device holds."""
+        plan = self.device.sync(target, compute_diff=self._loaded is not None)
+        if plan.kind == "full":
             self.uploads.full_configs += 1
-            self._device_config, self._device_digest = target, target.digest()
-            return -1
-        diff = self._device_config.diff(target)
-        if not diff.empty:
-            self.device.configure(diff)
+        elif plan.kind == "diff":
             self.uploads.diffs += 1
-            self.uploads.changed_entries += diff.changed_entries()
-        self._device_config, self._device_digest = target, diff.target_digest
-        return diff.changed_entries()
+            self.uploads.changed_entries += plan.changed_entries
+        self._generation = self.device.mirror.generation
+        return plan
 
     def _load_stage(self, s: int) -> None:
-        if self._loaded == s:
+        if self._loaded == s and self.device.mirror.generation == self._generation:
             return
         self._send(self._stage_configs[s])
         self._loaded = s
 
     def update_weights(self, weights: Sequence[Any]) -> ConfigDiff | None:
         """Re-quantise float weights (one (n_in [+1], n_out) matrix per layer, model units) with the artifact's
-        fixed steps and send the change to the device. Returns the diff sent for the stage the device holds (the
-        other stages' changes travel when they are next loaded; None if nothing is loaded yet). Weights beyond
-        63 steps clip to 63."""
+        fixed steps and send the change to the device. Returns the diff sent for the stage the device holds
+        (empty if nothing changed; the other stages' changes travel when they are next loaded). Returns None
+        if nothing is loaded yet, or if the stage had to be loaded whole. Weights beyond 63 steps clip to 63."""
         new = self.compiled.update_stage_weights(weights)
         # a copy: the caller's tensors keep changing (optimizer steps in place)
         self.weights = [np.array(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float64)
@@ -192,15 +191,7 @@ class Session:
         self._stage_configs = new
         if self._loaded is None:
             return None
-        target = new[self._loaded]
-        assert self._device_config is not None
-        diff = weight_diff(self._device_config, target, self._device_digest)
-        if not diff.empty:
-            self.device.configure(diff)
-            self.uploads.diffs += 1
-            self.uploads.changed_entries += diff.changed_entries()
-        self._device_config, self._device_digest = target, diff.target_digest
-        return diff
+        return self._send(new[self._loaded]).diff
 
     def quantized_weights(self) -> list[np.ndarray]:
         """The weights the chip realises now (``sign * d * q``), per layer, model units."""
@@ -336,19 +327,4 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def weight_diff(base: ChipConfig, target: ChipConfig, base_digest: bytes = b"") -> ConfigDiff:
-    """``base.diff(target)`` for configs that differ ONLY in synapse weights (what
-    :meth:`compiler.CompiledNetwork.update_stage_weights` returns), without re-validating either config: the
-    training fast path. ``base_digest`` (if known) saves hashing ``base`` again. The result is identical to
-    ``base.diff(target)`` for such configs (tested)."""
-    changed = np.flatnonzero(base.synapses.weights.reshape(-1) != target.synapses.weights.reshape(-1))
-    digest = base_digest or base.digest()
-    if not len(changed):
-        return ConfigDiff(digest, digest, {}, {})
-    target_digest = target.digest(validate=False)  # 6-bit magnitudes from the compiler cannot be out of range
-    patch = (changed.astype(np.uint32), target.synapses.weights.reshape(-1)[changed].copy())
-    return ConfigDiff(digest, target_digest, {"synapses.weights": patch}, {})
-
 

@@ -69,9 +69,9 @@ class SimBackend(Backend):
         self._engine = engine
         self._max_events = int(max_events)
         self._mismatch = analog.Mismatch.for_serial(self._serial) if mismatch else analog.Mismatch.ideal()
-        self._config = ChipConfig()
-        self._config_digest: bytes | None = None  # of _config, when known (it never changes in place)
+        self._config = ChipConfig()  # what the engine model is built from
         self._compiled: EngineModel | None = None
+        self.mirror.commit_default()
         self._closed = False
         self.runs = 0
 
@@ -118,22 +118,22 @@ class SimBackend(Backend):
             },
         )
 
-    def configure(self, config: ChipConfig | ConfigDiff) -> None:
+    def _load_config(self, config: ChipConfig, digest: bytes) -> None:
         self._check_open()
-        if isinstance(config, ConfigDiff):
-            new = config.apply(self._config, base_digest=self._config_digest)
-            digest: bytes | None = config.target_digest
-        elif isinstance(config, ChipConfig):
-            new = config.copy()  # validates
-            digest = None  # hashed when a diff first needs it
-        else:
-            raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
+        self._install(config)
+
+    def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
+        self._check_open()
+        self._install(diff.apply(self._config) if target is None else target)
+
+    def _install(self, new: ChipConfig) -> None:
+        """Build the engine model for ``new`` (validated); swap only when that succeeded."""
         if self._compiled is not None and only_weights_differ(self._config, new):
             # the in-the-loop trainer's step: patch the routing matrices, keep the propagators (same arrays)
             compiled = update_weights(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
         else:
             compiled = compile_model(build_model(new, self._mismatch))
-        self._config, self._compiled, self._config_digest = new, compiled, digest
+        self._config, self._compiled = new, compiled
 
     @property
     def config(self) -> ChipConfig:

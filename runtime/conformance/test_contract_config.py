@@ -1,5 +1,5 @@
-"""Configuration: full and diff uploads agree, wrong diffs and invalid configs are rejected with a hal error
-and leave the previous configuration active."""
+"""Configuration: full and diff uploads agree, the configuration mirror books what the device holds, wrong diffs
+and invalid configs are rejected with a hal error and leave the previous configuration active."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def test_full_and_diff_uploads_are_accepted(device: Backend) -> None:
     device.configure(b.diff(a))
     device.configure(b)
     device.configure(ChipConfig())
+
+
+def test_mirror_books_what_the_device_holds(device: Backend) -> None:
+    """The Backend base class keeps a mirror of the configuration the device holds, also for backends that
+    implement ``configure`` themselves. ``sync`` sends a diff against it, and nothing when it holds the target."""
+    a, b = probe_case().config, _variant().config
+    device.configure(a)
+    assert device.mirror.digest == a.digest()
+    device.configure(a.diff(b))
+    assert device.mirror.digest == b.digest()
+    plan = device.sync(a)
+    assert plan.kind == "diff" and plan.diff is not None and plan.diff.base_digest == b.digest()
+    assert device.mirror.digest == a.digest()
+    assert device.sync(a).kind == "none"
 
 
 def test_diff_behaves_like_full_upload(device: Backend, semantic: Profile) -> None:

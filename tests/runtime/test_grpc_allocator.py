@@ -1,7 +1,7 @@
 """The server's allocator tuning: RPC worker threads reuse freed heap memory instead of page-faulting afresh.
 
 Without it glibc gives each worker thread an arena that returns freed blocks to the OS, so a backend's per-run
-temporaries (MBs for the simulator) fault in anew on every call; see ``firstspike.runtime.server.tune_allocator``.
+temporaries (MBs for the simulator) fault in anew on every call; see ``firstspike.runtime.serve.server.tune_allocator``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from firstspike.runtime import server
+from firstspike.runtime.commands import serve as serve_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,10 +63,10 @@ def test_worker_thread_reuses_memory_after_tuning():
 
 def test_serve_tunes_the_allocator_before_serving(monkeypatch: pytest.MonkeyPatch):
     calls: list[str] = []
-    monkeypatch.setattr(server, "setup_logging", lambda level: calls.append("logging"))
-    monkeypatch.setattr(server, "tune_allocator", lambda: calls.append("tune") or True)
+    monkeypatch.setattr(serve_command, "setup_logging", lambda level: calls.append("logging"))
+    monkeypatch.setattr(serve_command, "tune_allocator", lambda: calls.append("tune") or True)
     p = argparse.ArgumentParser()
-    server.add_arguments(p)
-    # An invalid port makes serve() return before opening a backend, after the process-level setup.
-    assert server.serve(p.parse_args(["--port", "70000"])) == 2
+    serve_command.add_grpc_arguments(p)
+    # An invalid port makes serve_grpc() return before opening a backend, after the process-level setup.
+    assert serve_command.serve_grpc(p.parse_args(["--port", "70000"])) == 2
     assert calls == ["logging", "tune"]

@@ -25,7 +25,6 @@ from firstspike.hal.errors import CapacityError, FieldRangeError
 from firstspike.hal.events import SPIKE_DTYPE
 from firstspike.proto.firstspike.v1 import device_pb2 as pb
 from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
-from firstspike.runtime import server as srvmod
 from firstspike.runtime import wire
 from firstspike.runtime.cli import main as cli_main
 from firstspike.runtime.remote import (
@@ -34,6 +33,8 @@ from firstspike.runtime.remote import (
     RemoteCapacityError,
     RemoteUnavailableError,
 )
+from firstspike.runtime.serve import auth as serve_auth
+from firstspike.runtime.serve import server as serve_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 Code = grpc.StatusCode
@@ -438,9 +439,9 @@ def test_non_loopback_bind_needs_a_token(capsys):
     from firstspike.hal.null_backend import NullBackend
 
     with pytest.raises(ValueError, match="non-loopback"):
-        srvmod.build_server(NullBackend(), host="10.1.2.3", port=0)
-    assert srvmod.is_loopback("127.0.0.1") and srvmod.is_loopback("::1") and srvmod.is_loopback("localhost")
-    assert not srvmod.is_loopback("0.0.0.0") and not srvmod.is_loopback("example.org")
+        serve_server.build_server(NullBackend(), host="10.1.2.3", port=0)
+    assert serve_auth.is_loopback("127.0.0.1") and serve_auth.is_loopback("::1") and serve_auth.is_loopback("localhost")
+    assert not serve_auth.is_loopback("0.0.0.0") and not serve_auth.is_loopback("example.org")
 
 
 def test_tls(tmp_path):

@@ -1,5 +1,6 @@
 """The server's device host in-process (no gRPC): per-lease configurations, busy leases never expire,
-exclusive leases, and the device keeps its configuration when a new one is rejected."""
+exclusive leases, and the device keeps its configuration when a new one is rejected. The host raises hal errors;
+the status each one becomes on the wire is checked through the server's one status table."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from grpc_fake_backend import FakeBackend, fake_result
 from grpc_support import FAKE_OPTIONS, fake_config, fake_inputs
 
 from firstspike.hal.config import ChipConfig
-from firstspike.runtime.server import DeviceHost, StatusError
+from firstspike.runtime.serve.errors import ConfigMismatchError, DeviceHeldError, LeaseUnknownError
+from firstspike.runtime.serve.host import DeviceHost
+from firstspike.runtime.serve.status import status_for
 
 
 def test_leases_keep_their_own_configs_and_switch_minimally():
@@ -37,9 +40,9 @@ def test_leases_keep_their_own_configs_and_switch_minimally():
         assert ra.spikes == ra2.spikes == fake_result(ca, x, FAKE_OPTIONS).spikes
         assert rb.spikes == fake_result(cb, x, FAKE_OPTIONS).spikes
     assert dev.configures - n0 == 4  # one switch per change of lease, none for a repeated lease
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(ConfigMismatchError) as ei:
         host.run(a.id, cb.digest().hex(), x, FAKE_OPTIONS, None)
-    assert ei.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_for(ei.value)[0] == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_rejected_config_leaves_lease_and_device_unchanged():
@@ -67,21 +70,21 @@ def test_busy_lease_outlives_its_ttl():
     host.run(le.id, "", fake_inputs(1, batch=1), FAKE_OPTIONS, None)
     assert host.lease(le.id) is le  # still alive (renewed when the run ended)
     time.sleep(0.35)
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(LeaseUnknownError) as ei:
         host.lease(le.id)
-    assert ei.value.code == grpc.StatusCode.NOT_FOUND
+    assert status_for(ei.value)[0] == grpc.StatusCode.NOT_FOUND
 
 
 def test_exclusive_lease_blocks_others_until_released():
     host = DeviceHost(FakeBackend())
     owner = host.acquire("owner", "", True, 0, 0)
     other = host.acquire("other", "", False, 0, 0)
-    with pytest.raises(StatusError) as ei:
+    with pytest.raises(DeviceHeldError) as ei:
         host.run(other.id, "", fake_inputs(1, batch=1), FAKE_OPTIONS, 0.3)
-    assert ei.value.code == grpc.StatusCode.ABORTED and "exclusively" in ei.value.message
-    with pytest.raises(StatusError) as ei:
+    assert status_for(ei.value)[0] == grpc.StatusCode.ABORTED and "exclusively" in str(ei.value)
+    with pytest.raises(DeviceHeldError) as ei:
         host.acquire("rival", "", True, 0, 100)
-    assert ei.value.code == grpc.StatusCode.ABORTED
+    assert status_for(ei.value)[0] == grpc.StatusCode.ABORTED
     # A waiter gets its turn as soon as the exclusive lease is released.
     done = []
     t = threading.Thread(
@@ -93,3 +96,39 @@ def test_exclusive_lease_blocks_others_until_released():
     host.release(owner.id)
     t.join(5)
     assert done and done[0][0].spikes.batch_size == 1
+
+
+def test_host_forwards_a_clients_diff_and_reloads_whole_after_a_failed_run():
+    class Recording(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.received: list[object] = []
+            self.fail_runs = 0
+
+        def configure(self, config):
+            self.received.append(config)
+            super().configure(config)
+
+        def run(self, inputs, options):
+            if self.fail_runs:
+                self.fail_runs -= 1
+                raise RuntimeError("the device hung up mid-run")
+            return super().run(inputs, options)
+
+    dev = Recording()
+    host = DeviceHost(dev)
+    le = host.acquire("c", "", False, 0, 0)
+    ca, cb = fake_config(1), fake_config(2)
+    host.set_config(le.id, ca, None)
+    assert isinstance(dev.received[-1], ChipConfig)  # the device's state was unknown: the whole config
+    diff = ca.diff(cb)
+    host.update_config(le.id, diff, None)
+    assert dev.received[-1] is diff  # the device holds the diff's base: the client's own diff goes on
+    x = fake_inputs(4, batch=2)
+    dev.fail_runs = 1
+    with pytest.raises(RuntimeError, match="mid-run"):
+        host.run(le.id, "", x, FAKE_OPTIONS, None)
+    assert not dev.mirror.known  # a failed run may leave the device anywhere
+    n = len(dev.received)
+    assert host.run(le.id, "", x, FAKE_OPTIONS, None)[0].spikes == fake_result(cb, x, FAKE_OPTIONS).spikes
+    assert len(dev.received) == n + 1 and isinstance(dev.received[-1], ChipConfig)

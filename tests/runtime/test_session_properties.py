@@ -1,4 +1,4 @@
-"""Property tests of the session's unit conversions and of the weight-diff fast path."""
+"""Property tests of the session's unit conversions and of the diffs its weight updates travel as."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from itl_support import compiled_small
 
+from firstspike.hal.mirror import ConfigMirror
 from firstspike.hal.null_backend import NullBackend
 from firstspike.runtime.commands.deploy import DeployError, _parse_ints
-from firstspike.runtime.session import Session, weight_diff
+from firstspike.runtime.session import Session
 
 COMPILED = compiled_small(seed=3)
 SESSION = Session(NullBackend(), COMPILED)
@@ -41,11 +42,15 @@ def test_model_time_to_ticks_rounds_to_the_nearest_tick_and_keeps_silence(t):
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.floats(0.0, 2.0))
-def test_weight_diff_equals_the_generic_diff_for_any_weight_change(seed, size):
+def test_the_mirrors_diff_equals_the_generic_diff_for_any_weight_change(seed, size):
     rng = np.random.default_rng(seed)
     base = COMPILED.update_weights([w + rng.normal(0, 0.3, w.shape) for w in COMPILED.source.weights])
     target = COMPILED.update_weights([w + rng.normal(0, size, w.shape) for w in COMPILED.source.weights])
-    fast, slow = weight_diff(base, target), base.diff(target)
+    mirror = ConfigMirror()
+    mirror.commit(base, base.digest())
+    plan = mirror.plan(target, target.digest())
+    fast, slow = plan.diff, base.diff(target)
+    assert fast is not None and plan.kind in ("diff", "none")
     assert (fast.base_digest, fast.target_digest) == (slow.base_digest, slow.target_digest)
     assert fast.changed_entries() == slow.changed_entries()
     assert fast.apply(base) == target

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from itl_support import SpyBackend, compiled_small, yinyang_like_inputs
 
 from firstspike.hal.config import ChipConfig, ConfigDiff
+from firstspike.hal.mirror import ConfigMirror
 from firstspike.runtime.session import Session
 from firstspike.sim_device import SimBackend
 
@@ -83,18 +84,23 @@ def test_chunking_with_entry_offsets_gives_identical_results_on_a_noisy_device()
     assert other.events != whole.events
 
 
-def test_weight_diff_fast_path_equals_the_generic_diff():
-    from firstspike.runtime.session import weight_diff
-
+def test_the_mirrors_diff_equals_the_generic_diff():
+    """The session's weight updates are diffs the device's mirror computes from the configuration it holds
+    (known digest, nothing hashed twice); they must equal ``ChipConfig.diff``."""
     compiled = compiled_small(seed=8)
     w = [np.array(a) * 1.3 for a in compiled.source.weights]
     new = compiled.update_weights(w)
     base = compiled.config
-    fast, slow = weight_diff(base, new), base.diff(new)
+    mirror = ConfigMirror()
+    mirror.commit(base, base.digest())
+    plan = mirror.plan(new, new.digest())
+    assert plan.kind == "diff"
+    fast, slow = plan.diff, base.diff(new)
     assert fast.base_digest == slow.base_digest and fast.target_digest == slow.target_digest
     assert fast.target_digest == new.digest()
     assert list(fast.patches) == list(slow.patches) == ["synapses.weights"]
     for a, b in zip(fast.patches["synapses.weights"], slow.patches["synapses.weights"], strict=True):
         np.testing.assert_array_equal(a, b)
     assert fast.apply(base) == new
-    assert weight_diff(new, new, new.digest()).empty
+    held = mirror.plan(base, base.digest())
+    assert held.kind == "none" and held.diff.empty

@@ -234,14 +234,18 @@ class ExampleBackend(Backend):
             extra={"conformance": {"agreement": 0.99, "mean_abs_dt_ticks": 1.0}},
         )
 
-    def configure(self, config: ChipConfig | ConfigDiff) -> None:
+    # The base class validates configurations, checks diffs against what the device holds and decides what
+    # travels (firstspike.hal.mirror); a device implements the two primitives that take a configuration.
+    def _load_config(self, config: ChipConfig, digest: bytes) -> None:
+        self._install(config)  # validated and private: the device may keep it
+
+    def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
+        # The base class has checked the diff's base and built its result; a device that knows its configuration
+        # only by digest would apply the diff itself.
+        self._install(target if target is not None else diff.apply(self._config))
+
+    def _install(self, new: ChipConfig) -> None:
         self._check_open()
-        if isinstance(config, ConfigDiff):
-            new = config.apply(self._config)  # checks the base digest, validates the result
-        elif isinstance(config, ChipConfig):
-            new = config.copy()  # copy() validates dtype, shape and range of every field
-        else:
-            raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
         net = _prepare(new)
         self._config, self._net = new, net  # nothing changes unless everything above succeeded
 
