@@ -7,9 +7,10 @@ call chain. Units: ticks for times, Q12 (2^-12 membrane LSB, docs/device-spec.md
 currents and thresholds, Q30 (2^30 = 1.0) for propagator coefficients. "Engine neuron ``i``" is ``active[i]``;
 "compact source ``k``" is an input channel or a neuron whose events reach an active neuron.
 
-At the Python boundary the kernels take them as plain tuples (:func:`plain`) and name them again inside
-(``engine._named``): numba types a plain tuple of arrays in C, a namedtuple in Python (measured 2.7 against 5.3 us per
-call for five of eight arrays each, on the 0.15 ms of a one-sample run).
+At the Python boundary the entry kernels take them as plain tuples (:func:`plain`), :class:`Model` field by field,
+and ``engine._run_chunk`` names them again: numba types a plain tuple of arrays in C, a namedtuple in Python
+(measured 2.7 against 5.3 us per call for five of eight arrays each, on the ~0.15 ms of a one-sample run), and a
+parallel loop (``prange``) passes only tuples whose fields are arrays or scalars.
 """
 
 from __future__ import annotations

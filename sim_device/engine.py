@@ -433,8 +433,8 @@ NEVER = 1 << 62
 
 @njit(cache=True)
 def new_level_state():  # pragma: no cover - compiled
-    """A zeroed :class:`LevelState` for a level of up to ``SM - 8`` neurons (the flag bytes past the level stay 0:
-    they are scanned as whole words)."""
+    """A zeroed :class:`LevelState` for a level of up to ``chip.N_NEURONS`` neurons (the flag bytes past the level
+    stay 0: they are scanned as whole words)."""
     slow = np.zeros(SM, dtype=np.uint8)
     return LevelState(np.zeros(N_STATE * SM, dtype=np.int64), slow, slow.view(np.uint64))
 
@@ -892,6 +892,9 @@ class EngineModel:
     #: per step-table cut (a run's duration): the cut tables and the lockstep tables, built on first use; they do
     #: not depend on the weights, so :func:`update_weights` shares them
     run_tables: dict = field(default_factory=dict, repr=False)
+    #: per (step-table cut, lockstep choice): the kernels' :class:`Model` as plain tuples (:func:`_kernel_model`);
+    #: it holds the weights, so :func:`update_weights` starts a new one
+    kernel_models: dict = field(default_factory=dict, repr=False)
 
 
 def _routing_matrices(
@@ -1087,7 +1090,13 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
         wiring=em.wiring._replace(we=we, wi=wi),
         fanout=em.fanout._replace(synapses=np.ascontiguousarray(act_nrn, dtype=np.int64)),
         levels=em.levels._replace(we=_level_jumps(we, em.levels.nrn), wi=_level_jumps(wi, em.levels.nrn)),
+        kernel_models={},
     )
+
+
+def _step_cut(em: EngineModel, duration: int) -> int:
+    """The step-table columns a run of ``duration`` ticks can reach (j <= (duration + P) / P + 1)."""
+    return min(em.tables.step.shape[2], duration // P + 3)
 
 
 def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int]:
@@ -1097,7 +1106,7 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int
     halves what the scalar search reads: on the realistic chip every neuron has its own tables, 1.7 MB as int64
     for MNIST16 (0.96x CPU time there, 1.01x on the ideal chip, paired)."""
     tab = em.tables
-    jcap = min(tab.step.shape[2], duration // P + 3)
+    jcap = _step_cut(em, duration)
     got = em.run_tables.get(jcap)
     if got is None:
         step = np.ascontiguousarray(tab.step[:, :, :jcap])
@@ -1107,6 +1116,22 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int
             assert table.min(initial=0) >= 0 and table.max(initial=0) <= 1 << B30
         cut = Tables(tick=tab.tick.astype(np.int32), step=step.astype(np.int32), jlen=jlen, kb=tab.kb)
         got = em.run_tables[jcap] = (cut, ct, jc)
+    return got
+
+
+def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tuple:
+    """The :class:`Model` the kernels read for a run of ``duration`` ticks (``lockstep`` as :func:`run_engine`
+    takes it), as :func:`plain` tuples; cached on the model (building it takes longer than the dispatch of a
+    one-sample run)."""
+    key = (_step_cut(em, duration), lockstep)
+    got = em.kernel_models.get(key)
+    if got is None:
+        tables, ct, jc = _run_tables(em, duration)
+        if lockstep is None:
+            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc)
+        else:
+            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc)
+        got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
 
 
@@ -1170,13 +1195,7 @@ def run_engine(
     out_cnt = np.zeros(batch_size, dtype=np.int64)
     stats = np.zeros((batch_size, 2), dtype=np.int64)
     theta_be = np.ascontiguousarray(theta_be, dtype=np.int64)
-    tables, ct, jc = _run_tables(em, duration)
-    n_grp = len(em.levels.ptr) - 1
-    if lockstep is None:
-        lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc)
-    else:
-        lock = Lockstep(np.full(n_grp, bool(lockstep)), 0, ct, jc)
-    m = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
+    m = _kernel_model(em, duration, lockstep)
     # row b is read only up to out_cnt[b]; ticks < 2^24 and neuron ids < 2^10 (hal limits) fit the column dtypes
     out_t = np.empty((batch_size, cap), dtype=np.uint32)
     out_n = np.empty((batch_size, cap), dtype=np.uint16)
@@ -1185,7 +1204,7 @@ def run_engine(
 
     def call(chunk_ptr: np.ndarray, entries: np.ndarray, run: Run) -> None:
         kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
-        kernel(chunk_ptr, entries, plain(run), *m)
+        kernel(chunk_ptr, entries, tuple(run), *m)
 
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)
