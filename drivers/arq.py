@@ -49,7 +49,7 @@ import random
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from firstspike.drivers.framing import (
     CRC_SIZE,
@@ -163,11 +163,11 @@ class LinkStats:
     srtt_ms: float = 0.0
 
 
-@dataclass(frozen=True)
-class Transmit:
+class Transmit(NamedTuple):
     """What :meth:`LinkMachine.poll` hands out: ``frames`` to write now (in order, possibly none), the time
     ``wake`` at which to poll again at the latest (sooner if an event arrives), and whether the line was idle
-    long enough for the bytes to start with a delimiter."""
+    long enough for the bytes to start with a delimiter. (A NamedTuple: every poll makes one, and it is made
+    twice as fast as a frozen dataclass.)"""
 
     frames: list[Frame]
     wake: float
