@@ -12,8 +12,10 @@ fragment size off), ``ber0-small``. Each case runs in its own subprocess (``peak
 about ``--seconds`` seconds. Metrics: ``runs_per_s``, ``payload_mb_per_s`` (message bytes both ways),
 ``efficiency`` (message bytes / all bytes both ends wrote: frames, acks, retransmissions, keep-alives),
 ``lost`` (runs without a result) and ``wrong`` (results differing from the reference), ``p50_ms``/``p90_ms``
-per run, ``est_uart_3mbaud_runs_per_s`` (wire bytes per run at 300 000 bytes/s: what a 3 Mbaud UART would
-allow, derived, not measured on a UART), ``packing_ratio`` (raw 10-byte events / packed events).
+per run, ``cpu_ms_per_run`` (CPU time of the process per run, both link ends and the device included: less
+dependent on the machine's load than the wall-clock rates), ``est_uart_3mbaud_runs_per_s`` (wire bytes per run at
+300 000 bytes/s: what a 3 Mbaud UART would allow, derived, not measured on a UART), ``packing_ratio`` (raw 10-byte
+events / packed events).
 
     python benchmarks/serial_link.py [--case NAME] [--seconds S]
 """
@@ -84,7 +86,7 @@ def run_case(name: str, seconds: float) -> dict:
         host0 = (drv.link_stats.bytes_sent, drv.link_stats.payload_bytes_sent, drv.link_stats.payload_bytes_received)
         ds = stop.sides[0].link.stats
         dev0 = ds.bytes_sent
-        t_start = time.perf_counter()
+        t_start, c_start = time.perf_counter(), time.process_time()
         while time.perf_counter() - t_start < seconds or runs < 5:
             k = runs % len(pool)
             t0 = time.perf_counter()
@@ -100,6 +102,7 @@ def run_case(name: str, seconds: float) -> dict:
                 wrong += 1
             runs += 1
         elapsed = time.perf_counter() - t_start
+        cpu = time.process_time() - c_start
         hs = drv.link_stats
         payload = (hs.payload_bytes_sent - host0[1]) + (hs.payload_bytes_received - host0[2])
         wire = (hs.bytes_sent - host0[0]) + (ds.bytes_sent - dev0)
@@ -119,6 +122,7 @@ def run_case(name: str, seconds: float) -> dict:
             "wrong": wrong,
             "p50_ms": round(lat[len(lat) // 2], 2) if lat else None,
             "p90_ms": round(lat[int(len(lat) * 0.9)], 2) if lat else None,
+            "cpu_ms_per_run": round(cpu / runs * 1e3, 3),
             "wire_bytes_per_run": round(wire / runs),
             "est_uart_3mbaud_runs_per_s": round(UART_BYTES_PER_S / (wire / runs), 2),
             "packing_ratio": round(raw / packed, 2),

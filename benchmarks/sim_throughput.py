@@ -10,12 +10,18 @@ CPU time of all threads instead (comparable across loads: on an otherwise idle m
 ``threads`` times it); ``load_avg_1min`` tells how busy the machine was. ``batch1_yinyang`` measures the fixed
 per-call cost instead: one yin-yang sample per ``Backend.run`` on the realistic chip, ``p50_ms`` over 500 calls.
 
+``cold_jit`` (not run by default: about a minute) is the first use of the engine with an empty numba cache
+(``NUMBA_CACHE_DIR`` a fresh temporary directory): import, the first one-sample yin-yang run on the realistic chip
+(compiles the serial kernel, the noise kernels and the helpers) and the first 100-sample MNIST16 run (the parallel
+kernel), wall and CPU seconds of each.
+
 ``--malloc default`` (the default) measures glibc's defaults, what a script that opens ``sim://`` gets: every
 large temporary of a run (result buffers, the events' order check) page-faults anew. ``--malloc tuned`` keeps
 freed memory in glibc's heaps, as ``firstspike train``, ``deploy``, ``eval`` and ``serve`` do
 (:func:`firstspike.runtime.allocator.tune_malloc`). Each line names it.
 
     python benchmarks/sim_throughput.py [--batch 1000] [--repeats 5] [--case NAME] [--malloc default|tuned]
+    python benchmarks/sim_throughput.py --case cold_jit
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy", "batch1_yinyang")
+#: cases run only when asked for by ``--case``
+EXTRA_CASES = ("cold_jit",)
 #: calls of the batch-1 case (one yin-yang sample per ``Backend.run``, realistic chip)
 BATCH1_CALLS = 500
 
@@ -73,6 +82,38 @@ def _run_batch1(name: str) -> dict:
         "threads": _threads(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def _run_cold_jit(name: str) -> dict:
+    """First use of the engine in a process whose numba cache is empty (the parent sets ``NUMBA_CACHE_DIR``)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    import numpy as np
+
+    from firstspike.hal.backend import RunOptions
+    from firstspike.hal.events import InputSpikes
+    from firstspike.sim_device.backend import SimBackend
+    from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
+
+    out: dict = {"benchmark": "sim_throughput", "case": name, "import_s": round(time.perf_counter() - t0, 2)}
+    rng = np.random.default_rng(1)
+    yy = yinyang_network(rng)
+    t = yinyang_inputs(rng, 1)
+    channels = np.r_[yy.input_channels, yy.bias_channels[0], yy.bias_channels[1]]
+    one = InputSpikes.from_times(np.concatenate([t, t[:, 4:5]], axis=1) * 752, channels)
+    mn = mnist16_network(rng)
+    hundred = InputSpikes.from_times(mnist_like_inputs(rng, 100) * 752, mn.input_channels)
+    for key, net, inputs in (("first_batch1", yy, one), ("first_batch100", mn, hundred)):
+        dev = SimBackend(serial=7)
+        dev.configure(net.config)
+        w, c = time.perf_counter(), time.process_time()
+        dev.run(inputs, RunOptions(duration_ticks=6000))
+        out[f"{key}_s"] = round(time.perf_counter() - w, 2)
+        out[f"{key}_cpu_s"] = round(time.process_time() - c, 2)
+    out["total_s"] = round(time.perf_counter() - t0, 2)
+    out["total_cpu_s"] = round(time.process_time() - c0, 2)
+    out["numba_cache_dir"] = os.environ.get("NUMBA_CACHE_DIR", "")
+    out["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return out
 
 
 def _run_case(name: str, batch: int, repeats: int) -> dict:
@@ -143,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--case", choices=CASES, action="append", help="run only these cases")
+    ap.add_argument("--case", choices=CASES + EXTRA_CASES, action="append", help="run only these cases")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     ap.add_argument("--malloc", choices=("default", "tuned"), default="default",
                     help="glibc's defaults (as in a user's script) or tuned as the CLI and the server set it")
@@ -153,14 +194,20 @@ def main(argv: list[str] | None = None) -> int:
             from firstspike.runtime.allocator import tune_malloc
 
             tune_malloc()
-        run = _run_batch1(args.inner) if args.inner.startswith("batch1") else _run_case(args.inner, args.batch,
-                                                                                        args.repeats)
+        if args.inner == "cold_jit":
+            run = _run_cold_jit(args.inner)
+        elif args.inner.startswith("batch1"):
+            run = _run_batch1(args.inner)
+        else:
+            run = _run_case(args.inner, args.batch, args.repeats)
         print(json.dumps({**run, "malloc": args.malloc}))
         return 0
     for name in args.case or CASES:
         cmd = [sys.executable, __file__, "--inner", name, "--batch", str(args.batch), "--repeats", str(args.repeats),
                "--malloc", args.malloc]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        with tempfile.TemporaryDirectory(prefix="numba-cold-") as empty:
+            env = {**os.environ, "NUMBA_CACHE_DIR": empty} if name == "cold_jit" else None
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             print(json.dumps({"benchmark": "sim_throughput", "case": name, "error": proc.stderr.strip()[-500:]}))
             continue

@@ -18,6 +18,11 @@ Why it is fast (see docs/device-spec.md section 8):
   section 9).
 * The kernels are compiled with numba and run batch entries on all cores (``prange``); a batch of one chunk
   runs on the calling thread (waking the pool would cost more).
+
+The kernels take a few named structures (:mod:`firstspike.sim_device._kernel_args`: :class:`Tables`,
+:class:`Neurons`, :class:`Wiring`, :class:`Fanout`, :class:`Levels`, :class:`Lockstep` bundled as :class:`Model`;
+:class:`Run` for one call's inputs and outputs; :class:`Sources`, :class:`LevelState`), not long positional
+lists: adding a table is a field there and the line here that fills it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,19 @@ import numpy as np
 
 from firstspike.hal import chip
 from firstspike.hal.config import RowMode, SourceKind
+from firstspike.sim_device._kernel_args import (
+    Fanout,
+    Levels,
+    LevelState,
+    Lockstep,
+    Model,
+    Neurons,
+    Run,
+    Sources,
+    Tables,
+    Wiring,
+    plain,
+)
 from firstspike.sim_device._noalias import load_state, load_table, store_state, trailing_zeros
 from firstspike.sim_device._sorting import sort_nearly
 from firstspike.sim_device.model import DeviceModel
@@ -75,8 +93,10 @@ N_SOURCES = chip.N_INPUT_CHANNELS + chip.N_NEURONS  # source id: channel, or 102
 
 
 @njit(cache=True, inline="always")
-def _prop(tick, step, jlen, t, u, ie, ii, d):  # pragma: no cover - compiled
-    """State after ``d`` ticks without events: tick table for ``d mod P``, then step table for ``d div P``."""
+def _prop(tab, t, u, ie, ii, d):  # pragma: no cover - compiled
+    """State after ``d`` ticks without events: tick table for ``d mod P``, then step table for ``d div P``
+    (``tab``: :class:`Tables`, ``t``: the neuron's table)."""
+    tick, step, jlen = tab.tick, tab.step, tab.jlen
     r = d & (P - 1)
     j = d >> SHIFT_P
     u1 = (tick[t, 0, r] * u + tick[t, 1, r] * ie - tick[t, 2, r] * ii) >> B30
@@ -95,8 +115,9 @@ def _prop(tick, step, jlen, t, u, ie, ii, d):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _prop_i(tick, step, jlen, t, ie, ii, d):  # pragma: no cover - compiled
+def _prop_i(tab, t, ie, ii, d):  # pragma: no cover - compiled
     """Currents only (they do not depend on the membrane)."""
+    tick, step, jlen = tab.tick, tab.step, tab.jlen
     r = d & (P - 1)
     j = d >> SHIFT_P
     e1 = (tick[t, 3, r] * ie) >> B30
@@ -112,14 +133,15 @@ def _prop_i(tick, step, jlen, t, ie, ii, d):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _prop_u(tick, step, jlen, t, u, ie, ii, d):  # pragma: no cover - compiled
-    return _prop(tick, step, jlen, t, u, ie, ii, d)[0]
+def _prop_u(tab, t, u, ie, ii, d):  # pragma: no cover - compiled
+    return _prop(tab, t, u, ie, ii, d)[0]
 
 
 @njit(cache=True, inline="always")
-def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no cover - compiled
+def _search(tab, t, ta, u, ie, ii, theta, limit):  # pragma: no cover - compiled
     """Predicted crossing tick from the anchor, considering grid intervals that start at or before ``limit``;
     -1 if none there (or provably none at all)."""
+    tick, step, jlen, kb = tab.tick, tab.step, tab.jlen, tab.kb
     up = u if u > 0 else 0
     th30 = theta << B30
     # cheap rigorous bound: every grid sample is <= u+ + kb * ie / 2^30 (see docs/device-spec.md section 8)
@@ -157,7 +179,7 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
                 if lo > limit:
                     return -1  # the crossing comes after the next event, which re-anchors the neuron first
                 mid = (lo + hi) >> 1
-                um = _prop_u(tick, step, jlen, t, u, ie, ii, mid - ta)
+                um = _prop_u(tab, t, u, ie, ii, mid - ta)
                 above = um >= theta  # selects, not branches: this comparison is unpredictable
                 hi = mid if above else hi
                 u_hi = um if above else u_hi
@@ -168,7 +190,7 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
                 return -1
             if lo > ta:
                 if not lo_moved:
-                    u_lo = _prop_u(tick, step, jlen, t, u, ie, ii, lo - ta)
+                    u_lo = _prop_u(tab, t, u, ie, ii, lo - ta)
                 if u_lo < theta and theta - u_lo < u_hi - theta:
                     return lo
             return hi
@@ -178,7 +200,7 @@ def _search(tick, step, jlen, kb, t, ta, u, ie, ii, theta, limit):  # pragma: no
 
 
 @njit(cache=True, inline="always")
-def _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs, rt):  # pragma: no cover - compiled
+def _spike(spk, nsp, e, i, nth, ts, tab, t, ta, ie, ii, rs, rt):  # pragma: no cover - compiled
     """Engine neuron ``i`` (entry ``e``, table ``t``, anchored at ``ta``) spikes at tick ``ts`` (spec 5.2): the row
     (entry, tick, neuron, nth) goes to ``spk[nsp]`` (the caller guarantees room), the currents are propagated to
     ``ts``, the membrane is reset to ``rs`` and the neuron is refractory until ``ts + rt``. Returns (nsp, nth, ta,
@@ -187,16 +209,16 @@ def _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs, rt):  #
     spk[nsp, 1] = ts
     spk[nsp, 2] = i
     spk[nsp, 3] = nth
-    ie, ii = _prop_i(tick, step, jlen, t, ie, ii, ts - ta)
+    ie, ii = _prop_i(tab, t, ie, ii, ts - ta)
     return nsp + 1, nth + 1, ts, rs, ie, ii, True, ts + rt
 
 
 @njit(cache=True, **NO_REFCOUNT)
-def _sample(mem, ns, t_end, tick, step, jlen, t, ta, u, ie, ii, refr, reset, leak, period):  # pragma: no cover
+def _sample(mem, ns, t_end, tab, t, ta, u, ie, ii, refr, reset, leak, period):  # pragma: no cover - compiled
     """Write readout samples for ticks in [ns * period, t_end) from the current anchor; returns the new ns."""
     while ns < mem.shape[0] and ns * period < t_end:
         s = ns * period
-        v = reset if refr else _prop_u(tick, step, jlen, t, u, ie, ii, s - ta)
+        v = reset if refr else _prop_u(tab, t, u, ie, ii, s - ta)
         x = (v + leak) >> V_FRAC_BITS
         mem[ns] = 0 if x < 0 else (V_MAX_LSB if x > V_MAX_LSB else x)
         ns += 1
@@ -222,42 +244,41 @@ def _with_room(spk, nsp, more):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _neurons(
-    nrn, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
-    dur, spk, nsp, mem, period,
-):  # pragma: no cover - compiled
-    """Run engine neurons ``nrn`` of chunk entry ``e`` over the events ``src[lo:hi]``; append their spikes as rows
-    (entry, tick, neuron, nth) to ``spk`` (grown here, so :func:`_neuron` allocates nothing). If ``mem`` is
-    non-empty (one neuron only) sample its membrane."""
+def _neurons(nrn, e, src, theta, tab, par, wiring, dur, spk, nsp, mem, period):  # pragma: no cover - compiled
+    """Run engine neurons ``nrn`` of chunk entry ``e`` over its events in ``src`` (:class:`Sources`) with
+    thresholds ``theta`` (per engine neuron), tables ``tab``, parameters ``par`` (:class:`Neurons`) and
+    :class:`Wiring`; append their spikes as rows (entry, tick, neuron, nth) to ``spk`` (grown here, so
+    :func:`_neuron` allocates nothing). If ``mem`` is non-empty (one neuron only) sample its membrane every
+    ``period`` ticks."""
     for q in range(nrn.shape[0]):
         i = nrn[q]
-        spk = _with_room(spk, nsp, _spikes_at_most(dur, refr_ticks[i]))
-        nsp = _neuron(
-            i, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step,
-            jlen, kb, dur, spk, nsp, mem, period,
-        )
+        spk = _with_room(spk, nsp, _spikes_at_most(dur, par.refr[i]))
+        nsp = _neuron(i, e, src, theta, tab, par, wiring, dur, spk, nsp, mem, period)
     return spk, nsp
 
 
 @njit(cache=True, **NO_REFCOUNT)
-def _neuron(
-    i, e, src_t, src_k, lo, hi, we, wi, wired, theta, reset, umin, umax, refr_ticks, leak, tid, tick, step, jlen, kb,
-    dur, spk, nsp, mem, period,
-):  # pragma: no cover - compiled
+def _neuron(i, e, src, theta, tab, par, wiring, dur, spk, nsp, mem, period):  # pragma: no cover - compiled
     """Engine neuron ``i`` of chunk entry ``e`` (see :func:`_neurons`); ``spk`` has room for its spikes.
     Returns the new ``nsp``."""
+    src_t, src_k = src.t, src.k
+    we, wi, wired = wiring.we, wiring.wi, wiring.wired
+    lo = src.ptr[e]
+    hi = src.ptr[e + 1]
     sampling = mem.shape[0] > 0
-    t = tid[i]
+    t = par.tid[i]
     th = theta[i]
-    rs = reset[i]
-    lk = leak[i]
-    ta = 0
-    u = 0
-    ie = 0
-    ii = 0
-    refr = False
-    rel = 0
-    ns = 0
+    rs = par.reset[i]
+    lk = par.leak[i]
+    # the state as int64 and bool from the start: numba types a call with the literal 0 (or False) on its own and
+    # compiles the callee (_sample) once more for it; same code, only compile time
+    ta = np.int64(0)
+    u = np.int64(0)
+    ie = np.int64(0)
+    ii = np.int64(0)
+    refr = np.bool_(False)
+    rel = np.int64(0)
+    ns = np.int64(0)
     nth = 0
     idx = lo
     fetch = True
@@ -284,8 +305,8 @@ def _neuron(
         if refr:
             if rel < dur and rel <= tn:  # release first (also at the tick of a delivery)
                 if sampling:
-                    ns = _sample(mem, ns, rel, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
-                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, rel - ta)
+                    ns = _sample(mem, ns, rel, tab, t, ta, u, ie, ii, refr, rs, lk, period)
+                ie, ii = _prop_i(tab, t, ie, ii, rel - ta)
                 ta = rel
                 u = rs
                 refr = False
@@ -293,38 +314,40 @@ def _neuron(
             if tn >= dur:
                 break
             if sampling:
-                ns = _sample(mem, ns, tn, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
-            ie, ii = _prop_i(tick, step, jlen, t, ie, ii, tn - ta)
+                ns = _sample(mem, ns, tn, tab, t, ta, u, ie, ii, refr, rs, lk, period)
+            ie, ii = _prop_i(tab, t, ie, ii, tn - ta)
             ta = tn
             ie = min(ie + dje, I_MAX)
             ii = min(ii + dji, I_MAX)
             fetch = True
             continue
-        ts = _search(tick, step, jlen, kb, t, ta, u, ie, ii, th, tn)
+        ts = _search(tab, t, ta, u, ie, ii, th, tn)
         if ts >= 0 and ts <= tn and ts < dur:
             if sampling:
-                ns = _sample(mem, ns, ts, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
-            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs,
-                                                        refr_ticks[i])
+                ns = _sample(mem, ns, ts, tab, t, ta, u, ie, ii, refr, rs, lk, period)
+            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tab, t, ta, ie, ii, rs, par.refr[i])
             continue
         if tn >= dur:
             break
         if sampling:
-            ns = _sample(mem, ns, tn, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
-        u, ie, ii = _prop(tick, step, jlen, t, u, ie, ii, tn - ta)
-        u = min(max(u, umin[i]), umax[i])
+            ns = _sample(mem, ns, tn, tab, t, ta, u, ie, ii, refr, rs, lk, period)
+        u, ie, ii = _prop(tab, t, u, ie, ii, tn - ta)
+        u = min(max(u, par.umin[i]), par.umax[i])
         ie = min(ie + dje, I_MAX)
         ii = min(ii + dji, I_MAX)
         ta = tn
         fetch = True
     if sampling:
-        ns = _sample(mem, ns, dur, tick, step, jlen, t, ta, u, ie, ii, refr, rs, lk, period)
+        ns = _sample(mem, ns, dur, tab, t, ta, u, ie, ii, refr, rs, lk, period)
     return nsp
 
 
 @njit(cache=True)
-def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur):  # pragma: no cover - compiled
-    """Per-entry source lists: the base events plus the routed events of spikes ``spk[lo:hi]``, time-sorted."""
+def _with_spikes(base, spk, lo, hi, nrn_src, dur):  # pragma: no cover - compiled
+    """Per-entry source lists (:class:`Sources`): the events of ``base`` plus the routed events of spikes
+    ``spk[lo:hi]`` (``nrn_src``: :attr:`Fanout.source`), time-sorted."""
+    base_ptr, base_t, base_k = base
+    n_entries = base_ptr.shape[0] - 1
     cnt = np.zeros(n_entries, dtype=np.int64)
     for s in range(lo, hi):
         if nrn_src[spk[s, 2]] >= 0 and spk[s, 1] + ROUTE_DELAY_TICKS < dur:
@@ -375,36 +398,51 @@ def _with_spikes(base_ptr, base_t, base_k, spk, lo, hi, n_entries, nrn_src, dur)
                 out_k[q] = seg_k[y]
                 y += 1
             q += 1
-    return ptr, out_t, out_k
+    return Sources(ptr, out_t, out_k)
 
 
 @njit(cache=True)
-def _run_group(
-    q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, leak, tick, step,
-    jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
-):  # pragma: no cover - compiled
-    nrn = grp_nrn[q0:q1]
-    for e in range(n_entries):
-        spk, nsp = _neurons(
-            nrn, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, wired, theta_be[b0 + e], reset, umin, umax,
-            refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, no_mem, period,
-        )
+def _run_group(g, src, theta_be, b0, m, dur, spk, nsp):  # pragma: no cover - compiled
+    """Level ``g`` of :class:`Model` ``m`` neuron by neuron on every entry of ``src``; the thresholds of chunk entry
+    ``e`` are ``theta_be[b0 + e]``."""
+    nrn = m.levels.nrn[m.levels.ptr[g] : m.levels.ptr[g + 1]]
+    no_mem = np.empty(0, dtype=np.int32)
+    for e in range(src.ptr.shape[0] - 1):
+        spk, nsp = _neurons(nrn, e, src, theta_be[b0 + e], m.tables, m.neurons, m.wiring, dur, spk, nsp, no_mem,
+                            np.int64(1))
     return spk, nsp
 
 
 # ---- lockstep levels: per event tick, all neurons of a level at once --------------------------------------------
-# State of a level, one row per field and one column per level neuron (rows are contiguous, so the per-event pass
-# vectorises): anchor tick, membrane, currents, refractory flag (0/1), release tick, spike count, and ``lim``, the
-# last delivery tick at which the exact fast path applies (see :func:`_level_entry`); then the threshold, the
-# membrane's clamp bounds, and per event tick the summed jumps and whether the tick's events are wired to the neuron.
-# The rows are ``SM`` apart in one flat array (a compile-time stride, so LLVM sees that they never overlap); the
-# extra cache line keeps the 14 rows off the same L1 sets (a stride of exactly 4 KiB made them evict each other).
+# State of a level (:class:`LevelState`), one row per field and one column per level neuron (rows are contiguous, so
+# the per-event pass vectorises). The rows are ``SM`` apart in one flat array (a compile-time stride, so LLVM sees
+# that they never overlap); the extra cache line keeps the rows off the same L1 sets (a stride of exactly 4 KiB made
+# them evict each other).
 SM = chip.N_NEURONS + 8
 assert SM % 8 == 0, "the flag bytes of a level are scanned as whole 64-bit words"
-S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI, S_W = range(0, 14 * SM, SM)
-N_STATE = 14
+#: the rows in memory order: anchor tick, membrane, currents, refractory flag (0/1), release tick, spikes so far and
+#: ``lim``, the last delivery tick at which the exact fast path applies (see :func:`_level_entry`); the threshold
+#: and the membrane's clamp bounds; per event tick the summed jumps and whether the tick's events are wired to the
+#: neuron. Row ``name`` starts at ``S_<NAME>`` (:func:`state_row` gives it by name).
+STATE_ROWS = ("ta", "u", "ie", "ii", "refr", "rel", "nth", "lim", "th", "umin", "umax", "je", "ji", "w")
+N_STATE = len(STATE_ROWS)
+S_TA, S_U, S_IE, S_II, S_REFR, S_REL, S_NTH, S_LIM, S_TH, S_UMIN, S_UMAX, S_JE, S_JI, S_W = range(0, N_STATE * SM, SM)
 #: ``lim`` of a neuron that needs no search before its next anchor (larger than any tick of a run)
 NEVER = 1 << 62
+
+
+@njit(cache=True)
+def new_level_state():  # pragma: no cover - compiled
+    """A zeroed :class:`LevelState` for a level of up to ``chip.N_NEURONS`` neurons (the flag bytes past the level
+    stay 0: they are scanned as whole words)."""
+    slow = np.zeros(SM, dtype=np.uint8)
+    return LevelState(np.zeros(N_STATE * SM, dtype=np.int64), slow, slow.view(np.uint64))
+
+
+def state_row(ls: LevelState, name: str) -> np.ndarray:
+    """Row ``name`` (one of :data:`STATE_ROWS`) of a level state, as a view of ``SM`` columns."""
+    k = STATE_ROWS.index(name)
+    return ls.flat[k * SM : (k + 1) * SM]
 
 
 @njit(cache=True, inline="always")
@@ -530,11 +568,12 @@ def _deliver_loop(ct, jc, q0, n, tn, tp, st, slow, stepped, on_grid):  # pragma:
 
 
 @njit(cache=True, inline="always")
-def _jumps_of(we_g, wi_g, wired_g, k, q0, n, st, add):  # pragma: no cover - compiled
+def _jumps_of(lv, k, q0, n, st, add):  # pragma: no cover - compiled
     """Set (or, with ``add``, increase) the level's summed jumps ``st[S_JE]``, ``st[S_JI]`` by source ``k``'s row
-    of the routing matrices (columns ``q0:q0+n``), and mark in ``st[S_W]`` the neurons the source is wired to
-    (they get an anchor, whatever the jump). Through the alias-tagged loads so the loop reads the row
-    contiguously and vectorises (numba's own indexing made it a gather)."""
+    of the level routing matrices (:class:`Levels`, columns ``q0:q0+n``), and mark in ``st[S_W]`` the neurons the
+    source is wired to (they get an anchor, whatever the jump). Through the alias-tagged loads so the loop reads
+    the row contiguously and vectorises (numba's own indexing made it a gather)."""
+    we_g, wi_g, wired_g = lv.we, lv.wi, lv.wired
     for q in range(n):
         je = load_table(we_g, k, q0 + q)
         ji = load_table(wi_g, k, q0 + q)
@@ -558,46 +597,49 @@ def _any_wired(st, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always", **NO_REFCOUNT)
-def _advance(
-    tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i,
-):  # pragma: no cover - compiled
-    """Releases and spikes of engine neuron ``i`` from its anchor up to tick ``tn`` (its next delivery, or
-    ``dur``); the crossing search is limited to ``tn`` exactly as right after the anchor. Spikes are appended to
-    ``spk`` (the caller guarantees room). Returns the new state and ``nsp``. Inlined into the lockstep entry
-    (a call with 21 arguments per crossing search cost 7 % of an MNIST16 run)."""
+def _advance(tab, t, ta, u, ie, ii, refr, rel, nth, th, rs, rt, tn, dur, spk, nsp, e, i):  # pragma: no cover - compiled
+    """Releases and spikes of engine neuron ``i`` (table ``t``, threshold ``th``, reset ``rs``, refractory period
+    ``rt``) from its anchor up to tick ``tn`` (its next delivery, or ``dur``); the crossing search is limited to
+    ``tn`` exactly as right after the anchor. Spikes are appended to ``spk`` (the caller guarantees room). Returns
+    the new state and ``nsp``. Inlined into the lockstep entry (a call with 21 arguments per crossing search cost
+    7 % of an MNIST16 run)."""
     while True:
         if refr:
             if rel < dur and rel <= tn:  # release first (also at the tick of a delivery)
-                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, rel - ta)
+                ie, ii = _prop_i(tab, t, ie, ii, rel - ta)
                 ta = rel
                 u = rs
                 refr = False
                 continue
             break
-        ts = _search(tick, step, jlen, kb, t, ta, u, ie, ii, th, tn)
+        ts = _search(tab, t, ta, u, ie, ii, th, tn)
         if ts >= 0 and ts <= tn and ts < dur:
-            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tick, step, jlen, t, ta, ie, ii, rs,
-                                                        rt)
+            nsp, nth, ta, u, ie, ii, refr, rel = _spike(spk, nsp, e, i, nth, ts, tab, t, ta, ie, ii, rs, rt)
             continue
         break
     return ta, u, ie, ii, refr, rel, nth, nsp
 
 
 @njit(cache=True, **NO_REFCOUNT)
-def _level_entry(
-    e, lo, hi, q0, n, src_t, src_k, th_all, row, tid, reset, refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g,
-    wired_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
-):  # pragma: no cover - compiled
-    """One entry of an acyclic level in lockstep over the entry's events ``src[lo:hi]``: per event tick, the
-    summed jumps of all level neurons and which of them the tick's events are wired to (contiguous columns
-    ``q0:q0+n`` of ``we_g``/``wi_g``/``wired_g``), the vector pass
-    :func:`_deliver_all`, then the flagged neurons one by one: releases and spikes up to the delivery (the
-    unchanged crossing search, :func:`_advance`), the delivery and the new ``lim``. ``lim`` is exact: the
-    search after an anchor is deferred to the next delivery (it is limited to that tick anyway) and skipped when
-    the first two grid samples show it cannot find a crossing (:func:`_lim`); a refractory neuron's ``lim`` is
-    the tick before its release. No array is created here; ``spk`` has room for the entry."""
+def _level_entry(m, g, e, src, theta, dur, spk, nsp, ls):  # pragma: no cover - compiled
+    """Chunk entry ``e`` of the acyclic level ``g`` of :class:`Model` ``m`` in lockstep over the entry's events in
+    ``src``, with thresholds ``theta`` (per engine neuron) and the level state ``ls``: per event tick, the summed
+    jumps of all level neurons and which of them the tick's events are wired to (the level's contiguous columns of
+    :class:`Levels`' matrices), the vector pass :func:`_deliver_all`, then the flagged neurons one by one: releases
+    and spikes up to the delivery (the unchanged crossing search, :func:`_advance`), the delivery and the new
+    ``lim``. ``lim`` is exact: the search after an anchor is deferred to the next delivery (it is limited to that
+    tick anyway) and skipped when the first two grid samples show it cannot find a crossing (:func:`_lim`); a
+    refractory neuron's ``lim`` is the tick before its release. No array is created here; ``spk`` has room for the
+    entry."""
+    tab, par, lv = m.tables, m.neurons, m.levels
+    ct, jc = m.lock.coef, m.lock.jc
+    grp_nrn = lv.nrn
+    src_t, src_k = src.t, src.k
+    lo, hi = src.ptr[e], src.ptr[e + 1]
+    q0 = lv.ptr[g]
+    n = lv.ptr[g + 1] - q0
+    st, slow_w = ls.flat, ls.slow_words
     for q in range(n):
-        i = grp_nrn[q0 + q]
         st[S_TA + q] = 0
         st[S_U + q] = 0
         st[S_IE + q] = 0
@@ -605,23 +647,25 @@ def _level_entry(
         st[S_REFR + q] = 0
         st[S_REL + q] = 0
         st[S_NTH + q] = 0
-        st[S_TH + q] = th_all[row, i]
+        st[S_TH + q] = theta[grp_nrn[q0 + q]]
         # _lim of the rest state at tick 0: every sample is 0, so never unless the threshold is <= 0
         st[S_LIM + q] = NEVER if st[S_TH + q] > 0 else -1
     idx = lo
-    tp = 0  # the last event tick wired to the level (every neuron wired to it is anchored there)
+    # the last event tick wired to the level (every neuron wired to it is anchored there); int64, not the literal 0,
+    # which would make numba compile _deliver_all once more
+    tp = np.int64(0)
     while idx < hi:
         tn = src_t[idx]
-        _jumps_of(we_g, wi_g, wired_g, src_k[idx], q0, n, st, False)
+        _jumps_of(lv, src_k[idx], q0, n, st, False)
         idx += 1
         while idx < hi and src_t[idx] == tn:
-            _jumps_of(we_g, wi_g, wired_g, src_k[idx], q0, n, st, True)
+            _jumps_of(lv, src_k[idx], q0, n, st, True)
             idx += 1
         if not _any_wired(st, n):
             # no neuron of the level is wired to tn's events (an input tick seen by a later level): no anchor moves, so
             # tp stays and the next tick's neurons still share it
             continue
-        nslow = _deliver_all(ct, jc, q0, n, tn, tp, st, slow)
+        nslow = _deliver_all(ct, jc, q0, n, tn, tp, st, ls.slow)
         tp = tn
         # the flagged neurons in order, eight flag bytes per word (a flag byte is 0 or 1): one test per word and a
         # bit scan per flagged neuron instead of a hard-to-predict branch per neuron
@@ -635,19 +679,18 @@ def _level_entry(
             bits &= bits - np.uint64(1)
             nslow -= 1
             i = grp_nrn[q0 + q]
-            t = tid[i]
+            t = par.tid[i]
             th = st[S_TH + q]
             ta, u, ie, ii, refr, rel, nth = st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], \
                 st[S_REFR + q] != 0, st[S_REL + q], st[S_NTH + q]
             if tn > st[S_LIM + q]:  # else no release and no crossing before tn: only the other anchor tick
                 ta, u, ie, ii, refr, rel, nth, nsp = _advance(
-                    tick, step, jlen, kb, t, ta, u, ie, ii, refr, rel, nth, th, reset[i], refr_ticks[i], tn, dur,
-                    spk, nsp, e, i,
+                    tab, t, ta, u, ie, ii, refr, rel, nth, th, par.reset[i], par.refr[i], tn, dur, spk, nsp, e, i,
                 )
             if refr:
-                ie, ii = _prop_i(tick, step, jlen, t, ie, ii, tn - ta)
+                ie, ii = _prop_i(tab, t, ie, ii, tn - ta)
             else:
-                u, ie, ii = _prop(tick, step, jlen, t, u, ie, ii, tn - ta)
+                u, ie, ii = _prop(tab, t, u, ie, ii, tn - ta)
                 u = min(max(u, st[S_UMIN + q]), st[S_UMAX + q])
             ie = min(ie + st[S_JE + q], I_MAX)
             ii = min(ii + st[S_JI + q], I_MAX)
@@ -667,9 +710,8 @@ def _level_entry(
             continue  # no release before the end and no crossing: the search would find nothing (see _lim)
         i = grp_nrn[q0 + q]
         nsp = _advance(
-            tick, step, jlen, kb, tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
-            st[S_REL + q], st[S_NTH + q], st[S_TH + q],
-            reset[i], refr_ticks[i], dur, dur, spk, nsp, e, i,
+            tab, par.tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
+            st[S_REL + q], st[S_NTH + q], st[S_TH + q], par.reset[i], par.refr[i], dur, dur, spk, nsp, e, i,
         )[7]
     return nsp
 
@@ -696,73 +738,59 @@ def _level_tables(tick: np.ndarray, step: np.ndarray, jlen: np.ndarray, tid: np.
 
 
 @njit(cache=True)
-def _run_level(
-    q0, q1, n_entries, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax, refr_ticks, tick, step, jlen, kb,
-    ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp,
-):  # pragma: no cover - compiled
-    """Run the acyclic level ``grp_nrn[q0:q1]`` on every entry (see :func:`_level_entry`)."""
-    n = q1 - q0
-    st = np.zeros(N_STATE * SM, dtype=np.int64)
-    slow = np.zeros(SM, dtype=np.uint8)  # SM is a multiple of 8: whole words, the bytes past n stay 0
-    slow_w = slow.view(np.uint64)
-    for q in range(n):
-        st[S_UMIN + q] = umin[grp_nrn[q0 + q]]
-        st[S_UMAX + q] = umax[grp_nrn[q0 + q]]
+def _run_level(g, src, theta_be, b0, m, dur, spk, nsp):  # pragma: no cover - compiled
+    """Run the acyclic level ``g`` of :class:`Model` ``m`` on every entry of ``src`` (see :func:`_level_entry`)."""
+    lv = m.levels
+    q0 = lv.ptr[g]
+    ls = new_level_state()
+    for q in range(lv.ptr[g + 1] - q0):
+        ls.flat[S_UMIN + q] = m.neurons.umin[lv.nrn[q0 + q]]
+        ls.flat[S_UMAX + q] = m.neurons.umax[lv.nrn[q0 + q]]
     most = 0  # spikes of one entry of the level
-    for q in range(q0, q1):
-        most += _spikes_at_most(dur, refr_ticks[grp_nrn[q]])
-    for e in range(n_entries):
+    for q in range(q0, lv.ptr[g + 1]):
+        most += _spikes_at_most(dur, m.neurons.refr[lv.nrn[q]])
+    for e in range(src.ptr.shape[0] - 1):
         spk = _with_room(spk, nsp, most)
-        nsp = _level_entry(
-            e, src_ptr[e], src_ptr[e + 1], q0, n, src_t, src_k, theta_be, b0 + e, tid, reset, refr_ticks, tick, step,
-            jlen, kb, ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp, st, slow, slow_w,
-        )
+        nsp = _level_entry(m, g, e, src, theta_be[b0 + e], dur, spk, nsp, ls)
     return spk, nsp
 
 
 @njit(cache=True)
-def _run_chunk(
-    entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb, we, wi,
-    wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats, ro_idx, mem,
-    period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
-):  # pragma: no cover - compiled
-    """Run the batch entries ``entries`` (a contiguous range) level by level: a level in lockstep over its
-    events if ``lock_grp`` says so and the chunk has ``lock_ev`` events per entry, else neuron by neuron."""
+def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma: no cover - compiled
+    """Run the batch entries ``entries`` (a contiguous range) of :class:`Run` ``run`` on the :class:`Model` of the
+    other arguments (all as :func:`plain` tuples, see :func:`_run_batch`), level by level: a level in lockstep over
+    its events if ``m.lock`` says so and the chunk has enough events per entry, else neuron by neuron; then record,
+    count and sample the readout."""
+    run = Run(*run_)
+    m = Model(Tables(*tab), Neurons(*par), Wiring(*wiring), Fanout(*fanout), Levels(*levels), Lockstep(*lock))
     n_e = entries.shape[0]
     b0 = entries[0]
+    dur = run.dur
+    lv = m.levels
+    in_ptr = run.in_ptr
     src_ptr = np.empty(n_e + 1, dtype=np.int64)
     for e in range(n_e + 1):
         src_ptr[e] = in_ptr[b0 + e] - in_ptr[b0]
-    src_t = in_t[in_ptr[b0] : in_ptr[b0 + n_e]].copy()
-    src_k = in_k[in_ptr[b0] : in_ptr[b0 + n_e]].copy()
-    spk = np.empty((max(16, 2 * n_e * reset.shape[0]), 4), dtype=np.int64)
-    nsp = 0
-    no_mem = np.empty(0, dtype=np.int32)
-    for g in range(grp_ptr.shape[0] - 1):
+    lo, hi = in_ptr[b0], in_ptr[b0 + n_e]
+    src = Sources(src_ptr, run.in_t[lo:hi].copy(), run.in_k[lo:hi].copy())
+    spk = np.empty((max(16, 2 * n_e * m.neurons.reset.shape[0]), 4), dtype=np.int64)
+    nsp = np.int64(0)  # not the literal 0: numba would compile every level kernel once more for it
+    for g in range(lv.ptr.shape[0] - 1):
         first = nsp
-        if not grp_iter[g]:
-            if lock_grp[g] and src_ptr[n_e] >= lock_ev * n_e:
-                spk, nsp = _run_level(
-                    grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                    refr_ticks, tick, step, jlen, kb, ct, jc, we_g, wi_g, wired_g, grp_nrn, dur, spk, nsp,
-                )
+        if not lv.iterate[g]:
+            if m.lock.on[g] and src.ptr[n_e] >= m.lock.min_events * n_e:
+                spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
             else:
-                spk, nsp = _run_group(
-                    grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                    refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
-                )
-            src_ptr, src_t, src_k = _with_spikes(src_ptr, src_t, src_k, spk, first, nsp, n_e, nrn_src, dur)
+                spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
+            src = _with_spikes(src, spk, first, nsp, m.fanout.source, dur)
             continue
         # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
         # the group on the base events plus the events of the previous pass's spikes
-        base_ptr, base_t, base_k = src_ptr.copy(), src_t.copy(), src_k.copy()
+        base = Sources(src.ptr.copy(), src.t.copy(), src.k.copy())
         prev = np.empty((0, 4), dtype=np.int64)
         while True:
             nsp = first
-            spk, nsp = _run_group(
-                grp_ptr[g], grp_ptr[g + 1], n_e, src_ptr, src_t, src_k, theta_be, b0, tid, reset, umin, umax,
-                refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, grp_nrn, dur, spk, nsp, no_mem, period,
-            )
+            spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
             same = nsp - first == prev.shape[0]
             if same:
                 for s in range(nsp - first):
@@ -775,15 +803,17 @@ def _run_chunk(
             if same:
                 break
             prev = spk[first:nsp].copy()
-            src_ptr, src_t, src_k = _with_spikes(base_ptr, base_t, base_k, spk, first, nsp, n_e, nrn_src, dur)
+            src = _with_spikes(base, spk, first, nsp, m.fanout.source, dur)
     # record (first spike per neuron, or all), sorted by (tick, neuron id) inside each entry, and count
+    out_t, out_n, out_cnt, stats = run.out_t, run.out_n, run.out_cnt, run.stats
+    record_first = run.record_first
     cap = out_t.shape[1]
     rec = np.zeros(n_e + 1, dtype=np.int64)
     for s in range(nsp):
         b = b0 + spk[s, 0]
         stats[b, 0] += 1
         if spk[s, 1] + ROUTE_DELAY_TICKS < dur:
-            stats[b, 1] += act_nrn[spk[s, 2]]
+            stats[b, 1] += m.fanout.synapses[spk[s, 2]]
         if not (record_first and spk[s, 3] > 0):
             rec[spk[s, 0] + 1] += 1
     for e in range(n_e):
@@ -793,7 +823,7 @@ def _run_chunk(
     for s in range(nsp):
         if not (record_first and spk[s, 3] > 0):
             e = spk[s, 0]
-            keys[fill[e]] = spk[s, 1] * 1024 + ids[spk[s, 2]]
+            keys[fill[e]] = spk[s, 1] * 1024 + m.fanout.neuron_id[spk[s, 2]]
             fill[e] += 1
     for e in range(n_e):
         b = b0 + e
@@ -805,47 +835,31 @@ def _run_chunk(
         for q in range(min(c, cap)):
             out_t[b, q] = seg[q] >> 10
             out_n[b, q] = seg[q] & 1023
-    for r in range(ro_idx.shape[0]):
-        if ro_idx[r] < 0:
+    for r in range(run.ro_idx.shape[0]):
+        if run.ro_idx[r] < 0:
             continue
-        one = ro_idx[r : r + 1]
+        one = run.ro_idx[r : r + 1]
         for e in range(n_e):
-            _neurons(
-                one, e, src_t, src_k, src_ptr[e], src_ptr[e + 1], we, wi, wired, theta_be[b0 + e], reset, umin, umax,
-                refr_ticks, leak, tid, tick, step, jlen, kb, dur, spk, nsp, mem[b0 + e, r], period,
-            )
+            _neurons(one, e, src, run.theta[b0 + e], m.tables, m.neurons, m.wiring, dur, spk, nsp, run.mem[b0 + e, r],
+                     run.period)
 
 
 @njit(cache=True, parallel=True)
-def _run_batch(
-    chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
-    we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats,
-    ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
-):  # pragma: no cover - compiled
+def _run_batch(chunk_ptr, entries, run, tab, par, wiring, fanout, levels, lock):  # pragma: no cover - compiled
+    """Chunk ``c`` = ``entries[chunk_ptr[c]:chunk_ptr[c+1]]`` of :class:`Run` ``run`` on the :class:`Model` of the
+    other arguments, chunks in parallel. The structures come as :func:`plain` tuples, the model's one by one:
+    numba types a plain tuple of arrays in C, a namedtuple in Python (~3 us more per call, on the 0.15 ms of a
+    one-sample run), and a parallel loop passes only tuples whose fields are arrays or scalars."""
     for c in prange(chunk_ptr.shape[0] - 1):
-        _run_chunk(
-            entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
-            refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp,
-            lock_ev,
-        )
+        _run_chunk(entries[chunk_ptr[c] : chunk_ptr[c + 1]], run, tab, par, wiring, fanout, levels, lock)
 
 
 @njit(cache=True)
-def _run_batch_serial(
-    chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax, refr_ticks, leak, tick, step, jlen, kb,
-    we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur, record_first, out_t, out_n, out_cnt, stats,
-    ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp, lock_ev,
-):  # pragma: no cover - compiled
+def _run_batch_serial(chunk_ptr, entries, run, tab, par, wiring, fanout, levels, lock):  # pragma: no cover - compiled
     """:func:`_run_batch` on the calling thread: for a single chunk, waking the thread pool costs more than the
     chunk (milliseconds on a loaded machine, against ~0.1 ms for one yin-yang entry)."""
     for c in range(chunk_ptr.shape[0] - 1):
-        _run_chunk(
-            entries[chunk_ptr[c] : chunk_ptr[c + 1]], in_ptr, in_t, in_k, theta_be, tid, reset, umin, umax,
-            refr_ticks, leak, tick, step, jlen, kb, we, wi, wired, nrn_src, act_nrn, grp_ptr, grp_nrn, grp_iter, dur,
-            record_first, out_t, out_n, out_cnt, stats, ro_idx, mem, period, ids, ct, jc, we_g, wi_g, wired_g, lock_grp,
-            lock_ev,
-        )
+        _run_chunk(entries[chunk_ptr[c] : chunk_ptr[c + 1]], run, tab, par, wiring, fanout, levels, lock)
 
 
 # ---- host side ----------------------------------------------------------------------------------------------
@@ -869,30 +883,18 @@ class EngineModel:
     index_of: np.ndarray  # (512,) engine index of each logical neuron id, -1 if inactive
     src_index: np.ndarray  # (1536,) compact source index of each source id, -1 if it reaches no active neuron
     act_count: np.ndarray  # (1536,) synapses an event of each source activates
-    we: np.ndarray  # (A, S) excitatory jump (Q12) of compact source s on neuron i
-    wi: np.ndarray  # (A, S) inhibitory jump
-    we_g: np.ndarray  # (S, A) ``we`` transposed, columns in processing order ``grp_nrn``, int32 (``_level_jumps``)
-    wi_g: np.ndarray  # (S, A) likewise for ``wi``
-    wired: np.ndarray  # (A, S) bool: compact source s reaches neuron i (an event of s anchors i, whatever its jump)
-    wired_g: np.ndarray  # (S, A) ``wired`` transposed, columns in processing order ``grp_nrn``, int8
-    nrn_src: np.ndarray  # (A,) compact source index of neuron i's spikes (-1: they reach no active neuron)
-    act_nrn: np.ndarray  # (A,) synapses a spike of neuron i activates
-    tid: np.ndarray  # (A,) propagator table of neuron i
-    tick: np.ndarray  # (T, 5, P)
-    step: np.ndarray  # (T, 6, Jmax)
-    jlen: np.ndarray  # (T,)
-    kb: np.ndarray  # (T,) max tick-table u<-I_e + max step-table u<-I_e: every grid sample <= u+ + kb I_e / 2^30
-    reset: np.ndarray
-    umin: np.ndarray
-    umax: np.ndarray
-    refr: np.ndarray
-    leak: np.ndarray
-    grp_ptr: np.ndarray
-    grp_nrn: np.ndarray
-    grp_iter: np.ndarray
+    tables: Tables  # int64, full length (a run uses int32 copies cut to its duration: :func:`_run_tables`)
+    neurons: Neurons
+    wiring: Wiring
+    fanout: Fanout
+    levels: Levels
     acyclic: bool
-    #: per step-table cut (a run's duration): the cut tables and the lockstep tables, built on first use
+    #: per step-table cut (a run's duration): the cut tables and the lockstep tables, built on first use; they do
+    #: not depend on the weights, so :func:`update_weights` shares them
     run_tables: dict = field(default_factory=dict, repr=False)
+    #: per (step-table cut, lockstep choice): the kernels' :class:`Model` as plain tuples (:func:`_kernel_model`);
+    #: it holds the weights, so :func:`update_weights` starts a new one
+    kernel_models: dict = field(default_factory=dict, repr=False)
 
 
 def _routing_matrices(
@@ -1010,27 +1012,29 @@ def compile_model(model: DeviceModel) -> EngineModel:
         index_of=index_of,
         src_index=src_index,
         act_count=count,
-        we=we,
-        wi=wi,
-        we_g=_level_jumps(we, grp_nrn),
-        wi_g=_level_jumps(wi, grp_nrn),
-        wired=np.ascontiguousarray(linked[used].T),
-        wired_g=np.ascontiguousarray(linked[used][:, grp_nrn], dtype=np.int8),
-        nrn_src=np.ascontiguousarray(nrn_src, dtype=np.int64),
-        act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
-        tid=tid,
-        tick=tick,
-        step=step,
-        jlen=jlen,
-        kb=kb,
-        reset=model.reset[active].astype(np.int64),
-        umin=model.u_min[active].astype(np.int64),
-        umax=model.u_max[active].astype(np.int64),
-        refr=model.refractory[active].astype(np.int64),
-        leak=model.leak[active].astype(np.int64),
-        grp_ptr=grp_ptr,
-        grp_nrn=grp_nrn,
-        grp_iter=grp_iter,
+        tables=Tables(tick=tick, step=step, jlen=jlen, kb=kb),
+        neurons=Neurons(
+            tid=tid,
+            reset=model.reset[active].astype(np.int64),
+            umin=model.u_min[active].astype(np.int64),
+            umax=model.u_max[active].astype(np.int64),
+            refr=model.refractory[active].astype(np.int64),
+            leak=model.leak[active].astype(np.int64),
+        ),
+        wiring=Wiring(we=we, wi=wi, wired=np.ascontiguousarray(linked[used].T)),
+        fanout=Fanout(
+            source=np.ascontiguousarray(nrn_src, dtype=np.int64),
+            synapses=np.ascontiguousarray(act_nrn, dtype=np.int64),
+            neuron_id=np.ascontiguousarray(active, dtype=np.int64),
+        ),
+        levels=Levels(
+            ptr=grp_ptr,
+            nrn=grp_nrn,
+            iterate=grp_iter,
+            we=_level_jumps(we, grp_nrn),
+            wi=_level_jumps(wi, grp_nrn),
+            wired=np.ascontiguousarray(linked[used][:, grp_nrn], dtype=np.int8),
+        ),
         acyclic=acyclic,
     )
 
@@ -1073,7 +1077,7 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     keep = tgt >= 0
     syn, route, tgt = syn[keep], route[keep], tgt[keep]
     col = em.src_index[rsid[route]]  # a source wired to an active target is a used source
-    we, wi = em.we.copy(), em.wi.copy()
+    we, wi = em.wiring.we.copy(), em.wiring.wi.copy()
     for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
         sel = rmode[route] == m
         np.add.at(target, (tgt[sel], col[sel]), dj[syn[sel]])
@@ -1083,29 +1087,51 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
         em,
         model=model,
         act_count=count,
-        we=we,
-        wi=wi,
-        we_g=_level_jumps(we, em.grp_nrn),
-        wi_g=_level_jumps(wi, em.grp_nrn),
-        act_nrn=np.ascontiguousarray(act_nrn, dtype=np.int64),
+        wiring=em.wiring._replace(we=we, wi=wi),
+        fanout=em.fanout._replace(synapses=np.ascontiguousarray(act_nrn, dtype=np.int64)),
+        levels=em.levels._replace(we=_level_jumps(we, em.levels.nrn), wi=_level_jumps(wi, em.levels.nrn)),
+        kernel_models={},
     )
 
 
-def _run_tables(em: EngineModel, duration: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def _step_cut(em: EngineModel, duration: int) -> int:
+    """The step-table columns a run of ``duration`` ticks can reach (j <= (duration + P) / P + 1)."""
+    return min(em.tables.step.shape[2], duration // P + 3)
+
+
+def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int]:
     """The tick table and the part of the step tables a run of this duration can reach (j <= (duration + P) / P +
-    1) as int32 (every Q30 coefficient is in ``[0, 2^30]``; products stay int64), and the lockstep tables of them;
-    cached on the model (one entry per cut, so repeated runs pay nothing). int32 halves what the scalar search
-    reads: on the realistic chip every neuron has its own tables, 1.7 MB as int64 for MNIST16 (0.96x CPU time
-    there, 1.01x on the ideal chip, paired)."""
-    jcap = min(em.step.shape[2], duration // P + 3)
+    1) as int32 (every Q30 coefficient is in ``[0, 2^30]``; products stay int64), and the lockstep tables of them
+    (coefficients, step columns); cached on the model (one entry per cut, so repeated runs pay nothing). int32
+    halves what the scalar search reads: on the realistic chip every neuron has its own tables, 1.7 MB as int64
+    for MNIST16 (0.96x CPU time there, 1.01x on the ideal chip, paired)."""
+    tab = em.tables
+    jcap = _step_cut(em, duration)
     got = em.run_tables.get(jcap)
     if got is None:
-        step = np.ascontiguousarray(em.step[:, :, :jcap])
-        jlen = np.minimum(em.jlen, jcap)
-        ct, jc = _level_tables(em.tick, step, jlen, em.tid[em.grp_nrn])
-        for table in (em.tick, step):
+        step = np.ascontiguousarray(tab.step[:, :, :jcap])
+        jlen = np.minimum(tab.jlen, jcap)
+        ct, jc = _level_tables(tab.tick, step, jlen, em.neurons.tid[em.levels.nrn])
+        for table in (tab.tick, step):
             assert table.min(initial=0) >= 0 and table.max(initial=0) <= 1 << B30
-        got = em.run_tables[jcap] = (em.tick.astype(np.int32), step.astype(np.int32), jlen, ct, jc)
+        cut = Tables(tick=tab.tick.astype(np.int32), step=step.astype(np.int32), jlen=jlen, kb=tab.kb)
+        got = em.run_tables[jcap] = (cut, ct, jc)
+    return got
+
+
+def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tuple:
+    """The :class:`Model` the kernels read for a run of ``duration`` ticks (``lockstep`` as :func:`run_engine`
+    takes it), as :func:`plain` tuples; cached on the model (building it takes longer than the dispatch of a
+    one-sample run)."""
+    key = (_step_cut(em, duration), lockstep)
+    got = em.kernel_models.get(key)
+    if got is None:
+        tables, ct, jc = _run_tables(em, duration)
+        if lockstep is None:
+            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc)
+        else:
+            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc)
+        got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
 
 
@@ -1169,32 +1195,24 @@ def run_engine(
     out_cnt = np.zeros(batch_size, dtype=np.int64)
     stats = np.zeros((batch_size, 2), dtype=np.int64)
     theta_be = np.ascontiguousarray(theta_be, dtype=np.int64)
-    tick, step, jlen, ct, jc = _run_tables(em, duration)
-    n_grp = len(em.grp_ptr) - 1
-    if lockstep is None:
-        lock_grp, lock_ev = np.diff(em.grp_ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS
-    else:
-        lock_grp, lock_ev = np.full(n_grp, bool(lockstep)), 0
-
-    def call(chunk_ptr: np.ndarray, entries: np.ndarray, out_t: np.ndarray, out_n: np.ndarray) -> None:
-        kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
-        kernel(
-            chunk_ptr, entries, in_ptr, in_t, in_k, theta_be, em.tid, em.reset, em.umin, em.umax, em.refr, em.leak,
-            tick, step, jlen, em.kb, em.we, em.wi, em.wired, em.nrn_src, em.act_nrn, em.grp_ptr, em.grp_nrn,
-            em.grp_iter, int(duration), bool(record_first), out_t, out_n, out_cnt, stats, ro_idx, mem,
-            int(readout_period), em.active, ct, jc, em.we_g, em.wi_g, em.wired_g, lock_grp, lock_ev,
-        )
-
+    m = _kernel_model(em, duration, lockstep)
     # row b is read only up to out_cnt[b]; ticks < 2^24 and neuron ids < 2^10 (hal limits) fit the column dtypes
     out_t = np.empty((batch_size, cap), dtype=np.uint32)
     out_n = np.empty((batch_size, cap), dtype=np.uint16)
+    run = Run(in_ptr, in_t, in_k, theta_be, int(duration), bool(record_first), ro_idx, int(readout_period), out_t,
+              out_n, out_cnt, stats, mem)
+
+    def call(chunk_ptr: np.ndarray, entries: np.ndarray, run: Run) -> None:
+        kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
+        kernel(chunk_ptr, entries, tuple(run), *m)
+
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)
         # chunks of at most CHUNK_ENTRIES, as equal as possible, so that a static split gives the threads equal
         # shares (1000 entries: 32 chunks of 31 or 32, 500 entries per thread instead of 512 and 488)
         n_chunks = -(-batch_size // CHUNK_ENTRIES)
         chunk_ptr = (np.arange(n_chunks + 1, dtype=np.int64) * batch_size) // n_chunks
-        call(chunk_ptr, entries, out_t, out_n)
+        call(chunk_ptr, entries, run)
     over = np.flatnonzero(out_cnt > cap)
     if len(over):  # entries that recorded more than the first guess: run them again with enough room
         extra = int(out_cnt.max()) - cap
@@ -1202,7 +1220,7 @@ def run_engine(
         out_n = np.concatenate([out_n, np.zeros((batch_size, extra), dtype=out_n.dtype)], axis=1)
         cap = out_t.shape[1]
         stats[over] = 0
-        call(np.arange(len(over) + 1, dtype=np.int64), over.astype(np.int64), out_t, out_n)
+        call(np.arange(len(over) + 1, dtype=np.int64), over.astype(np.int64), run._replace(out_t=out_t, out_n=out_n))
     counts = np.minimum(out_cnt, cap).astype(np.uint32)
     total = int(counts.sum(dtype=np.int64))
     time, neuron = np.empty(total, dtype=np.uint32), np.empty(total, dtype=np.uint16)

@@ -128,7 +128,7 @@ def _level_tables_of_a_realistic_chip() -> tuple:
         em = dev._model()
         _LEVEL["em"] = em
         _LEVEL["tables"] = engine._run_tables(em, 3000)
-        _LEVEL["n"] = int(em.grp_ptr[1] - em.grp_ptr[0])
+        _LEVEL["n"] = int(em.levels.ptr[1] - em.levels.ptr[0])
     return _LEVEL["em"], _LEVEL["tables"], _LEVEL["n"]
 
 
@@ -140,36 +140,34 @@ def test_vector_pass_equals_the_scalar_delivery_and_its_bound_skips_no_crossing(
     ``lim`` equals the scalar ``_lim``, and the crossing search from the new anchor finds no crossing at or
     before ``lim`` (the pass would skip it) and none at all when ``lim`` is never. Event ticks on the update
     grid and off it, one step apart or more; jumps of 0 too (a wired event anchors its neuron)."""
-    em, (tick, step, jlen, ct, jc), n = _level_tables_of_a_realistic_chip()
+    em, (tab, ct, jc), n = _level_tables_of_a_realistic_chip()
     P = UPDATE_PERIOD_TICKS
     tp = data.draw(st.integers(0, 1500), label="tp")
     tn = data.draw(st.one_of(st.integers(tp + 1, tp + 3 * P),
                              st.integers(tp // P + 1, (tp + 3 * P) // P).map(lambda g: g * P)), label="tn")
     log_int = st.floats(0, 22).map(lambda x: int(2**x))
-    s = np.zeros(engine.N_STATE * engine.SM, dtype=np.int64)
+    ls = engine.new_level_state()
+    row = {name: engine.state_row(ls, name) for name in engine.STATE_ROWS}
+    par = em.neurons
     want = []
     for q in range(n):
-        i = em.grp_nrn[q]
+        i = em.levels.nrn[q]
         u = data.draw(st.integers(-(2**20), 2**21)) if q % 2 else data.draw(log_int)
         ie, ii = data.draw(log_int.map(lambda x: 16 * x)), data.draw(st.one_of(st.just(0), log_int))
         je, ji = data.draw(st.one_of(st.just(0), log_int)), data.draw(st.one_of(st.just(0), log_int))
         th = max(data.draw(log_int), 1)
-        for row, v in ((engine.S_TA, tp), (engine.S_U, u), (engine.S_IE, ie), (engine.S_II, ii),
-                       (engine.S_LIM, engine.NEVER), (engine.S_TH, th), (engine.S_UMIN, em.umin[i]),
-                       (engine.S_UMAX, em.umax[i]), (engine.S_JE, je), (engine.S_JI, ji),
-                       (engine.S_W, 1)):  # wired to the tick's events: delivered, even with no jump
-            s[row + q] = v
-        t = em.tid[i]
-        u2, e2, i2 = engine._prop(tick, step, jlen, t, u, ie, ii, tn - tp)
-        want.append((min(max(u2, em.umin[i]), em.umax[i]), min(e2 + je, engine.I_MAX), min(i2 + ji, engine.I_MAX)))
-    slow = np.zeros(engine.SM, dtype=np.uint8)
-    assert engine._deliver_all(ct, jc, 0, n, tn, tp, s, slow) == 0
+        for name, v in (("ta", tp), ("u", u), ("ie", ie), ("ii", ii), ("lim", engine.NEVER), ("th", th),
+                        ("umin", par.umin[i]), ("umax", par.umax[i]), ("je", je), ("ji", ji),
+                        ("w", 1)):  # wired to the tick's events: delivered, even with no jump
+            row[name][q] = v
+        u2, e2, i2 = engine._prop(tab, par.tid[i], u, ie, ii, tn - tp)
+        want.append((min(max(u2, par.umin[i]), par.umax[i]), min(e2 + je, engine.I_MAX), min(i2 + ji, engine.I_MAX)))
+    assert engine._deliver_all(ct, jc, 0, n, tn, tp, ls.flat, ls.slow) == 0
     for q in range(n):
-        i = em.grp_nrn[q]
-        u, ie, ii, lim, th = (int(s[row + q]) for row in (engine.S_U, engine.S_IE, engine.S_II, engine.S_LIM,
-                                                           engine.S_TH))
-        assert s[engine.S_TA + q] == tn and (u, ie, ii) == want[q]
+        i = em.levels.nrn[q]
+        u, ie, ii, lim, th = (int(row[name][q]) for name in ("u", "ie", "ii", "lim", "th"))
+        assert row["ta"][q] == tn and (u, ie, ii) == want[q]
         assert lim == engine._lim(ct, q, tn, u, ie, ii, th)
         limit = tn + 100 * P if lim == engine.NEVER else lim
-        found = engine._search(tick, step, jlen, em.kb, em.tid[i], tn, u, ie, ii, th, limit)
+        found = engine._search(tab, par.tid[i], tn, u, ie, ii, th, limit)
         assert not 0 <= found <= limit, (q, lim, found)
