@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from firstspike.runtime.training.data import LatencyEncoder, SpikeDataset
     from firstspike.runtime.training.datasets import load_dataset
     from firstspike.runtime.training.evaluation import Evaluation, evaluate
+    from firstspike.runtime.training.hw_aware import noise_model_for as noise_model
     from firstspike.runtime.training.loop import History, fit
     from firstspike.runtime.ttfs.layers import TTFSLinear, TTFSNetwork
     from firstspike.runtime.ttfs.loss import TTFSLoss, WeightBumper
@@ -57,6 +58,7 @@ _API: dict[str, tuple[str, str]] = {
     "compile": ("firstspike.runtime.models", "compile_model"),
     "open_device": ("firstspike.runtime.devices", "open"),
     "calibrate": ("firstspike.runtime.calibration", "calibrate"),
+    "noise_model": ("firstspike.runtime.training.hw_aware", "noise_model_for"),
     "Session": ("firstspike.runtime.session", "Session"),
     "SessionResult": ("firstspike.runtime.session", "SessionResult"),
 }
@@ -80,6 +82,7 @@ __all__ = [
     "fit",
     "load_dataset",
     "load_model",
+    "noise_model",
     "open_device",
 ]
 

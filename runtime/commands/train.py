@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-time budget: stop before an epoch that would end after it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
+    parser.add_argument("--hw-aware", default=None, metavar="URI",
+                        help="hardware-aware training in software: every minibatch on a new virtual chip of this "
+                             "device's published noise model (e.g. sim://); with --calibration FILE, of its "
+                             "calibrated chips")
     g = parser.add_argument_group("training with the device in the loop")
     g.add_argument("--device", default=None, metavar="URI",
                    help="train in the loop on this device (sim://, grpc://host:port, a pool, serial://...); "
@@ -64,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
     from firstspike.hal.errors import HalError
     from firstspike.runtime.training.tasks import train_task
 
-    if args.calibration is not None and not args.device:
-        print("firstspike train: --calibration applies to a device; give --device URI too", file=sys.stderr)
+    if args.calibration is not None and not (args.device or args.hw_aware):
+        print("firstspike train: --calibration applies to a device; give --device URI or --hw-aware URI too",
+              file=sys.stderr)
+        return 2
+    if args.device and args.hw_aware:
+        print("firstspike train: --hw-aware trains on virtual chips in software; with --device the device is the "
+              "chip: give one of them", file=sys.stderr)
         return 2
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
@@ -83,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             args.task, device=device, device_uri=args.device, epochs=args.epochs, seed=args.seed, out_dir=out,
             hidden=args.hidden, train_size=args.train_size, eval_size=args.eval_size, threads=args.threads,
             progress=not args.no_progress, mnist_dir=args.mnist_dir, select=args.select, lr=args.lr, ema=args.ema,
-            init_model=args.init, headroom=args.headroom, calibration=args.calibration,
+            init_model=args.init, headroom=args.headroom, calibration=args.calibration, hw_aware=args.hw_aware,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
     except (ValueError, OSError, HalError) as exc:

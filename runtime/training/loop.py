@@ -188,6 +188,7 @@ def fit(
     max_weights: Sequence[float] | None = None,
     margin_tau: float = DEFAULT_MARGIN_TAU,
     calibration: Any = None,
+    hw_aware: Any = None,
     desc: str | None = None,
 ) -> History:
     """Train ``model`` with exact TTFS gradients; return the :class:`History`. The model is trained in place and
@@ -215,6 +216,13 @@ def fit(
     ``callbacks``: called after each epoch with an :class:`EpochEnd`; returning True stops. ``checkpoint_dir``:
     ``last.pt`` after every epoch and ``best.pt`` at every new best (models, :meth:`TTFSNetwork.load`).
     ``progress``: a tqdm bar on stderr, else one line per epoch through ``log`` (default: stderr).
+
+    ``hw_aware``: hardware-aware training in software, for the chips a
+    :class:`~firstspike.hal.noise_model.DeviceNoiseModel` describes (``fs.noise_model(device)`` reads the one a
+    device publishes): each minibatch's forward pass runs on a freshly sampled virtual chip (6-bit weights,
+    synapse, gain and threshold mismatch, trial-to-trial threshold noise, input jitter and loss;
+    :mod:`~firstspike.runtime.training.hw_aware`) and the exact gradient is taken at its times; validation and test
+    run on a fixed set of virtual chips.
     """
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -225,6 +233,15 @@ def fit(
     train_data = as_spike_data(train, "training data")
     val_data = as_spike_data(val, "validation data") if val is not None else None
     test_data = as_spike_data(test, "test data") if test is not None else None
+    if hw_aware is not None and device is not None:
+        raise ValueError("hw_aware samples virtual chips in software; with a device in the loop the device itself is "
+                         "the chip: give one of them")
+    if hw_aware is not None:
+        from firstspike.hal.noise_model import DeviceNoiseModel
+
+        if not isinstance(hw_aware, DeviceNoiseModel):
+            raise TypeError("hw_aware must be a DeviceNoiseModel (fs.noise_model(device)), not "
+                            f"{type(hw_aware).__name__}")
     if n_samples(train_data) == 0:
         raise ValueError("training data is empty: give at least one sample")
     for name, d in (("validation", val_data), ("test", test_data)):
@@ -247,7 +264,13 @@ def fit(
     try:
         forward: SoftwareForward | DeviceForward
         if backend is None:
-            forward = SoftwareForward(eval_batch_size, loss_fn)
+            chips = None
+            if hw_aware is not None:
+                from firstspike.runtime.training.hw_aware import SampledChip
+
+                # a generator of its own, so that shuffling and jitter draw the same numbers as without chips
+                chips = SampledChip(model, hw_aware, torch.Generator().manual_seed(int(seed) + 0x5EED))
+            forward = SoftwareForward(eval_batch_size, loss_fn, chips)
         else:
             forward = DeviceForward(backend, model, seed=int(seed), eval_batch_size=eval_batch_size, loss=loss_fn,
                                     headroom=headroom, max_weights=max_weights, margin_tau=margin_tau,

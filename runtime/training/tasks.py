@@ -135,6 +135,7 @@ def train_task(
     max_seconds: float | None = None,
     device_uri: str | None = None,
     calibration: Any = None,
+    hw_aware: Any = None,
     energy: EnergyModel | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -148,7 +149,8 @@ def train_task(
     reference initialisation. ``lr``: Adam's learning rate instead of the task's. Device options (``headroom``,
     ``max_weights``, ``margin_tau``) as in :func:`fit`; ``headroom`` defaults per task (2.0 for yin-yang, else
     1.5). ``select``, ``ema``, ``max_seconds``, ``calibration`` as in :func:`fit` (the saved ``network.fsn`` is
-    the uncalibrated artifact: calibrate it for the chip it runs on).
+    the uncalibrated artifact: calibrate it for the chip it runs on). ``hw_aware``: train in software on virtual
+    chips of this device (a URI, a Backend or a DeviceNoiseModel; with ``calibration``, of its calibrated chips).
     """
     cfg = get_task(task)
     if layer_sizes is None and hidden is not None:
@@ -190,6 +192,14 @@ def train_task(
         net.metadata.setdefault("task", cfg.name)
     else:
         net = build_network(cfg, gen)
+    noise = None
+    if hw_aware is not None:
+        from firstspike.runtime.training.hw_aware import noise_model_for
+
+        noise = noise_model_for(hw_aware, calibration)
+        say(f"hardware-aware: training on virtual chips of {hw_aware if isinstance(hw_aware, str) else 'the model'}"
+            + (f", calibrated ({calibration})" if calibration is not None else "") + ": " + ", ".join(
+                f"{k} {v:g}" for k, v in noise.to_dict().items() if k != "format" and v))
     if len(val) == 0 and select == "best-val":
         say(f"{cfg.name}: no validation samples; keeping the final epoch's weights")
         select = "final"
@@ -201,8 +211,8 @@ def train_task(
         batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler, loss=cfg.loss(), bumping=cfg.bumper(),
         input_noise=cfg.input_noise, select=select, ema=ema, generator=gen, seed=seed,
         eval_batch_size=cfg.eval_batch_size, max_seconds=max_seconds, progress=progress, log=say, headroom=headroom,
-        max_weights=max_weights, margin_tau=margin_tau, calibration=calibration,
-        desc=f"{cfg.name}@device" if device is not None else cfg.name,
+        max_weights=max_weights, margin_tau=margin_tau, calibration=calibration if device is not None else None,
+        hw_aware=noise, desc=f"{cfg.name}@device" if device is not None else cfg.name,
     )
     metrics = training_metrics(cfg, history, seed=seed, n_threads=n_threads, sizes=(len(train), len(val), len(test)),
                                t_start=t_start)
@@ -218,7 +228,11 @@ def train_task(
                        "test_run": _test_run(history.session, test, cfg)},
         })
     else:
-        metrics.update({"mode": "software", "ema": ema})
+        metrics.update({"mode": "hardware-aware" if noise is not None else "software", "ema": ema})
+    if noise is not None:
+        metrics["hw_aware"] = {"device": hw_aware if isinstance(hw_aware, str) else None,
+                               "calibration": None if calibration is None else str(calibration),
+                               "noise_model": noise.to_dict()}
     net.metadata.update({
         "seed": int(seed),
         "epochs": history.epochs_run,
