@@ -20,6 +20,7 @@ from firstspike.hal.coords import (
 )
 from firstspike.hal.errors import (
     BackendError,
+    BrokenBackendError,
     CapacityError,
     ConfigDecodeError,
     ConfigError,
@@ -35,6 +36,7 @@ __all__ = [
     "SPIKE_DTYPE",
     "Backend",
     "BackendError",
+    "BrokenBackendError",
     "CapacityError",
     "ChipConfig",
     "Column",

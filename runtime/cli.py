@@ -12,13 +12,22 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from firstspike.runtime import commands
+from firstspike.runtime.commands._args import CommandError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong and where the allowed values are described."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every command module found in ``firstspike.runtime.commands``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="firstspike",
         description="Neuromorphic HAL, device drivers and exact time-to-first-spike learning.",
     )
@@ -43,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_malloc()
     try:
         return int(args.func(args) or 0)
+    except CommandError as e:
+        print(f"{parser.prog} {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ import sys
 
 from firstspike.compiler import CompileError, CompileOptions, compile
 from firstspike.compiler.report import plot_occupancy, resource_report, resources
+from firstspike.runtime.commands._args import figure_file, output_file, positive_float
 from firstspike.runtime.models import ModelLoadError, model_weight_scale, read_network
 
 
@@ -47,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a network (.pt, .nir, .fsir) into a chip artifact (.fsn)")
     p.add_argument("model", help="model file: .pt (TTFS model or {'network_ir': ...}), .nir or .fsir")
-    p.add_argument("-o", "--output", required=True, help="output artifact (.fsn)")
-    p.add_argument("--plot", metavar="PNG", help="draw the synapse-array occupancy of both halves")
-    p.add_argument("--weight-scale", type=float, default=None,
+    p.add_argument("-o", "--output", type=output_file((".fsn",)), required=True, metavar="NET.fsn",
+                   help="output artifact (.fsn)")
+    p.add_argument("--plot", type=figure_file, metavar="PNG", help="draw the synapse-array occupancy of both halves")
+    p.add_argument("--weight-scale", type=positive_float, default=None,
                    help="fixed digital steps per model weight unit for all layers (default: the scales a model "
                         "trained in the loop carries, else per layer from max|w|)")
-    p.add_argument("--tau-s-ticks", type=float, default=750.0, help="target tau_s in ticks of 8 ns (default 750)")
+    p.add_argument("--tau-s-ticks", type=positive_float, default=750.0,
+                   help="target tau_s in ticks of 8 ns (default 750)")
     p.add_argument("--no-split", action="store_true", help="fail instead of splitting a large network into stages")
     p.add_argument("--no-source", action="store_true", help="do not store the source network in the artifact")
     p.add_argument("--json", action="store_true", help="print the resource report as one JSON object")

@@ -15,10 +15,21 @@ from firstspike.runtime import conformance
 
 
 def run(args: argparse.Namespace) -> int:
+    from firstspike.runtime.commands._args import CommandError
+
     extra = shlex.split(args.pytest_args or "")
+    if not any(a in ("-q", "-v", "--quiet", "--verbose") or a.startswith(("-qq", "-vv")) for a in extra):
+        extra.insert(0, "-q")  # progress as pytest's dots per check; --pytest-args=-v lists every check instead
     if args.k:
         extra += ["-k", args.k]
-    return conformance.run(args.uri, reference=args.reference, claims=args.claim, report=args.report, extra=extra)
+    try:  # the device, claims and report are checked before pytest starts: a wrong one fails once, in one line
+        conformance.check_request(args.uri, args.reference, args.claim, args.report)
+    except (conformance.DeviceUnavailableError, ValueError, OSError) as e:
+        raise CommandError(str(e)) from None
+    print(f"firstspike conformance: checking {args.uri} against the hal backend contract (reference "
+          f"{args.reference or 'sim://?ideal=1'})", flush=True)
+    return conformance.run(args.uri, reference=args.reference, claims=args.claim, report=args.report, extra=extra,
+                           check=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

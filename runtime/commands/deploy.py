@@ -29,7 +29,16 @@ from firstspike.compiler import CompileError
 from firstspike.compiler.artifact import CompiledNetwork
 from firstspike.hal import chip
 from firstspike.hal.errors import HalError
-from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.commands._args import (
+    CommandError,
+    figure_file,
+    int_list,
+    non_negative_float,
+    non_negative_int,
+    open_device,
+    positive_float,
+    positive_int,
+)
 from firstspike.runtime.models import TASK_NAMES, ModelLoadError, load_artifact
 
 TASKS = TASK_NAMES
@@ -38,22 +47,26 @@ TASKS = TASK_NAMES
 DEFAULT_SEED = 2
 
 
-class DeployError(ValueError):
+class DeployError(CommandError):
     """The model, data set or device cannot be used as requested."""
 
 
-def _parse_ints(text: str | None, what: str) -> list[int]:
-    if not text:
-        return []
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise DeployError(f"{what}: expected comma-separated integers, got {text!r}") from None
+def check_indices(indices: list[int], n: int, what: str) -> None:
+    """Sample indices must name samples of the data set (``n`` of them)."""
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise DeployError(f"{what} {bad[0]}: the data set has {n} samples, indices 0..{n - 1}")
+
+
+def check_neurons(neurons: list[int], what: str) -> None:
+    """Chip neuron ids must exist on the chip."""
+    bad = [i for i in neurons if not 0 <= i < chip.N_NEURONS]
+    if bad:
+        raise DeployError(f"{what} {bad[0]}: chip neuron ids are 0..{chip.N_NEURONS - 1}")
 
 
 def deploy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the deployment; returns the result dict (raises DeployError/HalError/CompileError)."""
-    from firstspike.runtime.devices import open as open_device
     from firstspike.runtime.session import Session
     from firstspike.runtime.training.data import DataError
     from firstspike.runtime.training.datasets import dataset_for
@@ -70,6 +83,11 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     except DataError as e:
         raise DeployError(str(e)) from None
     energy = EnergyModel(**({"static_w": args.static_power_w} if args.static_power_w is not None else {}))
+    entries = args.raster_entries
+    if args.raster:
+        check_indices(entries, len(data), "--raster-entries")
+    if args.trace_neurons:
+        check_neurons(args.trace_neurons, "--trace-neurons")
     device = open_device(args.device)
     uri = args.device or device.scheme + "://"
     try:
@@ -134,7 +152,6 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
             "tau_s_ticks": compiled.tau_s_ticks,
             "weight_steps": compiled.weight_steps,
         }
-        entries = _parse_ints(args.raster_entries, "--raster-entries") or [0]
         if args.raster:
             _raster(session, compiled, data, entries, args, result)
         if args.traces:
@@ -149,8 +166,6 @@ def _raster(session: Any, compiled: CompiledNetwork, data: Any, entries: list[in
     from firstspike.runtime.plots import plot_raster
 
     n = max(entries) + 1
-    if n > len(data):
-        raise DeployError(f"--raster-entries {entries}: the data set has {len(data)} samples")
     res = session.run(data.times[:n].numpy(), seed=args.seed, record="all")
     plot_raster(res, compiled, args.raster, entries=entries, unit=args.raster_unit,
                 labels=data.labels[:n].tolist(), title=f"{Path(args.model).name} on {args.device}")
@@ -161,13 +176,16 @@ def _traces(session: Any, compiled: CompiledNetwork, data: Any, entry: int, args
             result: dict[str, Any]) -> None:
     from firstspike.runtime.plots import plot_membranes
 
-    neurons = _parse_ints(args.trace_neurons, "--trace-neurons")
+    neurons = list(args.trace_neurons or [])
     if not neurons:
         # default: the first hidden neuron and every output neuron, as long as the readout allows
         neurons = [int(compiled.layers[0].neuron_ids[0])] + [int(n) for n in compiled.layers[-1].neuron_ids]
         neurons = neurons[: max(info.membrane_readout, 0)]
-    if info.membrane_readout < len(neurons) or not neurons:
-        raise DeployError(f"device {args.device} reads out {info.membrane_readout} membranes; "
+    if info.membrane_readout < 1:
+        raise DeployError(f"device {result['device']} has no membrane readout; --traces needs one that reads out "
+                          "membranes, e.g. sim://")
+    if info.membrane_readout < len(neurons):
+        raise DeployError(f"device {result['device']} reads out {info.membrane_readout} membranes at once; "
                           f"{len(neurons)} requested (--trace-neurons)")
     res = session.run(data.times[entry : entry + 1].numpy(), seed=args.seed, entry_offset=entry, record="all",
                       readout=neurons, readout_period=args.trace_period)
@@ -220,15 +238,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``deploy`` and ``plot``: model, device, data set."""
     p.add_argument("model", metavar="MODEL", help="model.pt (TTFS model), .nir, .fsir or a compiled .fsn")
     p.add_argument("--device", default=None, metavar="URI", help="device URI (default: $FIRSTSPIKE_DEVICE or sim://)")
-    p.add_argument("--dataset", choices=TASKS, default=None, help="data set (default: the model's task)")
-    p.add_argument("--data", default=None, metavar="FILE.npz",
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=TASKS, default=None, help="data set (default: the model's task)")
+    source.add_argument("--data", default=None, metavar="FILE.npz",
                    help="your own data instead: arrays 'times' (samples, inputs; tau_s, inf = no spike) and "
                         "'labels' (SpikeDataset.save writes it)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split (default: test)")
     p.add_argument("--size", type=positive_int, default=None, metavar="N", help="use the first N samples of the split")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
                    help=f"device noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
-    p.add_argument("--weight-scale", type=float, default=None,
+    p.add_argument("--weight-scale", type=positive_float, default=None,
                    help="fixed steps per model weight unit (default: the model's own, else automatic)")
     p.add_argument("--mnist-dir", default=None, help="directory with MNIST IDX files")
 
@@ -240,14 +259,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
                    help="entries per device call (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--raster", metavar="PNG", help="also draw a spike raster of --raster-entries")
-    p.add_argument("--raster-entries", default="0", help="comma-separated sample indices for the raster (default 0)")
+    p.add_argument("--raster", type=figure_file, metavar="PNG", help="also draw a spike raster of --raster-entries")
+    p.add_argument("--raster-entries", type=int_list, default=[0],
+                   help="comma-separated sample indices for the raster (default 0)")
     p.add_argument("--raster-unit", choices=("tau", "us"), default="tau", help="raster time axis unit")
-    p.add_argument("--traces", metavar="PNG", help="also draw membrane traces (devices with membrane readout)")
-    p.add_argument("--trace-neurons", default=None,
+    p.add_argument("--traces", type=figure_file, metavar="PNG",
+                   help="also draw membrane traces (devices with membrane readout)")
+    p.add_argument("--trace-neurons", type=int_list, default=None,
                    help="comma-separated chip neuron ids to read out (default: first hidden + output neurons)")
-    p.add_argument("--trace-period", type=int, default=8, help="membrane sample period in ticks (default 8)")
-    p.add_argument("--static-power-w", type=float, default=None,
+    p.add_argument("--trace-period", type=positive_int, default=8, help="membrane sample period in ticks (default 8)")
+    p.add_argument("--static-power-w", type=non_negative_float, default=None,
                    help="override the energy model's static power (W); see docs/energy.md")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.commands._args import non_negative_int, open_device, positive_int
 
 DATASETS = ("yinyang", "mnist16")
 
@@ -34,20 +34,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     trained_on = net.metadata.get("task")
     name = args.dataset or (trained_on if trained_on in DATASETS else None)
-    if args.data is None and name is not None and trained_on is not None and trained_on != name:
-        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {name!r}",
-              file=sys.stderr)
     try:
         data, dataset = dataset_for(net.n_inputs, data_file=args.data, name=name, split=args.split, size=args.size,
                                     seed=args.dataset_seed, mnist_dir=args.mnist_dir)
     except (ValueError, OSError) as exc:  # DataError, MNISTFormatError are ValueErrors
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
+    if args.data is None and name is not None and trained_on is not None and trained_on != name:
+        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {name!r}",
+              file=sys.stderr)
+    device = open_device(args.device) if args.device is not None else None  # before the progress bar starts
     try:
-        ev = evaluate(net, data, args.device, seed=args.seed, progress=not args.no_progress and args.device is not None)
+        ev = evaluate(net, data, device, seed=args.seed, progress=not args.no_progress and device is not None)
     except (ValueError, OSError, HalError, CompileError) as exc:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if device is not None:
+            device.close()
     result = {"model": str(args.model), "dataset": dataset, "split": args.split, "size": ev.n,
               "dataset_seed": args.dataset_seed, "device": args.device, "accuracy": ev.accuracy, "loss": ev.loss,
               "silent_winner_fraction": ev.silent_winner_fraction, "spikes_per_sample": ev.spikes_per_sample}
@@ -68,16 +72,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: firstspike eval runs/demo/model.pt --device sim://",
     )
     parser.add_argument("model", metavar="MODEL.pt", help="a TTFS model written by 'firstspike train'")
-    parser.add_argument("--dataset", default=None, choices=DATASETS,
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", default=None, choices=DATASETS,
                         help="data set (default: the one the model was trained on)")
-    parser.add_argument("--data", default=None, metavar="FILE.npz",
+    source.add_argument("--data", default=None, metavar="FILE.npz",
                         help="your own data instead: arrays 'times' and 'labels' (SpikeDataset.save writes it)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
     parser.add_argument("--device", default=None, metavar="URI",
                         help="measure on this device (sim://, grpc://host:port, ...); default: software")
-    parser.add_argument("--seed", type=int, default=2, metavar="S",
+    parser.add_argument("--seed", type=non_negative_int, default=2, metavar="S",
                         help="device noise seed (default 2, as firstspike deploy)")
-    parser.add_argument("--dataset-seed", type=int, default=None, metavar="S",
+    parser.add_argument("--dataset-seed", type=non_negative_int, default=None, metavar="S",
                         help="yin-yang generator seed (default: the published seed of the split)")
     parser.add_argument("--size", type=positive_int, default=None, metavar="N",
                         help="number of samples (yin-yang: generated; mnist16: the first N)")

@@ -7,7 +7,7 @@ import json
 from importlib import metadata
 
 from firstspike.hal import chip
-from firstspike.hal.registry import available_schemes
+from firstspike.hal.registry import check_backends
 
 
 def _version() -> str:
@@ -19,8 +19,12 @@ def _version() -> str:
 
 def run(args: argparse.Namespace) -> int:
     model = chip.resource_model()
+    status = check_backends()
+    usable = [s for s, problem in status.items() if problem is None]
+    broken = {s: problem for s, problem in status.items() if problem is not None}
     if args.json:
-        print(json.dumps({"version": _version(), "resource_model": model, "backends": available_schemes()}))
+        print(json.dumps({"version": _version(), "resource_model": model, "backends": usable,
+                          "broken_backends": broken}))
         return 0
     print(f"firstspike {_version()}")
     print("chip resource model (BrainScaleS-2-like):")
@@ -45,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         f"  clock              {chip.CLOCK_HZ / 1e6:.0f} MHz (1 tick = {chip.TICK_NS} ns),"
         f" speed-up {chip.SPEEDUP}x, nominal tau_s = {chip.NOMINAL_TAU_S_TICKS} ticks"
     )
-    print(f"backends: {', '.join(available_schemes())}")
+    print(f"backends: {', '.join(usable) or 'none'}")
+    for scheme, problem in broken.items():
+        print(f"broken backend {scheme}://: {problem}")
     return 0
 
 

