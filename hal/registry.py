@@ -15,6 +15,7 @@ An entry point that cannot be loaded (its module is missing, fails to import, or
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -24,6 +25,8 @@ from firstspike.hal.backend import Backend
 from firstspike.hal.errors import BrokenBackendError, UnknownBackendError
 
 ENTRY_POINT_GROUP = "firstspike.backends"
+#: the distribution whose own backends check_backends does not import
+_OWN_DISTRIBUTION = "firstspike"
 
 BackendFactory = Callable[["DeviceURI"], Backend]
 
@@ -127,20 +130,35 @@ def _load(scheme: str, ep: metadata.EntryPoint) -> BackendFactory:
     return factory.from_uri if hasattr(factory, "from_uri") else factory
 
 
-def check_backends() -> dict[str, str | None]:
-    """Load every declared backend: scheme -> None if it can be opened, else the reason it cannot (one line).
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and str(getattr(dist, "name", "")).lower() == _OWN_DISTRIBUTION
 
-    This imports each backend's module (what ``firstspike info`` shows); use :func:`available_schemes` for the
-    names alone.
+
+def check_backends() -> dict[str, str | None]:
+    """Every declared backend: scheme -> None if it can be opened, else the reason it cannot (one line).
+
+    A third-party entry point is loaded (its module imported), so a missing module, a failing import or a missing
+    attribute all show. The package's own backends are checked without importing them (their modules load
+    numba, grpc or pyserial, and are covered by its tests): only that their top-level package can be found.
     """
     status: dict[str, str | None] = {}
+    eps = _entry_points()
     for scheme in available_schemes():
-        try:
-            resolve(scheme)
-        except BrokenBackendError as e:
-            status[scheme] = e.reason
-        else:
+        ep = eps.get(scheme)
+        if scheme in _registered or ep is None:
             status[scheme] = None
+        elif _is_builtin(ep):
+            top = ep.module.split(".")[0]
+            found = importlib.util.find_spec(top) is not None
+            status[scheme] = None if found else f"{_describe(ep)} cannot be loaded: no module named {top!r}"
+        else:
+            try:
+                resolve(scheme)
+            except BrokenBackendError as e:
+                status[scheme] = e.reason
+            else:
+                status[scheme] = None
     return status
 
 

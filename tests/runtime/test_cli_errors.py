@@ -125,7 +125,7 @@ CASES = [
     ("conformance nosuch://", ["cannot open device 'nosuch://'", "available:"]),
     ("conformance null:// --claim bogus", ["expected KEY=VALUE"]),
     ("conformance null:// --reference nosuch://", ["cannot open reference device 'nosuch://'"]),
-    ("conformance null:// --report /nonexistent-folder/r.json", ["cannot write the report"]),
+    ("conformance null:// --report /nonexistent-folder/r.json", ["--report", "does not exist"]),
 ]
 
 
@@ -173,7 +173,8 @@ def broken_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     info = tmp_path / "brokenbackend-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenbackend\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[firstspike.backends]\nmydev = no_such_module_xyz.backend:MyBackend\n")
+    (info / "entry_points.txt").write_text("[firstspike.backends]\nmydev = no_such_module_xyz.backend:MyBackend\n"
+                                           "noattr = json:NoSuchBackend\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return "mydev"
 
@@ -187,6 +188,7 @@ def test_a_broken_backend_is_reported_by_info_and_fails_in_one_line(broken_entry
     status = registry.check_backends()
     assert status["sim"] is None and status["null"] is None
     assert "No module named 'no_such_module_xyz'" in str(status["mydev"])
+    assert "AttributeError" in str(status["noattr"]) and "noattr = json:NoSuchBackend" in str(status["noattr"])
     rc, out, _ = run(capsys, "info")
     assert rc == 0
     backends = next(ln for ln in out.splitlines() if ln.startswith("backends:"))
