@@ -99,8 +99,8 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         raise DeployError(str(e)) from None
     energy = EnergyModel(**({"static_w": args.static_power_w} if args.static_power_w is not None else {}))
     entries = args.raster_entries
-    if args.raster:
-        check_indices(entries, len(data), "--raster-entries")
+    if args.raster or args.traces:  # --traces draws the first of them
+        check_indices(entries if args.raster else entries[:1], len(data), "--raster-entries")
     if args.trace_neurons:
         check_neurons(args.trace_neurons, "--trace-neurons")
     device = open_device(args.device)

@@ -97,6 +97,7 @@ CASES = [
     ("deploy {model} --size 3 --device sim://?serial=x", ["cannot open device", "serial='x' is not an integer"]),
     ("deploy {model} --size 3 --raster {dir}/r.png --raster-entries 5", ["--raster-entries 5", "3 samples"]),
     ("deploy {model} --size 3 --raster {dir}/r.png --raster-entries -1", ["--raster-entries", ">= 0"]),
+    ("deploy {model} --size 3 --traces {dir}/t.png --raster-entries 7", ["--raster-entries 7", "3 samples"]),
     ("deploy {model} --size 3 --raster-entries abc", ["--raster-entries", "comma-separated integers"]),
     ("deploy {model} --size 3 --raster /nonexistent-folder/r.png", ["--raster", "does not exist"]),
     ("deploy {model} --size 3 --raster {dir}/r.txt", ["--raster", ".png"]),
