@@ -111,6 +111,18 @@ def _test_run(session: Any, test: Any, cfg: TaskConfig) -> dict[str, Any]:
     }
 
 
+def _initial_model(init_model: TTFSNetwork | str | Path, cfg: TaskConfig) -> TTFSNetwork:
+    """The model to start from, checked against the task's layout before any data is loaded."""
+    from firstspike.runtime.models import load_model
+
+    net = init_model if isinstance(init_model, TTFSNetwork) else load_model(init_model)
+    if net.n_inputs != cfg.n_inputs or tuple(net.layer_sizes) != tuple(cfg.layer_sizes):
+        raise ValueError(f"init model layout {net.n_inputs}->{net.layer_sizes} does not match "
+                         f"{cfg.name}: {cfg.n_inputs}->{list(cfg.layer_sizes)}")
+    net.metadata.setdefault("task", cfg.name)
+    return net
+
+
 def train_task(
     task: str | TaskConfig,
     *,
@@ -166,6 +178,7 @@ def train_task(
         if size is not None and int(size) < 1:
             raise ValueError(f"{name} must be at least 1 sample, got {size}")
     run_dir = check_output_dir(out_dir) if out_dir is not None else None
+    init = _initial_model(init_model, cfg) if init_model is not None else None
     energy = energy or EnergyModel()
     n_threads = configure_threads(cfg.threads if threads is None else threads)
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -184,14 +197,7 @@ def train_task(
 
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
-    if init_model is not None:
-        net = init_model if isinstance(init_model, TTFSNetwork) else TTFSNetwork.load(init_model)
-        if net.n_inputs != cfg.n_inputs or tuple(net.layer_sizes) != tuple(cfg.layer_sizes):
-            raise ValueError(f"init model layout {net.n_inputs}->{net.layer_sizes} does not match "
-                             f"{cfg.name}: {cfg.n_inputs}->{list(cfg.layer_sizes)}")
-        net.metadata.setdefault("task", cfg.name)
-    else:
-        net = build_network(cfg, gen)
+    net = init if init is not None else build_network(cfg, gen)
     noise = None
     if hw_aware is not None:
         from firstspike.runtime.training.hw_aware import noise_model_for
