@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -107,14 +108,33 @@ def _ray_init(ray: Any, address: str | None, num_cpus: int | None) -> dict[str, 
     out of the terminal (errors still reach the caller as exceptions)."""
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        if num_cpus is None:
-            num_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        # "local": a new Ray of our own, never a cluster someone else started on this machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+    try:
+        if address:
+            _check_reachable(address)
+            ray.init(address=address, **quiet)
+        else:
+            if num_cpus is None:
+                num_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            # "local": a new Ray of our own, never a cluster someone else started on this machine
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+        hint = ""
+        if address and isinstance(exc, ConnectionError) and not os.environ.get("RAY_AUTH_MODE"):
+            hint = " (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its token)"
+        raise SweepError(f"cannot {where}: {error_line(exc)}{hint}") from None
     return {"address": address or "local", "cpus": _cpus(ray)}
+
+
+def _check_reachable(address: str) -> None:
+    """A plain ``host:port`` that nothing listens on fails here at once (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray://... : Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address} ({exc.strerror or exc})") from None
 
 
 def _keep_metrics(spec: RunSpec, outcome: Mapping[str, Any]) -> None:
@@ -221,6 +241,9 @@ def sweep(
     started = not ray.is_initialized()
     if started:
         result.ray = _ray_init(ray, address, num_cpus)
+        if result.ray["address"] == "local" and cpus_per_run > (result.ray["cpus"] or 0):
+            ray.shutdown()
+            raise SweepError(f"cpus_per_run {cpus_per_run} is more than the local Ray's {result.ray['cpus']} CPUs")
     else:
         result.ray = {"address": "existing", "cpus": _cpus(ray)}
     result.ray["cpus_per_run"] = cpus_per_run

@@ -153,3 +153,41 @@ def test_the_command_end_to_end(local_ray: None, tmp_path: Path, capsys: pytest.
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| none | 2 of 2 |" in out and "| 0.9 | 2 of 2 |" in out and "summary.md" in out
+
+
+HEAD = """
+import logging, sys, ray
+ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+print(ctx.address_info["gcs_address"], flush=True)
+sys.stdin.read()  # until the test closes our stdin
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_the_command_joins_a_running_cluster(tmp_path: Path) -> None:
+    """--ray-address joins a Ray someone else started (here: another process, with Ray's default token
+    authentication), runs there, and leaves that cluster running."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        assert head.stdout is not None
+        address = head.stdout.readline().strip()
+        assert address, "the head did not start"
+        cmd = [sys.executable, "-m", "firstspike", "sweep", "yinyang", "--seeds", "0-1", "--epochs", "1",
+               "--train-size", "80", "--eval-size", "40", "--ray-address", address, "--out", str(tmp_path), "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summary = json.loads(proc.stdout)
+        assert summary["ray"]["address"] == address and summary["ray"]["cpus"] == 2
+        assert [r["status"] for r in summary["runs"]] == ["ok", "ok"]
+        assert head.poll() is None  # the cluster is still there
+    finally:
+        if head.stdin is not None:
+            head.stdin.close()
+        head.wait(timeout=120)

@@ -325,3 +325,16 @@ def test_nan_free_summary_json(tmp_path: Path) -> None:
     text = (tmp_path / "summary.json").read_text()
     assert "NaN" not in text and json.loads(text)["points"][0]["test"]["mean"] is None
     assert not math.isnan(res.wall_seconds)
+
+
+def test_an_address_nobody_answers_fails_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["sweep", "yinyang", "--seeds", "0", "--epochs", "1", "--ray-address", f"127.0.0.1:{port}",
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot join the Ray cluster at 127.0.0.1:{port}: " in err and "nothing answers" in err
+    assert len(err.strip().splitlines()) == 1
