@@ -33,6 +33,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def error_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (at most 300 characters), as the table shows it."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     # Ray's task errors carry the worker's traceback; its last line is the exception itself
     text = lines[-1] if len(lines) > 1 else (lines[0] if lines else "")
