@@ -3,6 +3,7 @@ of firstspike that imports Ray, and only when there are runs to do."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -179,8 +180,9 @@ def sweep(
 
     Ray: ``address`` joins that cluster (also ``$RAY_ADDRESS``); without it a local Ray is started with
     ``num_cpus`` (default: this machine's cores) and shut down at the end; a Ray already initialised in this
-    process is used as it is. ``cpus_per_run``: CPUs Ray reserves per run. ``on_run(record, done, total)`` is
-    called after each run. ``out`` must be a folder every node sees (on a cluster: shared storage).
+    process is used as it is (then ``address`` must be None). ``cpus_per_run``: CPUs Ray reserves per run.
+    ``on_run(record, done, total)`` is called after each run. ``out`` must be a folder every node sees (on a
+    cluster: shared storage).
 
     Raises :class:`SweepError` (bad input), :class:`RayMissingError` (runs to do but no Ray),
     :class:`SweepInterrupted` (Ctrl-C; finished runs and their summary are on disk).
@@ -239,6 +241,9 @@ def sweep(
 
     ray = _import_ray()
     started = not ray.is_initialized()
+    if not started and address is not None:
+        raise SweepError(f"Ray is already initialised in this process, so it cannot join {address}: call "
+                         "ray.shutdown() first, or leave address out to use that Ray")
     if started:
         result.ray = _ray_init(ray, address, num_cpus)
         if result.ray["address"] == "local" and cpus_per_run > (result.ray["cpus"] or 0):
@@ -276,6 +281,8 @@ def sweep(
         except KeyboardInterrupt:
             for ref in waiting:
                 ray.cancel(ref, force=True)
+            with contextlib.suppress(KeyboardInterrupt):  # cancelling is asynchronous: let it end (a 2nd Ctrl-C skips)
+                ray.wait(waiting, num_returns=len(waiting), timeout=30)
             for spec in pending:  # a run may have written its metrics before its result came back
                 m = read_metrics(spec.out_dir) if spec.rel not in records else None
                 if m is not None:
