@@ -7,8 +7,9 @@ table the field reports (per grid point: mean +- std, min and max over seeds).
     firstspike sweep yinyang --seeds 0-99 --ray-address auto --out /shared/runs/yy100     # an existing cluster
 
 Every option of ``train_task`` can be fixed (``--epochs 300``) or swept (``--grid epochs=100,300``); the spellings
-and help are those of ``firstspike train`` where it has the option. This module parses and prints;
-:func:`firstspike.runtime.sweep.sweep` does the work.
+and help are those of ``firstspike train`` where it has the option. Exit status: 0 when every run finished, 1 when
+some failed (the table says which and why), 2 for bad input or no Ray, 130 after Ctrl-C. This module parses and
+prints; :func:`firstspike.runtime.sweep.sweep` does the work.
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run seed, grid values, test accuracy, validation-selected epoch, wall time, status; per grid point mean "
         "+- std, min and max over seeds. Finished runs (complete DIR/.../metrics.json) are never run again; a run "
         "that fails is reported and does not stop the others. Needs Ray: pip install 'firstspike[cluster]'.",
-        epilog="example: firstspike sweep yinyang --seeds 0-9 --grid hidden=60,120 --epochs 300 --out runs/yy",
+        epilog="example: firstspike sweep yinyang --seeds 0-9 --grid hidden=60,120 --epochs 300 --out runs/yy. "
+        "Exit status: 0 all runs finished, 1 some failed, 2 bad input or no Ray, 130 interrupted.",
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

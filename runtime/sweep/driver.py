@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,11 @@ def _ray_init(ray: Any, address: str | None, num_cpus: int | None) -> dict[str, 
         else:
             if num_cpus is None:
                 num_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            # "local": a new Ray of our own, never a cluster someone else started on this machine
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+            # "local": a new Ray of our own, never a cluster someone else started on this machine. Ray starts its
+            # workers 15 nice levels below the driver; here the runs are the work, so they keep the priority the
+            # sweep was started with (on a busy machine Ray's default leaves them only the idle time)
+            with _env("RAY_worker_niceness", "0"):
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         where = f"join the Ray cluster at {address}" if address else "start a local Ray"
         hint = ""
@@ -125,6 +128,18 @@ def _ray_init(ray: Any, address: str | None, num_cpus: int | None) -> dict[str, 
             hint = " (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its token)"
         raise SweepError(f"cannot {where}: {error_line(exc)}{hint}") from None
     return {"address": address or "local", "cpus": _cpus(ray)}
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in the environment (unless already set) while the block runs."""
+    old = os.environ.get(name)
+    os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
 
 
 def _check_reachable(address: str) -> None:

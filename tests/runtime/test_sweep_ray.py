@@ -182,6 +182,12 @@ def test_the_command_end_to_end(local_ray: None, tmp_path: Path, capsys: pytest.
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| none | 2 of 2 |" in out and "| 0.9 | 2 of 2 |" in out and "summary.md" in out
+    # a run that fails: exit status 1, the error in its progress line and in the table
+    assert main(["sweep", "yinyang", "--seeds", "0", "--lr", "-1", "--epochs", "1", "--train-size", "90",
+                 "--eval-size", "40", "--out", str(tmp_path / "bad")]) == 1
+    captured = capsys.readouterr()
+    assert "[1/1] seed 0: error: ValueError: Invalid learning rate" in captured.err
+    assert "1 of 1 runs failed" in captured.err and "| all | 0 of 1 | **-** |" in captured.out
 
 
 HEAD = """

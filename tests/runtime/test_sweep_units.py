@@ -338,3 +338,19 @@ def test_an_address_nobody_answers_fails_at_once(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err
     assert rc == 2 and f"cannot join the Ray cluster at 127.0.0.1:{port}: " in err and "nothing answers" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_local_ray_runs_at_the_sweeps_priority(tmp_path: Path) -> None:
+    """Ray starts workers 15 nice levels down; a sweep's own local Ray keeps the runs at the sweep's priority."""
+    import os
+
+    import ray
+
+    def fn(seed: int, out_dir: str) -> dict[str, Any]:
+        return {"test_accuracy": 0.5, "niceness": os.nice(0)}
+
+    assert not ray.is_initialized()
+    res = sweep(fn, seeds=[0], out=tmp_path, num_cpus=1, plot=False)
+    assert res.ray["address"] == "local" and not ray.is_initialized()
+    assert json.loads((tmp_path / "seed=0/metrics.json").read_text())["niceness"] == os.nice(0)
+    assert "RAY_worker_niceness" not in os.environ
