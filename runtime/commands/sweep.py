@@ -221,17 +221,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+SUMMARY = "seed studies and grids of train runs on Ray (local cores or a cluster); mean +- std per grid point"
+DESCRIPTION = """\
+Run 'firstspike train TASK' once per (grid point, seed), one Ray task each (a local Ray on this machine's
+cores, or --ray-address), and write DIR/summary.md, summary.json and summary.png: per run seed, grid
+values, test accuracy, validation-selected epoch, wall time, status; per grid point mean +- std, min and
+max over seeds. Finished runs (complete DIR/.../metrics.json) are never run again; a run that fails is
+reported and does not stop the others. Needs Ray: pip install 'firstspike[cluster]'.
+Exit status: 0 all runs finished, 1 some failed, 2 bad input or no Ray, 130 interrupted."""
+EXAMPLES = """\
+examples:
+  firstspike sweep yinyang --seeds 0-9 --epochs 300 --out runs/yy-seeds
+  firstspike sweep yinyang --seeds 0-2 --grid hidden=30,60,120 --grid lr=0.002,0.005 --out runs/yy-grid
+  firstspike sweep yinyang --seeds 0-11 --device sim:// --epochs 200 --out runs/yy-itl
+  firstspike sweep yinyang --seeds 0-99 --ray-address auto --out /shared/runs/yy100"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "sweep",
-        help="seed studies and grids of train runs on Ray (local cores or a cluster); mean +- std per grid point",
-        description="Run `firstspike train TASK` once per (grid point, seed), one Ray task each (a local Ray on "
-        "this machine's cores, or --ray-address), and write DIR/summary.md, summary.json and summary.png: per "
-        "run seed, grid values, test accuracy, validation-selected epoch, wall time, status; per grid point mean "
-        "+- std, min and max over seeds. Finished runs (complete DIR/.../metrics.json) are never run again; a run "
-        "that fails is reported and does not stop the others. Needs Ray: pip install 'firstspike[cluster]'.",
-        epilog="example: firstspike sweep yinyang --seeds 0-9 --grid hidden=60,120 --epochs 300 --out runs/yy. "
-        "Exit status: 0 all runs finished, 1 some failed, 2 bad input or no Ray, 130 interrupted.",
-    )
+    parser = subparsers.add_parser("sweep", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=run)
