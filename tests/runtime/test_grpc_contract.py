@@ -1,7 +1,7 @@
 """The wire contract as a client in another language sees it: generated stubs and docs/protocol.md only.
 
-The raw client here uses the generated protobuf stubs only, never ``firstspike.runtime.remote``: the bearer scheme
-is case-insensitive.
+The raw client here uses the generated protobuf stubs only, never ``firstspike.runtime.remote``: a batch over
+``max_batch`` is RESOURCE_EXHAUSTED, and the bearer scheme is case-insensitive.
 """
 
 from __future__ import annotations
@@ -49,6 +49,25 @@ def _code(call, request, metadata=AUTH) -> tuple[grpc.StatusCode, str, str]:
         call(request, metadata=metadata, timeout=30)
     reason = dict(ei.value.trailing_metadata() or ()).get("fs-reason", "")
     return ei.value.code(), ei.value.details(), reason
+
+
+def test_a_batch_over_max_batch_is_resource_exhausted(stub):
+    info = stub.GetInfo(pb.GetInfoRequest(), metadata=AUTH, timeout=10)
+    assert info.max_batch == 65536  # the simulator's, which is also the wire format's limit
+    lease = stub.AcquireLease(pb.AcquireLeaseRequest(), metadata=AUTH, timeout=10).lease_id
+    try:
+        options = pb.RunOptions(duration_ticks=100)
+        over = pb.RunRequest(lease_id=lease, inputs=pb.SpikeBatch(batch_size=info.max_batch + 1), options=options)
+        code, details, reason = _code(stub.Run, over)
+        assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "capacity"), details
+        assert "max_batch 65536" in details and "65537" in details
+        with pytest.raises(grpc.RpcError) as ei:  # a RunStream chunk the same
+            list(stub.RunStream(iter([over]), metadata=AUTH, timeout=30))
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        at = pb.RunRequest(lease_id=lease, inputs=pb.SpikeBatch(batch_size=info.max_batch), options=options)
+        assert stub.Run(at, metadata=AUTH, timeout=60).spikes.batch_size == info.max_batch  # the limit itself runs
+    finally:
+        stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease), metadata=AUTH, timeout=10)
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
