@@ -191,7 +191,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         cfg = net.stages[request.stage].config
         fields.update(stage=request.stage, stages=n)
         le, unchanged = self.host.set_config(request.lease_id, cfg, _time_remaining(context))
-        return self._config_response(le, unchanged, fields)
+        resp = self._config_response(le, unchanged, fields)
+        resp.artifact.CopyFrom(wire.artifact_layout_to_pb(net, request.stage))
+        return resp
 
     @_unary("GetConfig", logging.DEBUG)
     def GetConfig(
