@@ -4,13 +4,14 @@ The raw client here uses the generated protobuf stubs, numpy and ``struct``; nev
 ``firstspike.runtime.remote``. It loads a compiled network with LoadArtifact, reads the layout the response carries
 (input channels with the bias spikes, output neurons, tau_s in ticks, stages), runs a batch and rebuilds the
 first-spike times per output class from the raw response, which must equal what
-:class:`firstspike.runtime.session.Session` gets from the same server. Also: a batch over ``max_batch`` is
-RESOURCE_EXHAUSTED, and the bearer scheme is case-insensitive.
+:class:`firstspike.runtime.session.Session` gets from the same server. Also: every ``RunResponse.stats`` key is
+documented, a batch over ``max_batch`` is RESOURCE_EXHAUSTED, and the bearer scheme is case-insensitive.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import struct
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
 from firstspike.runtime.devices import open as open_device
 from firstspike.runtime.session import Session
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 TOKEN = "contract-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 SEED = 11
@@ -195,6 +197,36 @@ def test_load_artifact_answers_the_layout_also_when_nothing_changed(stub):
         cfg = stub.GetConfig(pb.GetConfigRequest(lease_id=lease), metadata=AUTH, timeout=10).config
         c = stub.LoadConfig(pb.LoadConfigRequest(lease_id=lease, config=cfg), metadata=AUTH, timeout=30)
         assert not c.HasField("artifact")
+    finally:
+        stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease), metadata=AUTH, timeout=10)
+
+
+# ---- RunResponse.stats ------------------------------------------------------------------------------------------
+def documented_stats() -> dict[str, str]:
+    """Key -> unit of the rows of the stats table in docs/protocol.md (section 3.4)."""
+    text = DOC.read_text()
+    start = text.index("<!-- stats-table -->")
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \| ([^|]+) \|$", text[start:].split("\n\n")[1], re.M)
+    return {key: unit.strip() for key, _meaning, unit in rows}
+
+
+def test_every_stats_key_of_a_sim_run_is_documented(stub):
+    documented = documented_stats()
+    assert len(documented) >= 4
+    compiled = compiled_small(seed=1)
+    lease = stub.AcquireLease(pb.AcquireLeaseRequest(), metadata=AUTH, timeout=10).lease_id
+    try:
+        resp = stub.LoadArtifact(pb.LoadArtifactRequest(lease_id=lease, artifact=compiled.to_bytes()),
+                                 metadata=AUTH, timeout=30)
+        events, b, _ = raw_inputs(resp.artifact, _ticks(yinyang_like_inputs(30, seed=1), resp.artifact.tau_s_ticks))
+        for record in (pb.RECORD_FIRST, pb.RECORD_ALL):
+            run = stub.Run(pb.RunRequest(lease_id=lease, inputs=pb.SpikeBatch(batch_size=b, events=events),
+                                         options=pb.RunOptions(duration_ticks=8000, record=record, seed=3)),
+                           metadata=AUTH, timeout=60)
+            assert set(run.stats) == set(documented), record
+            assert run.stats["spikes"] >= len(run.spikes.events) // 10 > 0  # every spike, recorded or not
+            assert run.stats["input_events"] + run.stats["lost_input_events"] == len(events) // 10
+            assert run.stats["synaptic_events"] > run.stats["input_events"]
     finally:
         stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease), metadata=AUTH, timeout=10)
 
