@@ -4,6 +4,7 @@ hyperparameters) with exact TTFS gradients, in software or with ``--device URI``
     firstspike train yinyang --epochs 300 --seed 0 --out runs/yy
     firstspike train yinyang --device sim:// --epochs 200 --out runs/demo
     firstspike train mnist16 --hidden 246 --epochs 30
+    firstspike train yinyang --hidden 30 --delays synaptic --out runs/yy-synaptic
 
 This module parses and prints; :func:`firstspike.runtime.training.tasks.train_task` does the work (the same loop
 as ``firstspike.fit``).
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None, metavar="MODEL.pt", help="start from these weights (fine-tuning)")
     parser.add_argument("--max-minutes", type=float, default=None, metavar="M",
                         help="wall-time budget: stop before an epoch that would end after it")
+    parser.add_argument("--delays", choices=("none", "axonal", "synaptic", "dendritic"), default=None,
+                        help="train transmission delays of this kind in every layer with the weights (software "
+                             "only): axonal = one per source neuron, synaptic = one per connection, dendritic = one "
+                             "per neuron; the task's delay hyperparameters (DelGrad)")
+    parser.add_argument("--delay-lr", type=float, default=None, metavar="LR",
+                        help="learning rate of the delays (default: the delay preset's)")
+    parser.add_argument("--delay-max", type=float, default=None, metavar="TAU",
+                        help="largest delay in units of tau_s; delays are kept in [0, TAU] (default: the preset's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
     g = parser.add_argument_group("training with the device in the loop")
@@ -62,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from firstspike.hal.errors import HalError
     from firstspike.runtime.training.tasks import train_task
 
+    if args.device and args.delays not in (None, "none"):
+        print(f"firstspike train: error: --delays {args.delays} with --device: training delays in the loop needs "
+              "the chip's delay lines, which are not implemented yet; train delays in software (without --device)",
+              file=sys.stderr)
+        return 2
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
     device = None
@@ -80,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, mnist_dir=args.mnist_dir, select=args.select, lr=args.lr, ema=args.ema,
             init_model=args.init, headroom=args.headroom,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            delays=args.delays, delay_lr=args.delay_lr, delay_max=args.delay_max,
         )
     except (ValueError, OSError, HalError) as exc:
         print(f"firstspike train: error: {exc}", file=sys.stderr)
@@ -93,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(metrics: dict[str, Any], out: str, args: argparse.Namespace) -> None:
     keys = ("task", "seed", "epochs", "test_accuracy", "val_accuracy", "selected_epoch", "final_test_accuracy",
-            "train_samples_per_s")
+            "train_samples_per_s", "delays", "parameters")
     summary: dict[str, Any] = {k: metrics[k] for k in keys}
     summary["out"] = out
     dev = metrics.get("device")
