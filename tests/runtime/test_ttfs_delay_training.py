@@ -281,3 +281,30 @@ def test_cli_refuses_delays_with_a_device(tmp_path: Path, capsys: pytest.Capture
     assert rc == 2 and len(err.splitlines()) == 1
     assert "delay lines" in err and "--device" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_efficiency_plot_script_reads_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "plot_delay_efficiency.py"
+    spec = importlib.util.spec_from_file_location("plot_delay_efficiency", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    runs = {("none", 5, 43, 0): 0.90, ("none", 5, 43, 1): 0.92, ("synaptic", 5, 86, 0): 0.95,
+            ("synaptic", 5, 86, 1): 0.97, ("synaptic", 30, 486, 0): 0.99}
+    for (kind, hidden, params, seed), acc in runs.items():
+        run = tmp_path / f"{kind}-{hidden}-{seed}"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({
+            "delays": kind, "seed": seed, "epochs": 300, "test_accuracy": acc,
+            "parameters": {"weights": 43, "delays": params - 43, "total": params},
+            "config": {"layer_sizes": [hidden, 3]}}))
+    (tmp_path / "unrelated.json").write_text("{}")
+    assert script.main([str(tmp_path), "--out", str(tmp_path / "eff.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| none | 5 | 43 | 2 (0,1) | 91.00 +- 1.41 % |" in out
+    assert "| synaptic | 5 | 86 | 2 (0,1) | 96.00 +- 1.41 % |" in out
+    assert "| synaptic | 30 | 486 | 1 (0) | 99.00 +- nan % |" in out
+    assert (tmp_path / "eff.png").stat().st_size > 1000
+    assert script.main([str(tmp_path / "none-5-0" / "nothing")]) == 2
