@@ -16,7 +16,9 @@ identical network and hyperparameters without delays in the same process and rep
 ``peak_rss_mb`` is the case's own peak resident memory (a delay case's includes its reference network).
 ``samples_per_s`` is wall clock; ``cpu_samples_per_s`` uses the process CPU time and is less sensitive to other
 load on the machine (``load_avg`` is reported too). ``bumped_fraction``: the share of training steps that were
-weight bumps (forward only, no backward or optimizer step: cheaper), which depends on the training dynamics.
+weight bumps (forward only, no backward or optimizer step: cheaper), which depends on the training dynamics;
+``cpu_ms_per_full_step`` is the CPU time of the other steps alone, and a delay case's ``full_step_ratio_vs_no_delays``
+compares those (the same work per step, whatever the bumping).
 ``--rounds R`` runs the whole list of cases R times in alternation and reports each case's median round (the
 machine's speed drifts; alternation spreads the drift).
 
@@ -71,8 +73,9 @@ def _layout(cfg: object) -> str:
     return " -> ".join(f"{n}{'+1' if b is not None else ''}" for n, b in zip(sizes, biases, strict=True))
 
 
-def _trainer(cfg: object, times: object, labels: object, kind: str | None) -> tuple[object, object, list[int]]:
-    """``(step(idx), network, [bumped steps, steps])`` of one training configuration (``kind``: delays or None)."""
+def _trainer(cfg: object, times: object, labels: object, kind: str | None) -> tuple[object, object, list[float]]:
+    """``(step(idx), network, [bumped steps, steps, CPU seconds of the full (not bumped) steps])`` of one training
+    configuration (``kind``: delays or None)."""
     import torch
 
     from firstspike.runtime.training.loop import add_input_noise, train_step
@@ -85,12 +88,16 @@ def _trainer(cfg: object, times: object, labels: object, kind: str | None) -> tu
     net.train()
     opt, _ = make_optimizer(net, cfg)
     bumper, loss = cfg.bumper(), cfg.loss()
-    bumps = [0, 0]
+    bumps = [0, 0, 0.0]
 
     def step(idx: torch.Tensor) -> None:
         x = add_input_noise(times[idx], cfg.input_noise, gen)
-        bumps[0] += train_step(net, opt, bumper, x, labels[idx], loss)[2] is not None
+        c0 = time.process_time()
+        bumped = train_step(net, opt, bumper, x, labels[idx], loss)[2] is not None
+        bumps[0] += bumped
         bumps[1] += 1
+        if not bumped:
+            bumps[2] += time.process_time() - c0
 
     return step, net, bumps
 
@@ -115,8 +122,9 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
     n = times.shape[0]
     batch = cfg.batch_size if mode == "train" else 1000
     order_gen = torch.Generator().manual_seed(1)
-    # variant name -> (step, [bumped, steps]); a delay case alternates with the same network without delays
-    variants: dict[str, tuple[object, list[int]]] = {}
+    # variant name -> (step, [bumped, steps, full-step CPU s]); a delay case alternates with the same network
+    # without delays
+    variants: dict[str, tuple[object, list[float]]] = {}
     if mode == "train":
         step, _, bumps = _trainer(cfg, times, labels, None)
         variants["main"] = (step, bumps)
@@ -131,7 +139,7 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
             with torch.no_grad():
                 net(times[idx])
 
-        variants["main"] = (infer, [0, 0])
+        variants["main"] = (infer, [0, 0, 0.0])
 
     def one_pass(step: object, budget: float) -> tuple[int, float, float]:
         done, w0, c0 = 0, time.perf_counter(), time.process_time()
@@ -145,7 +153,7 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
 
     for step, bumps in variants.values():
         one_pass(step, min(2.0, seconds / 4))  # warm-up (allocator, first-call overheads, numba compilation)
-        bumps[:] = [0, 0]
+        bumps[:] = [0, 0, 0.0]
     totals = {name: [0, 0.0, 0.0] for name in variants}
     slices = 4 if len(variants) > 1 else 1  # alternate: the machine's speed drifts
     for _ in range(slices):
@@ -168,6 +176,7 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
         "layers": _layout(cfg),
         "delays": cfg.delays,
         "bumped_fraction": round(bumps[0] / bumps[1], 3) if bumps[1] else None,
+        "cpu_ms_per_full_step": _ms_per_full_step(bumps),
         "load_avg": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
     }
@@ -178,7 +187,16 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
         line["cpu_samples_per_s_no_delays"] = round(ref_rate, 1) if ref_rate else None
         line["bumped_fraction_no_delays"] = round(r_bumps[0] / r_bumps[1], 3) if r_bumps[1] else None
         line["ratio_vs_no_delays"] = round(done / cpu / ref_rate, 3) if ref_rate and cpu > 0 else None
+        ref_ms, ms = _ms_per_full_step(r_bumps), line["cpu_ms_per_full_step"]
+        line["cpu_ms_per_full_step_no_delays"] = ref_ms
+        line["full_step_ratio_vs_no_delays"] = round(ref_ms / ms, 3) if ref_ms and ms else None
     return line
+
+
+def _ms_per_full_step(bumps: list[float]) -> float | None:
+    """CPU milliseconds per training step that was not a weight bump (forward, loss, backward, optimizer)."""
+    full = bumps[1] - bumps[0]
+    return round(1000.0 * bumps[2] / full, 3) if full > 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
