@@ -35,7 +35,8 @@ examples:
   firstspike train yinyang --epochs 300 --seed 0 --out runs/yy        # software, the reference run
   firstspike train yinyang --device sim:// --epochs 200 --out runs/demo  # the simulated chip in the loop
   firstspike train mnist16 --hidden 246 --epochs 30 --out runs/mnist    # MNIST 16x16, the chip's layout
-  firstspike train yinyang --device grpc://127.0.0.1:50051 --init runs/yy/model.pt --epochs 20"""
+  firstspike train yinyang --device grpc://127.0.0.1:50051 --init runs/yy/model.pt --epochs 20
+  firstspike train yinyang --hidden 30 --delays synaptic --out runs/yy-synaptic  # weights and delays (DelGrad)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from the weights of this model (fine-tuning; same layout as TASK)")
     parser.add_argument("--max-minutes", type=positive_float, default=None, metavar="M",
                         help="wall-time budget: stop before an epoch that would end after it (default: none)")
+    parser.add_argument("--delays", choices=("none", "axonal", "synaptic", "dendritic"), default=None,
+                        help="train transmission delays of this kind in every layer with the weights (software "
+                             "only): axonal = one per source neuron, synaptic = one per connection, dendritic = one "
+                             "per neuron; the task's delay hyperparameters (DelGrad)")
+    parser.add_argument("--delay-lr", type=positive_float, default=None, metavar="LR",
+                        help="learning rate of the delays (default: the delay preset's)")
+    parser.add_argument("--delay-max", type=positive_float, default=None, metavar="TAU",
+                        help="largest delay in units of tau_s; delays are kept in [0, TAU] (default: the preset's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
     parser.add_argument("--hw-aware", default=None, metavar="URI",
@@ -97,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if args.device and args.hw_aware:
         raise CommandError("--hw-aware trains on virtual chips in software; with --device the device is the chip: "
                            "give one of them")
+    if args.delays not in (None, "none") and (args.device or args.hw_aware):
+        raise CommandError(f"--delays {args.delays} trains in software only: training delays on a chip needs its "
+                           "delay lines (not implemented yet); leave out --device/--hw-aware")
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
     if args.init is not None:
@@ -114,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, mnist_dir=args.mnist_dir, select=args.select, lr=args.lr, ema=args.ema,
             init_model=args.init, headroom=args.headroom, calibration=args.calibration, hw_aware=args.hw_aware,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            delays=args.delays, delay_lr=args.delay_lr, delay_max=args.delay_max,
         )
     except (ValueError, OSError, HalError) as exc:
         print(f"firstspike train: error: {exc}", file=sys.stderr)
@@ -127,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(metrics: dict[str, Any], out: str, args: argparse.Namespace) -> None:
     keys = ("task", "seed", "epochs", "test_accuracy", "val_accuracy", "selected_epoch", "final_test_accuracy",
-            "train_samples_per_s")
+            "train_samples_per_s", "delays", "parameters")
     summary: dict[str, Any] = {k: metrics[k] for k in keys}
     summary["out"] = out
     dev = metrics.get("device")

@@ -107,8 +107,9 @@ class SoftwareForward:
         """Nothing to upload; returns 0 changed synapses."""
         return 0
 
-    def load_weights(self, net: TTFSNetwork, weights: list[torch.Tensor]) -> None:
-        net.load_weights(weights)
+    def load_weights(self, net: TTFSNetwork, params: list[torch.Tensor]) -> None:
+        """Set the model's trained parameters (a :meth:`TTFSNetwork.snapshot`: weights, then delays if any)."""
+        net.load_snapshot(params)
 
     def evaluate(self, net: TTFSNetwork, data: Any, split: str) -> Evaluation:
         if self.chip is None:
@@ -193,9 +194,9 @@ class DeviceForward:
         diff = self.session.update_weights(net.weights())
         return diff.changed_entries() if diff is not None else 0
 
-    def load_weights(self, net: TTFSNetwork, weights: list[torch.Tensor]) -> None:
-        """Set the float weights and send the changed synapses to the device."""
-        net.load_weights(weights)
+    def load_weights(self, net: TTFSNetwork, params: list[torch.Tensor]) -> None:
+        """Set the float weights (a :meth:`TTFSNetwork.snapshot`) and send the changed synapses to the device."""
+        net.load_snapshot(params)
         self.session.update_weights(net.weights())
 
     def evaluate(self, net: TTFSNetwork, data: Any, split: str) -> Evaluation:

@@ -30,8 +30,8 @@ from firstspike.runtime.training.presets import (
     TaskConfig,
     build_network,
     device_task,
-    get_task,
     make_optimizer,
+    with_delays,
     with_hidden,
 )
 from firstspike.runtime.ttfs.layers import TTFSNetwork
@@ -150,6 +150,9 @@ def train_task(
     hw_aware: Any = None,
     energy: EnergyModel | None = None,
     log: Callable[[str], None] | None = None,
+    delays: str | None = None,
+    delay_lr: float | None = None,
+    delay_max: float | None = None,
 ) -> dict[str, Any]:
     """Train a built-in task (``yinyang``, ``mnist16`` or a :class:`TaskConfig`) with its reference
     hyperparameters, in software or with ``device`` in the loop; return the metrics dict (also written to
@@ -163,8 +166,19 @@ def train_task(
     1.5). ``select``, ``ema``, ``max_seconds``, ``calibration`` as in :func:`fit` (the saved ``network.fsn`` is
     the uncalibrated artifact: calibrate it for the chip it runs on). ``hw_aware``: train in software on virtual
     chips of this device (a URI, a Backend or a DeviceNoiseModel; with ``calibration``, of its calibrated chips).
+
+    ``delays``: train transmission delays of this kind in every layer (``axonal``, ``synaptic``, ``dendritic``;
+    software only) with the task's delay preset (:func:`~firstspike.runtime.training.presets.with_delays`);
+    ``delay_lr``, ``delay_max`` (tau_s) override the preset's.
     """
-    cfg = get_task(task)
+    cfg = with_delays(task, delays)
+    if device is not None and cfg.delays != "none":
+        raise ValueError(f"{cfg.delays} delays cannot be trained with a device in the loop yet: that needs the "
+                         "chip's delay lines; train them in software (without a device)")
+    if delay_lr is not None:
+        cfg = replace(cfg, delay_lr=float(delay_lr))
+    if delay_max is not None:
+        cfg = replace(cfg, delay_max=float(delay_max))
     if layer_sizes is None and hidden is not None:
         layer_sizes = with_hidden(cfg, hidden).layer_sizes
     cfg = device_task(cfg, layer_sizes) if device is not None else (
@@ -222,6 +236,10 @@ def train_task(
     )
     metrics = training_metrics(cfg, history, seed=seed, n_threads=n_threads, sizes=(len(train), len(val), len(test)),
                                t_start=t_start)
+    n_weights = sum(w.numel() for w in net.weights())
+    n_delays = sum(d.numel() for d in net.delays())
+    metrics["delays"] = cfg.delays
+    metrics["parameters"] = {"weights": n_weights, "delays": n_delays, "total": n_weights + n_delays}
     if history.device is not None and history.device_stats is not None:
         stats = history.device_stats
         metrics.update({
