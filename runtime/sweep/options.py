@@ -117,13 +117,13 @@ class OptionSpec:
                  "ints": "integers joined by ':' (e.g. 120:3)", "floats": "numbers joined by ':' (e.g. 4.5:6)",
                  "device": "a device URI (e.g. sim://)"}
         what = f"one of {', '.join(self.choices)}" if self.choices else kinds[self.kind]
-        return what + (" or none" if self.optional else "")
+        return what + (" or none" if self.optional and "none" not in self.choices else "")
 
     def parse(self, text: str) -> Any:
         """``text`` -> a value of this option's kind; :class:`SweepError` (saying what is allowed) if it is not."""
         t = text.strip()
-        if self.optional and t.lower() == "none":
-            return None
+        if self.optional and t.lower() == "none" and "none" not in self.choices:
+            return None  # where "none" is one of the choices (delays=none), it is that choice, not a missing value
         try:
             value: Any
             if self.convert is not None:

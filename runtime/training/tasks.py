@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -150,7 +150,7 @@ def train_task(
     hw_aware: Any = None,
     energy: EnergyModel | None = None,
     log: Callable[[str], None] | None = None,
-    delays: str | None = None,
+    delays: Literal["none", "axonal", "synaptic", "dendritic"] | None = None,
     delay_lr: float | None = None,
     delay_max: float | None = None,
 ) -> dict[str, Any]:

@@ -139,6 +139,10 @@ def test_grid_text() -> None:
     for bad in ("hidden", "=3", "hidden=", "hidden=3,,4"):
         with pytest.raises(SweepError, match="NAME=V1,V2"):
             parse_grid_arg(bad, opts)
+    # "none" is one of the delay kinds (the DelGrad setup without delays), not a missing value (the task unchanged)
+    assert parse_grid_arg("delays=none,axonal,synaptic", opts) == ("delays", ["none", "axonal", "synaptic"])
+    with pytest.raises(SweepError, match=r"delays: expected one of none, axonal, synaptic, dendritic, got 'x'$"):
+        parse_grid_arg("delays=x", opts)
 
 
 def test_plan_folders_and_collisions(tmp_path: Path) -> None:
