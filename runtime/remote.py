@@ -272,6 +272,9 @@ class GrpcBackend(Backend):
         self._last_call = time.monotonic()
         self.mirror.commit_default()  # the client's configuration: what every lease of this backend must hold
         self._on_lease = ConfigMirror()  # what the server's lease holds (by digest; unknown without a lease)
+        #: a diff the client has taken but the lease not yet: it travels with the next Run (one round trip per
+        #: training step); (the base configuration, its digest, the diff)
+        self._deferred: tuple[ChipConfig, bytes, ConfigDiff] | None = None
         self._step = ""  # the RPC in progress (named in error messages)
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
@@ -370,10 +373,13 @@ class GrpcBackend(Backend):
     def _forget_session(self, *, lease_lost: bool) -> None:
         if lease_lost:
             self._lease = None
+            self._deferred = None  # a new lease gets the client's whole configuration
         self._on_lease.forget()
 
     def _ensure_session(self, deadline: float, upload: _Upload | None) -> None:
         """Hold a lease whose configuration is ``upload``'s, or the client's (acquire and/or upload as needed)."""
+        if upload is None:
+            self._deferred = None  # a call without the waiting diff: the client's configuration goes as planned below
         if self._lease is None:
             timeout = max(0.001, deadline - time.monotonic())
             req = pb.AcquireLeaseRequest(
@@ -474,10 +480,30 @@ class GrpcBackend(Backend):
         self._push((config, digest, None))
 
     def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
-        """Primitive: the lease takes ``diff`` (UpdateConfig; the full target if the lease holds another base)."""
+        """Primitive: the lease takes ``diff``. If the lease holds its base, the diff waits for the next
+        :meth:`run`, which carries it (``RunRequest.config_diff``: new weights and their run in one round trip);
+        any other call sends it first as UpdateConfig. Otherwise it goes now (the full target if the lease holds
+        another base)."""
         if target is None:  # this mirror holds the client's own configuration, never only a digest
             raise BackendError(f"grpc://{self.target}: no configuration to apply the diff to")
+        self._flush_deferred()
+        base = self.mirror.config  # the client's configuration before this diff (committed after it)
+        if self._lease is not None and base is not None and self._on_lease.holds(diff.base_digest):
+            self._deferred = (base, diff.base_digest, diff)
+            return
         self._push((target, diff.target_digest, diff))
+
+    def _flush_deferred(self) -> None:
+        """Send a diff waiting for a run now (UpdateConfig), for any call other than :meth:`run`."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            cfg = self.mirror.config
+            assert cfg is not None  # committed by Backend.sync after _apply_diff
+            try:
+                self._push((cfg, deferred[2].target_digest, deferred[2]))
+            except BaseException:
+                self._deferred = deferred  # still owed: the next call tries again
+                raise
 
     def _push(self, upload: _Upload) -> None:
         with self._lock:
@@ -506,6 +532,8 @@ class GrpcBackend(Backend):
         with self._lock:
             opts = wire.options_to_pb(options)
             batch = wire.pack_events(inputs.events, inputs.batch_size)
+            deferred = self._deferred
+            diff_bytes = b"" if deferred is None else deferred[2].to_bytes()
 
             def make() -> pb.RunRequest:
                 return pb.RunRequest(
@@ -514,9 +542,23 @@ class GrpcBackend(Backend):
                     inputs=batch,
                     options=opts,
                     result_layout=wire.COLUMNS,
+                    config_diff=diff_bytes,
                 )
 
-            resp = self._call("Run", self._stub.Run, make, idempotent=True, session=True, timeout_s=self.run_timeout_s)
+            # with a diff the lease must hold its base (re-uploaded after a lost lease), then takes it in the Run
+            base = None if deferred is None else (deferred[0], deferred[1], None)
+            try:
+                resp = self._call("Run", self._stub.Run, make, idempotent=True, session=True,
+                                  timeout_s=self.run_timeout_s, upload=base)
+            except BaseException:
+                if deferred is not None:
+                    # the diff may or may not have been applied: the next call uploads the whole configuration
+                    self._deferred = None
+                    self._on_lease.forget()
+                raise
+            if deferred is not None:
+                self._deferred = None
+                self._on_lease.commit(None, bytes.fromhex(resp.config_id))
         return wire.result_from_pb(resp)
 
     def result_fits_one_message(self, inputs: InputSpikes, options: RunOptions) -> bool:
@@ -551,6 +593,7 @@ class GrpcBackend(Backend):
         chunks = inputs.split(sizes)
         starts = np.cumsum([0, *sizes[:-1]]).tolist()
         with self._lock:
+            self._flush_deferred()  # chunks do not carry a diff
             base = wire.options_to_pb(options)
 
             def requests() -> Iterator[pb.RunRequest]:

@@ -232,6 +232,11 @@ class DeviceServicer(pb_grpc.DeviceServicer):
                 f"send at most {max_batch} entries per Run (or per RunStream chunk, with consecutive entry_offset)"
             )
         inputs = wire.unpack_inputs(request.inputs)
+        if request.config_diff:
+            # the training step's new weights travel with its run: applied exactly as UpdateConfig applies them
+            diff = ConfigDiff.from_bytes(request.config_diff)
+            fields.update(changed_entries=diff.changed_entries())
+            self.host.update_config(request.lease_id, diff, _time_remaining(context))
         result, le, us = self.host.run(request.lease_id, request.config_id, inputs, options, _time_remaining(context))
         size = wire.max_spike_bytes(layout, result.spikes.batch_size, len(result.spikes))
         size += 0 if result.membrane is None else result.membrane.nbytes

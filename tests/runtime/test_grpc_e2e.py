@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -24,6 +25,8 @@ from grpc_support import (
 from firstspike import runtime
 from firstspike.hal.backend import RunOptions
 from firstspike.hal.registry import open_backend
+from firstspike.proto.firstspike.v1 import device_pb2 as pb
+from firstspike.runtime import wire
 from firstspike.runtime.devices import DevicePool, default_uri
 from firstspike.runtime.remote import GrpcBackend, RemoteBusyError
 
@@ -125,19 +128,72 @@ def test_sixteen_concurrent_clients_get_their_own_results(fake_servers):
     assert len(switches) >= n * 3
 
 
+def _ok(srv: ServerProcess, rpc: str) -> list[dict]:
+    return [r for r in srv.log_records() if r.get("rpc") == rpc and r.get("code") == "OK"]
+
+
 def test_configure_diff_sends_only_changes(fake_servers):
+    """A diff whose base the lease holds travels with the next Run (one round trip per training step); any other
+    call sends it first as UpdateConfig with only the changed entries."""
     srv = fake_servers[0]
     cfg = fake_config(7)
     with GrpcBackend(srv.target, client_name="differ") as dev:
         dev.configure(cfg)
+        updates = len(_ok(srv, "UpdateConfig"))
         new = cfg.copy()
         new.synapses.weights[0, 0, :5] = 1
         dev.configure(cfg.diff(new))
         inputs = fake_inputs(8, batch=4)
         assert dev.run(inputs, FAKE_OPTIONS).spikes == fake_result(new, inputs, FAKE_OPTIONS, noise=7).spikes
-        assert dev.config == new
-    updates = [r for r in srv.log_records() if r.get("rpc") == "UpdateConfig" and r.get("code") == "OK"]
-    assert updates and updates[-1]["changed_entries"] == int(np.count_nonzero(cfg.synapses.weights[0, 0, :5] != 1))
+        assert dev.config == new and len(_ok(srv, "UpdateConfig")) == updates  # the diff went with the Run
+        # the lease holds the new configuration: the next run needs no upload, and the server says so
+        lease = dev.lease_id
+        assert lease is not None
+        got = dev._stub.GetConfig(pb.GetConfigRequest(lease_id=lease), timeout=10)
+        assert got.config_id == dev.config_id == new.digest().hex()
+        # a RunStream does not carry diffs: the waiting one goes first as UpdateConfig, only the changes
+        newer = new.copy()
+        newer.synapses.weights[0, 1, :3] = 2
+        dev.configure(new.diff(newer))
+        streamed = dev.run_stream(inputs, FAKE_OPTIONS, chunk_entries=2)
+        assert streamed.spikes == fake_result(newer, inputs, FAKE_OPTIONS, noise=7).spikes
+    sent = _ok(srv, "UpdateConfig")
+    assert len(sent) == updates + 1
+    assert sent[-1]["changed_entries"] == int(np.count_nonzero(new.synapses.weights[0, 1, :3] != 2))
+
+
+def test_a_run_carrying_a_diff_survives_a_lost_lease_and_a_wrong_base(fake_servers):
+    """The diff waiting for a run is applied on the base it was made from: after the server lost the lease the
+    client re-uploads the base and sends the diff again; a Run whose diff does not fit the lease's configuration
+    is refused (FAILED_PRECONDITION, fs-reason diff-base) and changes nothing."""
+    srv = fake_servers[1]
+    cfg = fake_config(21)
+    inputs = fake_inputs(9, batch=3)
+    with GrpcBackend(srv.target, client_name="lost") as dev:
+        dev.configure(cfg)
+        new = cfg.copy()
+        new.synapses.weights[1, 2, :4] = 3
+        dev.configure(cfg.diff(new))
+        lease = dev.lease_id
+        assert lease is not None
+        dev._stub.ReleaseLease(pb.ReleaseLeaseRequest(lease_id=lease), timeout=10)  # as if the server restarted
+        assert dev.run(inputs, FAKE_OPTIONS).spikes == fake_result(new, inputs, FAKE_OPTIONS, noise=7).spikes
+        assert dev.lease_id != lease
+        # raw: a diff from another base
+        other = fake_config(22)
+        other_new = other.copy()
+        other_new.synapses.weights[0, 0, :2] = 1
+        bad = other.diff(other_new)
+        lease = dev.lease_id
+        assert lease is not None
+        req = pb.RunRequest(lease_id=lease, inputs=wire.pack_events(inputs.events, inputs.batch_size),
+                            options=wire.options_to_pb(FAKE_OPTIONS), config_diff=bad.to_bytes())
+        with pytest.raises(grpc.RpcError) as e:
+            dev._stub.Run(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert dict(e.value.trailing_metadata() or ())[wire.REASON_KEY] == wire.REASON_DIFF_BASE
+        got = dev._stub.GetConfig(pb.GetConfigRequest(lease_id=lease), timeout=10)
+        assert got.config_id == new.digest().hex()  # unchanged
 
 
 def test_explicit_lease_reset_and_exclusive(fake_servers):

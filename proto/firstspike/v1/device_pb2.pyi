@@ -294,20 +294,22 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("lease_id", "config_id", "inputs", "options", "sequence", "result_layout")
+    __slots__ = ("lease_id", "config_id", "inputs", "options", "sequence", "result_layout", "config_diff")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RESULT_LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DIFF_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     config_id: str
     inputs: SpikeBatch
     options: RunOptions
     sequence: int
     result_layout: SpikeLayout
-    def __init__(self, lease_id: _Optional[str] = ..., config_id: _Optional[str] = ..., inputs: _Optional[_Union[SpikeBatch, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ..., sequence: _Optional[int] = ..., result_layout: _Optional[_Union[SpikeLayout, str]] = ...) -> None: ...
+    config_diff: bytes
+    def __init__(self, lease_id: _Optional[str] = ..., config_id: _Optional[str] = ..., inputs: _Optional[_Union[SpikeBatch, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ..., sequence: _Optional[int] = ..., result_layout: _Optional[_Union[SpikeLayout, str]] = ..., config_diff: _Optional[bytes] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("spikes", "dropped", "membrane", "stats", "config_id", "sequence", "device_us")
