@@ -38,7 +38,9 @@ What the protocol does (details in the methods):
 * a link *session* (16 bits, chosen by the host) starts with RESET / RESET_ACK; frames of other sessions
   are ignored;
 * both sides send keep-alives when idle, so a silent peer is a dead peer (host: :meth:`~LinkMachine.check`);
-  the device gives up its unacknowledged frames once the host has been silent for ``timeout_s``.
+  the host's RESET tells the device the host's keep-alive interval (a quarter of the host's ``timeout_s``), and the
+  device keeps alive at least that often, so a host with a short timeout never mistakes a device busy with a long
+  run for a dead one; the device gives up its unacknowledged frames once the host has been silent for ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ _RESET_REQUEST_INTERVAL_S = 0.05
 #: the host repeats RESET, backing off by 1.5x from max(rto_initial_s, this) up to _RESET_MAX_INTERVAL_S (seconds)
 _RESET_MIN_INTERVAL_S = 0.02
 _RESET_MAX_INTERVAL_S = 0.5
+#: RESET payload: the keep-alive interval the host asks of the device (milliseconds, 1..65535; an empty payload, as
+#: older hosts send, asks nothing). The host's silence limit is its own ``timeout_s``, which the device does not know.
+_KEEPALIVE_REQUEST = struct.Struct("<H")
+#: the device never sends keep-alives more often than this, whatever a host asks (seconds)
+MIN_DEVICE_KEEPALIVE_S = 0.005
 #: frames one poll hands out at most (resends and new fragments); with more pending, the next wake-up is at once
 _POLL_BUDGET = 64
 
@@ -267,6 +274,8 @@ class LinkMachine:
         self._rttvar = 0.0
         self._loss = 0.0
         self._fragment = self.opt.fragment
+        # device: the keep-alive interval the host asked for in its RESET (seconds; None: our own)
+        self._peer_keepalive: float | None = None
         self._reset_state(now)
 
     # ---- state -----------------------------------------------------------------------------------
@@ -298,6 +307,14 @@ class LinkMachine:
     @property
     def session(self) -> int:
         return self._session
+
+    @property
+    def keepalive(self) -> float:
+        """This end's idle time before a keep-alive (seconds): the options' value; on the device, shortened to what
+        the host asked for in its RESET (never below :data:`MIN_DEVICE_KEEPALIVE_S`)."""
+        if self._peer_keepalive is None:
+            return self.opt.keepalive
+        return max(min(self.opt.keepalive, self._peer_keepalive), MIN_DEVICE_KEEPALIVE_S)
 
     @property
     def idle(self) -> bool:
@@ -460,15 +477,16 @@ class LinkMachine:
         frames: list[Frame] = []
         while self._ctrl:
             frames.append(self._ctrl.popleft())
-        ka = self._last_tx + self.opt.keepalive
-        wake = ka if ka > now else now + self.opt.keepalive
+        keepalive = self.keepalive
+        ka = self._last_tx + keepalive
+        wake = ka if ka > now else now + keepalive
         if not self._connected:
             if self._reset_due is not None:  # host, connecting: RESET until RESET_ACK (or until it gives up)
                 if now >= self._reset_until:
                     self._reset_due = None
                 else:
                     if now >= self._reset_due:
-                        frames.append(self._frame(FrameType.RESET))
+                        frames.append(self._frame(FrameType.RESET, payload=self._keepalive_request()))
                         self._reset_due = now + self._reset_interval
                         self._reset_interval = min(self._reset_interval * 1.5, _RESET_MAX_INTERVAL_S)
                     wake = min(wake, self._reset_due, self._reset_until)
@@ -548,12 +566,17 @@ class LinkMachine:
             if t is not None:
                 wake = min(wake, t)
         # Keep-alive: the host always; the device only while the host is around (never fill a dead pty).
-        if (not frames and now - self._last_tx >= self.opt.keepalive
+        if (not frames and now >= ka  # the wake-up time itself (now - last_tx >= keepalive can round below it)
                 and (self.role == "host" or now - self._last_rx < self.opt.timeout_s)):
             frames.append(self._ack_frame(nack=False, now=now))
         return frames, wake
 
     # ---- frames ------------------------------------------------------------------------------------
+    def _keepalive_request(self) -> bytes:
+        """RESET payload: the keep-alive interval we ask of the device, a quarter of our silence limit ``timeout_s``
+        (at most 1 s, in ms, rounded down); the device adopts it if it is shorter than its own."""
+        return _KEEPALIVE_REQUEST.pack(min(max(int(min(self.opt.timeout_s / 4, 1.0) * 1000), 1), 0xFFFF))
+
     def _frame(self, ftype: FrameType, *, seq: int = 0, payload: bytes = b"", end: bool = False,
                epoch: int = 0) -> Frame:
         flags = self._tx_flag | (FLAG_END if end else 0) | ((epoch & 3) << EPOCH_SHIFT)
@@ -605,6 +628,11 @@ class LinkMachine:
         if self.role == "device":
             if t == FrameType.RESET:
                 self._last_rx = now
+                if len(f.payload) >= _KEEPALIVE_REQUEST.size:
+                    (ms,) = _KEEPALIVE_REQUEST.unpack_from(f.payload)
+                    self._peer_keepalive = ms / 1000 if ms else None
+                else:
+                    self._peer_keepalive = None
                 if f.session != self._session or not self._connected:
                     self._session = f.session
                     self._connected = True

@@ -6,7 +6,8 @@ URI forms (one scheme, two ways to name the line)::
     serial:///?url=socket://127.0.0.1:5000            any pyserial URL (socket://, loop://, rfc2217://, ...)
 
 Parameters: ``baud`` (default 3000000), ``timeout`` (s, default 5: handshake, link silence and stall
-limit), ``call_timeout`` (s, default 120: longest one call may take, device execution included),
+limit; the device keeps alive every ``timeout / 4``, so a run may last longer than ``timeout``),
+``call_timeout`` (s, default 120: longest one call may take, device execution included),
 ``fragment`` (bytes per frame, 16..1024, default 240), ``window`` (frames in flight, 1..128, default 64),
 ``rto_ms`` (minimum retransmission timeout, default 20), ``adaptive`` (0/1, fragment size follows the
 loss rate, default 1). Unknown parameters are rejected. In ``url=`` a literal ``&`` must be written %26.

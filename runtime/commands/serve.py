@@ -8,8 +8,11 @@
 ``--calibration FILE`` (from ``firstspike calibrate``) is checked against the backend's chip and reported in the
 device info (``extra["calibration"]``, :mod:`firstspike.runtime.calibration.serving`).
 
-On start the gRPC server prints one JSON line to stdout, ``{"event": "listening", "address": ..., "port": ...}``
-(``--port 0`` picks a free port); logs are JSON lines on stderr. SIGTERM/SIGINT shut down gracefully.
+Once the gRPC server answers its health check it prints one JSON line to stdout,
+``{"event": "listening", "uri": "grpc://127.0.0.1:PORT", "address": ..., "port": ..., "tls": ..., "pid": ...}``
+(``--port 0`` picks a free port); ``--ready-file PATH`` also writes that line to PATH (atomically) and removes the
+file on clean shutdown, for shell scripts and CI jobs (docs/ci.md). Logs are JSON lines on stderr. SIGTERM/SIGINT
+shut down gracefully.
 
 This module's job: the options, the startup line and the signal loop. The server itself is assembled by
 :mod:`firstspike.runtime.serve` (``python -m firstspike.runtime.server`` runs :func:`main` here).
@@ -32,6 +35,13 @@ from firstspike.hal.errors import HalError
 from firstspike.runtime.serve.auth import is_loopback
 from firstspike.runtime.serve.host import DEFAULT_LEASE_TTL_S
 from firstspike.runtime.serve.jsonlog import event, setup_logging
+from firstspike.runtime.serve.ready import (
+    check_ready_path,
+    probe_target,
+    remove_ready_file,
+    wait_healthy,
+    write_ready_file,
+)
 from firstspike.runtime.serve.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, build_server, tune_allocator
 
 
@@ -72,6 +82,13 @@ def add_grpc_arguments(p: argparse.ArgumentParser) -> None:
         "--grace", type=float, default=10.0, help="seconds in-flight RPCs may take to finish on SIGTERM (default 10)"
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--ready-file",
+        default=None,
+        metavar="PATH",
+        help="once the server answers health checks, write its startup JSON line (uri, port, pid) to PATH "
+        "(atomically); removed once the server has stopped. For shell scripts and CI (docs/ci.md)",
+    )
     # Testing aid: import modules (e.g. one registering a fake backend scheme) before opening the backend.
     p.add_argument("--import", dest="imports", action="append", default=[], help=argparse.SUPPRESS)
 
@@ -127,6 +144,10 @@ def serve_grpc(args: argparse.Namespace, *, announce: Callable[[str], None] = pr
     if not 0 <= args.port <= 65535:
         print(f"firstspike serve: --port {args.port} out of range [0, 65535]", file=sys.stderr)
         return 2
+    ready_file = getattr(args, "ready_file", None)
+    if ready_file is not None and (why := check_ready_path(ready_file)) is not None:
+        print(f"firstspike serve: {why}", file=sys.stderr)
+        return 2
     try:
         backend = with_calibration_arg(open_backend_for(args), args)
     except (HalError, ValueError, ImportError, OSError) as e:
@@ -154,12 +175,22 @@ def serve_grpc(args: argparse.Namespace, *, announce: Callable[[str], None] = pr
               {"event": "insecure_token", "hint": "use --tls-cert/--tls-key"})
     stop = threading.Event()
     received: list[int] = []
+    failed = False
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    if not running.tls:  # a TLS server's certificate need not name the address it is probed at: trust its start
+        try:
+            wait_healthy(probe_target(args.host, running.port))
+        except TimeoutError as e:
+            for s, h in old.items():
+                signal.signal(s, h)
+            running.stop(0)
+            print(f"firstspike serve: {e}", file=sys.stderr)
+            return 1
     info = running.servicer.host.info
     event(
         logging.INFO,
@@ -176,33 +207,50 @@ def serve_grpc(args: argparse.Namespace, *, announce: Callable[[str], None] = pr
             "pid": os.getpid(),
         },
     )
-    announce(
-        json.dumps(
-            {
-                "event": "listening",
-                "address": running.address,
-                "port": running.port,
-                "tls": running.tls,
-                "pid": os.getpid(),
-            }
-        )
+    line = json.dumps(
+        {
+            "event": "listening",
+            "uri": client_uri(args.host, running.port, running.tls),
+            "address": running.address,
+            "port": running.port,
+            "tls": running.tls,
+            "pid": os.getpid(),
+        }
     )
+    announce(line)
     sys.stdout.flush()
     try:
-        while not stop.wait(0.5):
-            pass
+        try:
+            if ready_file is not None:
+                try:
+                    write_ready_file(ready_file, line)
+                except OSError as e:
+                    print(f"firstspike serve: cannot write --ready-file {ready_file!r}: {e}", file=sys.stderr)
+                    failed = True
+                    stop.set()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        sig = signal.Signals(received[0]).name if received else "?"
+        event(
+            logging.INFO,
+            "shutting down",
+            {"event": "shutdown", "signal": sig, "grace_s": args.grace, "leases": running.servicer.host.lease_count()},
+        )
+        running.stop(args.grace)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    sig = signal.Signals(received[0]).name if received else "?"
-    event(
-        logging.INFO,
-        "shutting down",
-        {"event": "shutdown", "signal": sig, "grace_s": args.grace, "leases": running.servicer.host.lease_count()},
-    )
-    running.stop(args.grace)
+        if ready_file is not None:  # after the server stopped: a script waiting for the file to go may move on
+            remove_ready_file(ready_file)
     event(logging.INFO, "stopped", {"event": "stopped"})
-    return 0
+    return 1 if failed else 0
+
+
+def client_uri(host: str, port: int, tls: bool) -> str:
+    """The ``grpc://`` URI a client on this machine opens the server with (no token: it is a secret)."""
+    uri = f"grpc://{probe_target(host, port)}"
+    return uri + "?tls=1" if tls else uri
 
 
 def _serve_serial(args: argparse.Namespace) -> int:
@@ -214,6 +262,10 @@ def _serve_serial(args: argparse.Namespace) -> int:
         return 2
     if args.serial_pty and args.serial_tcp is not None:
         print("firstspike serve: choose one of --serial-pty and --serial-tcp", file=sys.stderr)
+        return 2
+    if args.ready_file is not None:
+        print("firstspike serve: --ready-file is for the gRPC server; the serial device side prints its URI on stdout",
+              file=sys.stderr)
         return 2
     if args.serial_tcp is not None and not is_loopback(args.host):
         # The serial link has no authentication: never expose it beyond this machine.

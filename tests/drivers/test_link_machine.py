@@ -14,7 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firstspike.drivers.arq import LinkMachine, LinkOptions, LinkSessionLostError, LinkStalledError
+from firstspike.drivers.arq import (
+    MIN_DEVICE_KEEPALIVE_S,
+    LinkMachine,
+    LinkOptions,
+    LinkSessionLostError,
+    LinkStalledError,
+)
 from firstspike.drivers.faults import CLEAN, FaultInjector, FaultSpec
 from firstspike.drivers.framing import FLAG_ACK, FLAG_FROM_DEVICE, Frame, FrameError, FrameType, decode_frame
 from firstspike.hal.errors import LinkError
@@ -566,3 +572,39 @@ def test_arbitrary_frames_and_bytes_never_break_a_connected_link(incoming: list[
     for m in (sim.host, sim.dev):
         m.receive(garbage, sim.now)
     sim.run(sim.now + 0.5)
+
+
+def test_device_keepalive_follows_the_host_timeout() -> None:
+    """A host whose timeout is shorter than the device's keep-alive interval: its RESET asks the device for keep-alives
+    every timeout / 4, so a device busy with a long run (sending nothing else) never looks dead to it."""
+    host_opts = LinkOptions(rto_initial_s=0.125, rto_min_s=1 / 64, ack_delay_s=1 / 512, timeout_s=0.4)
+    dev_opts = LinkOptions(rto_initial_s=0.125, rto_min_s=1 / 64, ack_delay_s=1 / 512, timeout_s=5.0)
+    assert dev_opts.keepalive == 1.0 > host_opts.timeout_s  # on its own, the device would be silent for 1 s
+    sim = Sim(host_opts, dev_opts=dev_opts)
+    sim.connect()
+    assert sim.dev.keepalive == 0.1  # 0.4 s / 4
+    t0 = sim.now
+    while sim.now < t0 + 4.0:  # a 4 s run: the device sends nothing but keep-alives
+        sim.run(sim.now + 0.01)
+        sim.host.check(sim.now)
+    dev_ka = [s.time for s in _types(sim.to_host.sent, FrameType.ACK) if s.time > t0]
+    assert len(dev_ka) >= 35
+    assert max(b - a for a, b in itertools.pairwise(dev_ka)) <= 0.1 + 2 * MIN_WAIT  # the writer sleeps >= MIN_WAIT
+
+
+def test_device_keeps_its_own_keepalive_without_a_request_or_for_a_slower_host() -> None:
+    """An empty RESET payload (an older host) leaves the device's interval alone; a host asking for a longer interval
+    than the device's own does not slow it down; a request below the floor is raised to it."""
+    dev = LinkMachine("device", OPTS, now=0.0)
+    old_reset = Frame(FrameType.RESET, 0, 77, 0, 0, b"")
+    dev.receive_frames([old_reset], 0, 0.0)
+    assert dev.connected and dev.keepalive == OPTS.keepalive
+    slow = LinkMachine("host", LinkOptions(timeout_s=30.0), now=0.0)
+    slow.connect(0.0, 1.0)
+    (reset,) = slow.poll(0.0).frames
+    assert reset.type == FrameType.RESET and reset.payload == (1000).to_bytes(2, "little")  # capped at 1 s
+    dev.receive_frames([reset], 0, 0.1)
+    assert dev.keepalive == OPTS.keepalive  # 0.25 s < 1 s: the device's own stays
+    fast = Frame(FrameType.RESET, 0, 78, 0, 0, (1).to_bytes(2, "little"))  # 1 ms asked
+    dev.receive_frames([fast], 0, 0.2)
+    assert dev.keepalive == MIN_DEVICE_KEEPALIVE_S

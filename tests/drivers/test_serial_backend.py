@@ -313,3 +313,33 @@ def test_large_config_is_fragmented_under_faults() -> None:
         assert ln.backend.config == ChipConfig()
     finally:
         ln.close()
+
+
+class _SlowEcho(EchoBackend):
+    """An echo device whose runs take ``seconds`` (sleeping: the device's link threads keep running)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def run(self, inputs: InputSpikes, options: RunOptions) -> RunResult:
+        time.sleep(self.seconds)
+        return super().run(inputs, options)
+
+
+def test_run_longer_than_a_short_timeout_succeeds_while_the_device_is_alive() -> None:
+    """``serial://...?timeout=0.3`` against a device whose own keep-alive interval is 1 s (timeout 5 s) and a run of
+    1.5 s: the device keeps alive as often as the host's timeout needs (its RESET asked for 75 ms), so the run
+    succeeds without a link reset. (Before, the host saw 1 s of silence and raised LinkError after 0.3 s.)"""
+    assert FAST.keepalive == 1.0
+    inp = _inputs(np.random.default_rng(3), 2, 5)
+    want = EchoBackend().run(inp, RunOptions(4000))
+    ln = Line(_SlowEcho(1.5), timeout=0.3)
+    try:
+        t0 = time.monotonic()
+        got = ln.drv.run(inp, RunOptions(4000))
+        assert time.monotonic() - t0 >= 1.5
+        assert _same(got, want)
+        assert ln.drv.link_resets == 0 and ln.backend.runs == 1
+    finally:
+        ln.close()
