@@ -14,8 +14,8 @@ cheap: no torch, numba or grpc until you need them)::
 
 Names: models (``TTFSNetwork``, ``TTFSLinear``, ``load_model``), data (``LatencyEncoder``, ``SpikeDataset``,
 ``load_dataset``), training (``fit``, ``History``, ``TTFSLoss``, ``WeightBumper``), evaluation (``evaluate``,
-``Evaluation``), deployment (``compile``, ``open_device``, ``Session``, ``SessionResult``, ``calibrate``);
-``__version__``.
+``Evaluation``), deployment (``compile``, ``open_device``, ``Session``, ``SessionResult``, ``calibrate``), seed
+studies and grids on Ray (``sweep``); ``__version__``.
 docs/api.md documents each. The layers of the stack are subpackages: ``firstspike.hal`` (what the chip is),
 ``firstspike.compiler``, ``firstspike.sim_device`` (the bit-accurate simulated chip), ``firstspike.drivers``
 (serial hardware), ``firstspike.runtime`` (host side, CLI), ``firstspike.proto`` (the gRPC contract).
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from firstspike.runtime.models import compile_model as compile
     from firstspike.runtime.models import load_model
     from firstspike.runtime.session import Session, SessionResult
+    from firstspike.runtime.sweep import sweep
     from firstspike.runtime.training.data import LatencyEncoder, SpikeDataset
     from firstspike.runtime.training.datasets import load_dataset
     from firstspike.runtime.training.evaluation import Evaluation, evaluate
+    from firstspike.runtime.training.hw_aware import noise_model_for as noise_model
     from firstspike.runtime.training.loop import History, fit
     from firstspike.runtime.ttfs.layers import TTFSLinear, TTFSNetwork
     from firstspike.runtime.ttfs.loss import TTFSLoss, WeightBumper
@@ -57,8 +59,10 @@ _API: dict[str, tuple[str, str]] = {
     "compile": ("firstspike.runtime.models", "compile_model"),
     "open_device": ("firstspike.runtime.devices", "open"),
     "calibrate": ("firstspike.runtime.calibration", "calibrate"),
+    "noise_model": ("firstspike.runtime.training.hw_aware", "noise_model_for"),
     "Session": ("firstspike.runtime.session", "Session"),
     "SessionResult": ("firstspike.runtime.session", "SessionResult"),
+    "sweep": ("firstspike.runtime.sweep", "sweep"),
 }
 _SUBPACKAGES = frozenset({"compiler", "drivers", "hal", "proto", "runtime", "sim_device"})
 
@@ -80,7 +84,9 @@ __all__ = [
     "fit",
     "load_dataset",
     "load_model",
+    "noise_model",
     "open_device",
+    "sweep",
 ]
 
 

@@ -21,6 +21,7 @@ from firstspike.hal.coords import (
 )
 from firstspike.hal.errors import (
     BackendError,
+    BrokenBackendError,
     CapacityError,
     ConfigDecodeError,
     ConfigError,
@@ -37,6 +38,7 @@ __all__ = [
     "SPIKE_DTYPE",
     "Backend",
     "BackendError",
+    "BrokenBackendError",
     "CapacityError",
     "ChipConfig",
     "Column",

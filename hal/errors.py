@@ -51,3 +51,13 @@ class UnknownBackendError(HalError, LookupError):
 
 class CalibrationMismatchError(HalError, ValueError):
     """A calibration used on a chip (or device spec version) it was not measured on."""
+
+
+class BrokenBackendError(UnknownBackendError):
+    """A backend is declared (entry point) but cannot be loaded; the message names the entry point and the error."""
+
+    def __init__(self, scheme: str, reason: str) -> None:
+        super().__init__(f"backend {scheme!r} is broken: {reason}")
+        self.scheme = scheme
+        #: why it cannot be loaded, one line (what :func:`firstspike.hal.registry.check_backends` reports)
+        self.reason = reason

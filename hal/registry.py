@@ -7,19 +7,26 @@ A package makes a device usable everywhere a URI is accepted by declaring, in it
 
 The target is a callable ``factory(uri: DeviceURI) -> Backend`` (typically the Backend class itself with a
 ``from_uri`` classmethod, or a function). Built-in backends register the same way.
+
+An entry point that cannot be loaded (its module is missing, fails to import, or lacks the named attribute) is a
+*broken* backend: :func:`check_backends` reports it with the reason, and opening it raises
+:class:`BrokenBackendError` naming the entry point and the import error.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import parse_qsl, urlsplit
 
 from firstspike.hal.backend import Backend
-from firstspike.hal.errors import UnknownBackendError
+from firstspike.hal.errors import BrokenBackendError, UnknownBackendError
 
 ENTRY_POINT_GROUP = "firstspike.backends"
+#: the distribution whose own backends check_backends does not import
+_OWN_DISTRIBUTION = "firstspike"
 
 BackendFactory = Callable[["DeviceURI"], Backend]
 
@@ -100,12 +107,67 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def available_schemes() -> list[str]:
-    """Every scheme that can be opened: registered at run time or declared by an installed package."""
+    """Every scheme declared: registered at run time or by an installed package's entry point (cheap: nothing is
+    imported; :func:`check_backends` says which of them actually load)."""
     return sorted(set(_registered) | set(_entry_points()))
 
 
+def _describe(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    origin = f" (package {dist.name})" if dist is not None and getattr(dist, "name", None) else ""
+    return f"entry point {ep.name} = {ep.value}{origin}"
+
+
+def _load(scheme: str, ep: metadata.EntryPoint) -> BackendFactory:
+    try:
+        factory = ep.load()
+    except Exception as e:  # any failure of third-party import code means: this backend cannot be used
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise BrokenBackendError(scheme, f"{_describe(ep)} cannot be loaded: {reason}") from None
+    if not callable(factory):
+        raise BrokenBackendError(scheme, f"{_describe(ep)} names a {type(factory).__name__}, not a Backend class "
+                                         "or factory")
+    return factory.from_uri if hasattr(factory, "from_uri") else factory
+
+
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and str(getattr(dist, "name", "")).lower() == _OWN_DISTRIBUTION
+
+
+def check_backends() -> dict[str, str | None]:
+    """Every declared backend: scheme -> None if it can be opened, else the reason it cannot (one line).
+
+    A third-party entry point is loaded (its module imported), so a missing module, a failing import or a missing
+    attribute all show. The package's own backends are checked without importing them (their modules load
+    numba, grpc or pyserial, and are covered by its tests): only that their top-level package can be found.
+    """
+    status: dict[str, str | None] = {}
+    eps = _entry_points()
+    for scheme in available_schemes():
+        ep = eps.get(scheme)
+        if scheme in _registered or ep is None:
+            status[scheme] = None
+        elif _is_builtin(ep):
+            top = ep.module.split(".")[0]
+            found = importlib.util.find_spec(top) is not None
+            status[scheme] = None if found else f"{_describe(ep)} cannot be loaded: no module named {top!r}"
+        else:
+            try:
+                resolve(scheme)
+            except BrokenBackendError as e:
+                status[scheme] = e.reason
+            else:
+                status[scheme] = None
+    return status
+
+
 def resolve(scheme: str) -> BackendFactory:
-    """The factory for a scheme (loading its entry point on first use)."""
+    """The factory for a scheme (loading its entry point on first use).
+
+    Raises :class:`UnknownBackendError` for a scheme nobody declares and :class:`BrokenBackendError` for one whose
+    entry point cannot be loaded.
+    """
     scheme = scheme.lower()
     if scheme in _registered:
         return _registered[scheme]
@@ -114,9 +176,7 @@ def resolve(scheme: str) -> BackendFactory:
         raise UnknownBackendError(
             f"no backend for scheme {scheme!r}; available: {', '.join(available_schemes()) or 'none'}"
         )
-    factory = ep.load()
-    if hasattr(factory, "from_uri"):
-        factory = factory.from_uri
+    factory = _load(scheme, ep)
     _registered[scheme] = factory
     return factory
 

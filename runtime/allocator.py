@@ -11,7 +11,7 @@ _M_TRIM_THRESHOLD = -1  # glibc mallopt() parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 
 
-def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
     """Keep freed memory in the glibc heaps for reuse instead of returning it to the OS (process-wide).
 
     By default glibc serves allocations above ~128 KiB with fresh ``mmap`` pages and unmaps them on free, and

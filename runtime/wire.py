@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from firstspike.hal.backend import DeviceInfo, RunOptions, RunResult
 from firstspike.hal.errors import FieldRangeError, HalError
 from firstspike.hal.events import SPIKE_DTYPE, InputSpikes, SpikeEvents
 from firstspike.proto.firstspike.v1 import device_pb2 as pb
+
+if TYPE_CHECKING:  # the compiler is imported by whoever holds a compiled network, not by the wire format
+    from firstspike.compiler.artifact import CompiledNetwork
 
 PROTOCOL = "firstspike.v1"
 SERVICE_NAME = "firstspike.v1.Device"
@@ -291,3 +294,35 @@ def info_from_pb(m: pb.GetInfoResponse) -> DeviceInfo:
         membrane_readout=int(m.membrane_readout),
         extra=extra,
     )
+
+
+# ---- compiled networks -------------------------------------------------------------------------------
+def artifact_layout_to_pb(net: CompiledNetwork, stage: int) -> pb.ArtifactLayout:
+    """What a client needs to feed stage ``stage`` of ``net`` and read its results (docs/protocol.md 3.3).
+
+    The inputs are listed exactly as :class:`firstspike.runtime.session.Session` sends them: the stage's input
+    channels (network inputs, or the previous stage's last layer replayed), then one bias spike per layer of the
+    stage that has one, its tick rounded like the session rounds it (half to even)."""
+    st = net.stages[stage]
+    tau = float(net.tau_s_ticks)
+    msg = pb.ArtifactLayout(stages=len(net.stages), stage=int(stage), tau_s_ticks=tau, n_inputs=int(net.n_inputs))
+    replayed = st.input_source >= 0
+    for k, ch in enumerate(st.input_channels):
+        msg.inputs.add(
+            channel=int(ch),
+            kind=pb.INPUT_KIND_REPLAYED if replayed else pb.INPUT_KIND_NETWORK,
+            index=k,
+            layer=int(st.input_source) if replayed else 0,
+        )
+    for k in st.layers:
+        layer = net.layers[k]
+        if layer.bias_time is None or layer.bias_channel is None:
+            continue
+        t = float(layer.bias_time)
+        msg.inputs.add(channel=int(layer.bias_channel), kind=pb.INPUT_KIND_BIAS, layer=int(k), bias_time=t,
+                       bias_ticks=int(np.rint(t * tau)))
+    for layer in net.layers:
+        msg.layers.add(index=layer.index, name=layer.name, stage=layer.stage, n_in=layer.n_in,
+                       has_bias=layer.bias_time is not None, neuron_ids=[int(n) for n in layer.neuron_ids])
+    msg.output_neurons.extend(int(n) for n in net.layers[-1].neuron_ids)
+    return msg

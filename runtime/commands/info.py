@@ -1,26 +1,34 @@
-"""``firstspike info``: the chip's resource model, the package version and the available backends."""
+"""``firstspike info``: the chip's resource model, the package version and the backends (usable and broken)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from importlib import metadata
 
-from firstspike.hal import chip
-from firstspike.hal.registry import available_schemes
+from firstspike.runtime.commands._args import package_version as _version
 
-
-def _version() -> str:
-    try:
-        return metadata.version("firstspike")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+SUMMARY = "version, the chip's resource model, installed device backends"
+DESCRIPTION = """\
+Print the package version, the chip's resource model (neurons, synapse arrays, drivers, fan-in, weight and
+label bits, clock) and the device backends: every URI scheme an installed package declares that can be
+opened, and every declared one that cannot be loaded, with the reason (a broken entry point)."""
+EXAMPLES = """\
+examples:
+  firstspike info
+  firstspike info --json"""
 
 
 def run(args: argparse.Namespace) -> int:
+    from firstspike.hal import chip
+    from firstspike.hal.registry import check_backends
+
     model = chip.resource_model()
+    status = check_backends()
+    usable = [s for s, problem in status.items() if problem is None]
+    broken = {s: problem for s, problem in status.items() if problem is not None}
     if args.json:
-        print(json.dumps({"version": _version(), "resource_model": model, "backends": available_schemes()}))
+        print(json.dumps({"version": _version(), "resource_model": model, "backends": usable,
+                          "broken_backends": broken}))
         return 0
     print(f"firstspike {_version()}")
     print("chip resource model (BrainScaleS-2-like):")
@@ -45,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
         f"  clock              {chip.CLOCK_HZ / 1e6:.0f} MHz (1 tick = {chip.TICK_NS} ns),"
         f" speed-up {chip.SPEEDUP}x, nominal tau_s = {chip.NOMINAL_TAU_S_TICKS} ticks"
     )
-    print(f"backends: {', '.join(available_schemes())}")
+    print(f"backends: {', '.join(usable) or 'none'}")
+    for scheme, problem in broken.items():
+        print(f"broken backend {scheme}://: {problem}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print the chip's resource model and the package version")
+    p = sub.add_parser("info", help=SUMMARY, description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print as one JSON object")
     p.set_defaults(func=run)

@@ -116,7 +116,6 @@ def open_backend_for(args: argparse.Namespace) -> Backend:
 def serve_grpc(args: argparse.Namespace, *, announce: Callable[[str], None] = print) -> int:
     """Run a server until SIGTERM/SIGINT; prints one JSON line with the bound address on stdout."""
     setup_logging(args.log_level)
-    tune_allocator()  # before any RPC thread allocates
     token = _token(args)
     if not is_loopback(args.host) and not token:
         print(
@@ -249,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ":class:`~firstspike.hal.backend.Backend`.",
     )
     add_grpc_arguments(parser)
-    return serve_grpc(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    tune_allocator()  # this entry point bypasses the firstspike command line, which does it for every command
+    return serve_grpc(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

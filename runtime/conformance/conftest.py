@@ -27,8 +27,13 @@ def device_uri(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def device(device_uri: str) -> Iterator[Backend]:
-    """The device under test, opened once for the whole suite; closed (twice: must be harmless) at the end."""
-    dev = open_backend(device_uri)
+    """The device under test, opened once for the whole suite; closed (twice: must be harmless) at the end.
+
+    A device that cannot be opened ends the run once, with one line, instead of failing every check."""
+    try:
+        dev = open_backend(device_uri)
+    except Exception as e:
+        pytest.exit(f"cannot open device {device_uri!r}: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     yield dev
     dev.close()
     dev.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from firstspike.hal.errors import CapacityError, ConfigError, DeviceBusyError, HalError, LinkError
 
 __all__ = [
+    "BatchTooLargeError",
     "ConfigMismatchError",
     "DeviceHeldError",
     "DiffBaseError",
@@ -50,6 +51,10 @@ class TooManyLeasesError(ServeError, CapacityError):
 
 class ResultTooLargeError(ServeError, CapacityError):
     """A result does not fit the server's message limit."""
+
+
+class BatchTooLargeError(ServeError, CapacityError):
+    """A run request holds more batch entries than the device's ``max_batch``."""
 
 
 class DeviceHeldError(ServeError, DeviceBusyError):

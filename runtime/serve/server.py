@@ -115,19 +115,14 @@ def build_server(
     return RunningServer(server, bound, host, servicer, hs, tls_cert is not None)
 
 
-#: Allocations below this many bytes come from the (reused) heap instead of fresh mmap pages.
-SERVER_MMAP_THRESHOLD = 32 << 20
-#: Free heap memory above this many bytes is returned to the OS.
-SERVER_TRIM_THRESHOLD = 256 << 20
-
-
 def tune_allocator() -> bool:
     """Make glibc keep freed memory of every thread's heap for reuse (process-wide; False where not glibc).
 
     The server calls the backend from RPC worker threads, and glibc gives each thread its own arena that hands
     freed memory straight back to the OS and maps large blocks afresh; a simulator run allocates temporaries of
     0.1-10 MB, so on a worker thread a batch-1 run page-faulted 300-630 times (measured: device time 2.3-2.7 ms
-    instead of 1.0-1.2 ms). ``firstspike serve`` calls this; embedders of :func:`build_server` may. See
-    :func:`firstspike.runtime.allocator.tune_malloc`.
+    instead of 1.0-1.2 ms). The ``firstspike`` command line does it once for every command (``serve`` included);
+    embedders of :func:`build_server` should call this. It is :func:`firstspike.runtime.allocator.tune_malloc`
+    with its defaults, the one setting of the project.
     """
-    return tune_malloc(SERVER_MMAP_THRESHOLD, SERVER_TRIM_THRESHOLD)
+    return tune_malloc()

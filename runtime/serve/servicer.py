@@ -22,7 +22,13 @@ from firstspike.hal.config import ChipConfig, ConfigDiff
 from firstspike.proto.firstspike.v1 import device_pb2 as pb
 from firstspike.proto.firstspike.v1 import device_pb2_grpc as pb_grpc
 from firstspike.runtime import wire
-from firstspike.runtime.serve.errors import RequestError, ResultTooLargeError, ShuttingDownError, UnsupportedError
+from firstspike.runtime.serve.errors import (
+    BatchTooLargeError,
+    RequestError,
+    ResultTooLargeError,
+    ShuttingDownError,
+    UnsupportedError,
+)
 from firstspike.runtime.serve.host import DeviceHost, Lease, check_lease_id
 from firstspike.runtime.serve.jsonlog import event, log
 from firstspike.runtime.serve.status import abort, status_for, status_message
@@ -185,7 +191,9 @@ class DeviceServicer(pb_grpc.DeviceServicer):
         cfg = net.stages[request.stage].config
         fields.update(stage=request.stage, stages=n)
         le, unchanged = self.host.set_config(request.lease_id, cfg, _time_remaining(context))
-        return self._config_response(le, unchanged, fields)
+        resp = self._config_response(le, unchanged, fields)
+        resp.artifact.CopyFrom(wire.artifact_layout_to_pb(net, request.stage))
+        return resp
 
     @_unary("GetConfig", logging.DEBUG)
     def GetConfig(
@@ -216,6 +224,13 @@ class DeviceServicer(pb_grpc.DeviceServicer):
             raise RequestError("options is required (at least duration_ticks)")
         options = wire.options_from_pb(request.options)
         layout = wire.check_layout(request.result_layout, "result_layout")
+        max_batch = int(self.host.info.max_batch)
+        if request.inputs.batch_size > max_batch:
+            # a capacity limit, not a malformed field, even above the wire format's own limit (2^16 entries)
+            raise BatchTooLargeError(
+                f"inputs.batch_size {request.inputs.batch_size} exceeds the device's max_batch {max_batch}; "
+                f"send at most {max_batch} entries per Run (or per RunStream chunk, with consecutive entry_offset)"
+            )
         inputs = wire.unpack_inputs(request.inputs)
         result, le, us = self.host.run(request.lease_id, request.config_id, inputs, options, _time_remaining(context))
         size = wire.max_spike_bytes(layout, result.spikes.batch_size, len(result.spikes))

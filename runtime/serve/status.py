@@ -36,7 +36,8 @@ STATUS_TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
     (TooManyLeasesError, Code.RESOURCE_EXHAUSTED, wire.REASON_TOO_MANY_LEASES),
     (ShuttingDownError, Code.UNAVAILABLE, wire.REASON_SHUTTING_DOWN),
     (UnauthenticatedError, Code.UNAUTHENTICATED, wire.REASON_UNAUTHENTICATED),
-    (CapacityError, Code.RESOURCE_EXHAUSTED, wire.REASON_CAPACITY),  # also the server's ResultTooLargeError
+    # also the server's BatchTooLargeError (checked before the inputs are decoded) and ResultTooLargeError
+    (CapacityError, Code.RESOURCE_EXHAUSTED, wire.REASON_CAPACITY),
     (DeviceBusyError, Code.ABORTED, wire.REASON_DEVICE_BUSY),  # also another lease's exclusive hold
     (LinkError, Code.UNAVAILABLE, wire.REASON_BACKEND),
     ((ValueError, TypeError), Code.INVALID_ARGUMENT, wire.REASON_INVALID),  # FieldRangeError, Config*, WireError

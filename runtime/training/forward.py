@@ -74,19 +74,31 @@ def compile_for_device(net: TTFSNetwork, weight_scale: Sequence[float] | float |
     return compile_model(net, weight_scale=weight_scale, tau_s_ticks=tau_s_ticks)
 
 
+#: seed of the virtual chips hardware-aware validation and test run on (the same chips every epoch), and how many
+#: samples share one chip
+HW_AWARE_EVAL_SEED = 7
+HW_AWARE_EVAL_BATCH = 100
+
+
 class SoftwareForward:
-    """The forward pass of the closed-form model (no device)."""
+    """The forward pass of the closed-form model (no device); with ``chip`` (hardware-aware training), of the model
+    on a freshly sampled virtual chip per minibatch (:class:`~firstspike.runtime.training.hw_aware.SampledChip`),
+    whose times the model then takes as measured ones. Validation and test then run on a fixed set of virtual chips
+    (one per ``HW_AWARE_EVAL_BATCH`` samples)."""
 
     on_device = False
     session: Session | None = None
 
-    def __init__(self, eval_batch_size: int, loss: LossFn) -> None:
+    def __init__(self, eval_batch_size: int, loss: LossFn, chip: Any = None) -> None:
         self.eval_batch_size = eval_batch_size
         self.loss = loss
+        self.chip = chip
 
-    def train_forward(self, x: torch.Tensor, epoch: int, batch: int) -> tuple[torch.Tensor, None]:
-        """The inputs the model sees and the measured times (none)."""
-        return x, None
+    def train_forward(self, x: torch.Tensor, epoch: int, batch: int) -> tuple[torch.Tensor, list[Any] | None]:
+        """The inputs the model sees and the measured times (none in plain software)."""
+        if self.chip is None:
+            return x, None
+        return x, list(self.chip(x))
 
     def constrain(self, net: TTFSNetwork) -> None:
         """Nothing to keep within a device's range."""
@@ -95,11 +107,18 @@ class SoftwareForward:
         """Nothing to upload; returns 0 changed synapses."""
         return 0
 
-    def load_weights(self, net: TTFSNetwork, weights: list[torch.Tensor]) -> None:
-        net.load_weights(weights)
+    def load_weights(self, net: TTFSNetwork, params: list[torch.Tensor]) -> None:
+        """Set the model's trained parameters (a :meth:`TTFSNetwork.snapshot`: weights, then delays if any)."""
+        net.load_snapshot(params)
 
     def evaluate(self, net: TTFSNetwork, data: Any, split: str) -> Evaluation:
-        return evaluate(net, data, batch_size=self.eval_batch_size, loss=self.loss)
+        if self.chip is None:
+            return evaluate(net, data, batch_size=self.eval_batch_size, loss=self.loss)
+        from firstspike.runtime.training.hw_aware import SampledChip
+
+        chips = SampledChip(net, self.chip.noise, torch.Generator().manual_seed(HW_AWARE_EVAL_SEED),
+                            self.chip.tau_s_ticks)
+        return evaluate(chips, data, batch_size=min(self.eval_batch_size, HW_AWARE_EVAL_BATCH), loss=self.loss)
 
     def description(self) -> dict[str, Any]:
         return {}
@@ -175,9 +194,9 @@ class DeviceForward:
         diff = self.session.update_weights(net.weights())
         return diff.changed_entries() if diff is not None else 0
 
-    def load_weights(self, net: TTFSNetwork, weights: list[torch.Tensor]) -> None:
-        """Set the float weights and send the changed synapses to the device."""
-        net.load_weights(weights)
+    def load_weights(self, net: TTFSNetwork, params: list[torch.Tensor]) -> None:
+        """Set the float weights (a :meth:`TTFSNetwork.snapshot`) and send the changed synapses to the device."""
+        net.load_snapshot(params)
         self.session.update_weights(net.weights())
 
     def evaluate(self, net: TTFSNetwork, data: Any, split: str) -> Evaluation:

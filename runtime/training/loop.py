@@ -115,7 +115,8 @@ def train_step(
     loss_fn: LossFn,
     measured_times: list[torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor | None, list[torch.Tensor], int | None]:
-    """One minibatch: forward (at ``measured_times`` if given), weight bumping, or loss + backward + step.
+    """One minibatch: forward (at ``measured_times`` if given), weight bumping, or loss + backward + step (then
+    the model's delays are clamped to their range).
 
     Returns ``(loss or None if bumped, every layer's spike times (detached), bumped layer or None)``.
     """
@@ -127,21 +128,22 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        net.constrain_()  # delays back into their range (no-op without delays)
         loss = loss.detach()
     return loss, [t.detach() for t in times], bumped
 
 
 class _Average:
-    """Exponential moving average of the float weights (decay per training step)."""
+    """Exponential moving average of the float weights and delays (decay per training step)."""
 
     def __init__(self, net: TTFSNetwork, decay: float) -> None:
         self.decay = float(decay)
-        self.weights = net.weight_snapshot()
+        self.weights = net.snapshot()
 
     def update(self, net: TTFSNetwork) -> None:
         with torch.no_grad():
-            for a, weight in zip(self.weights, net.weights(), strict=True):
-                a.mul_(self.decay).add_(weight, alpha=1.0 - self.decay)
+            for a, param in zip(self.weights, net.trained_parameters(), strict=True):
+                a.mul_(self.decay).add_(param, alpha=1.0 - self.decay)
 
 
 def _default_bumper(net: TTFSNetwork) -> WeightBumper:
@@ -188,7 +190,9 @@ def fit(
     max_weights: Sequence[float] | None = None,
     margin_tau: float = DEFAULT_MARGIN_TAU,
     calibration: Any = None,
+    hw_aware: Any = None,
     desc: str | None = None,
+    delay_lr: float | None = None,
 ) -> History:
     """Train ``model`` with exact TTFS gradients; return the :class:`History`. The model is trained in place and
     holds the selected weights afterwards.
@@ -205,16 +209,27 @@ def fit(
     device reports, if any; False = none).
 
     ``optimizer``/``scheduler``: yours; default Adam(``lr``) with StepLR(20 epochs, 0.95), the reference's; a
-    scheduler is stepped once per epoch (``ReduceLROnPlateau`` with the validation loss). ``loss``: default
-    :class:`~firstspike.runtime.ttfs.loss.TTFSLoss` (the paper's). ``bumping``: weight bumping for silent neurons
-    ("default": hidden layers 30 %, outputs 0 % silent allowed; None = off). ``input_noise``: Gaussian jitter of
-    the input times (std, tau_s). ``select``: keep the weights of the epoch with the best validation accuracy
-    (``"best-val"``, the default with validation data) or of the last epoch (``"final"``). ``ema``: validate,
-    select and keep an exponential moving average of the weights (decay per step, e.g. 0.99); training follows
-    the raw weights. ``max_seconds``: stop before an epoch that would end after this wall-time budget.
-    ``callbacks``: called after each epoch with an :class:`EpochEnd`; returning True stops. ``checkpoint_dir``:
-    ``last.pt`` after every epoch and ``best.pt`` at every new best (models, :meth:`TTFSNetwork.load`).
+    scheduler is stepped once per epoch (``ReduceLROnPlateau`` with the validation loss). A model with delays
+    (``TTFSNetwork(..., delays=...)``) trains them like the weights: the default optimizer gives them their own
+    parameter group with ``delay_lr`` (default ``lr``), and after every optimizer step they are clamped to their
+    range (``model.constrain_()``). Delays train in software only for now (the chip has no delay lines yet).
+    ``loss``: default :class:`~firstspike.runtime.ttfs.loss.TTFSLoss` (the paper's). ``bumping``: weight bumping for
+    silent neurons ("default": hidden layers 30 %, outputs 0 % silent allowed; None = off). ``input_noise``:
+    Gaussian jitter of the input times (std, tau_s). ``select``: keep the weights of the epoch with the best
+    validation accuracy (``"best-val"``, the default with validation data) or of the last epoch (``"final"``).
+    ``ema``: validate, select and keep an exponential moving average of the weights (decay per step, e.g. 0.99);
+    training follows the raw weights. ``max_seconds``: stop before an epoch that would end after this wall-time
+    budget. ``callbacks``: called after each epoch with an :class:`EpochEnd`; returning True stops.
+    ``checkpoint_dir``: ``last.pt`` after every epoch and ``best.pt`` at every new best (models,
+    :meth:`TTFSNetwork.load`).
     ``progress``: a tqdm bar on stderr, else one line per epoch through ``log`` (default: stderr).
+
+    ``hw_aware``: hardware-aware training in software, for the chips a
+    :class:`~firstspike.hal.noise_model.DeviceNoiseModel` describes (``fs.noise_model(device)`` reads the one a
+    device publishes): each minibatch's forward pass runs on a freshly sampled virtual chip (6-bit weights,
+    synapse, gain and threshold mismatch, trial-to-trial threshold noise, input jitter and loss;
+    :mod:`~firstspike.runtime.training.hw_aware`) and the exact gradient is taken at its times; validation and test
+    run on a fixed set of virtual chips.
     """
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -225,6 +240,15 @@ def fit(
     train_data = as_spike_data(train, "training data")
     val_data = as_spike_data(val, "validation data") if val is not None else None
     test_data = as_spike_data(test, "test data") if test is not None else None
+    if hw_aware is not None and device is not None:
+        raise ValueError("hw_aware samples virtual chips in software; with a device in the loop the device itself is "
+                         "the chip: give one of them")
+    if hw_aware is not None:
+        from firstspike.hal.noise_model import DeviceNoiseModel
+
+        if not isinstance(hw_aware, DeviceNoiseModel):
+            raise TypeError("hw_aware must be a DeviceNoiseModel (fs.noise_model(device)), not "
+                            f"{type(hw_aware).__name__}")
     if n_samples(train_data) == 0:
         raise ValueError("training data is empty: give at least one sample")
     for name, d in (("validation", val_data), ("test", test_data)):
@@ -235,6 +259,15 @@ def fit(
         raise ValueError(f"select must be 'best-val' or 'final', got {select!r}")
     if selected == "best-val" and val_data is None:
         raise ValueError("select='best-val' needs validation data (val=...)")
+    if device is not None and model.has_delays:
+        kinds = sorted({k for k in model.delay_kinds if k != "none"})
+        raise ValueError(f"the model has {'/'.join(kinds)} delays: training delays with a device in the loop needs "
+                         "the chip's delay lines, which do not exist yet; train it in software (device=None)")
+    if hw_aware is not None and model.has_delays:
+        raise ValueError("hardware-aware training samples virtual chips without delay lines: train a model with "
+                         "delays in plain software (hw_aware=None)")
+    if delay_lr is not None and not (math.isfinite(delay_lr) and delay_lr >= 0):
+        raise ValueError(f"delay_lr must be a finite number >= 0, got {delay_lr!r}")
     for d in (train_data, val_data, test_data):
         if isinstance(d, SpikeDataset) and d.n_inputs != model.n_inputs:
             raise ValueError(f"the model has {model.n_inputs} inputs; the data has {d.n_inputs} per sample")
@@ -247,14 +280,20 @@ def fit(
     try:
         forward: SoftwareForward | DeviceForward
         if backend is None:
-            forward = SoftwareForward(eval_batch_size, loss_fn)
+            chips = None
+            if hw_aware is not None:
+                from firstspike.runtime.training.hw_aware import SampledChip
+
+                # a generator of its own, so that shuffling and jitter draw the same numbers as without chips
+                chips = SampledChip(model, hw_aware, torch.Generator().manual_seed(int(seed) + 0x5EED))
+            forward = SoftwareForward(eval_batch_size, loss_fn, chips)
         else:
             forward = DeviceForward(backend, model, seed=int(seed), eval_batch_size=eval_batch_size, loss=loss_fn,
                                     headroom=headroom, max_weights=max_weights, margin_tau=margin_tau,
                                     calibration=calibration, log=say)
         model.train()
         if optimizer is None:
-            optimizer, default_sched = reference_optimizer(model, lr, 20, 0.95)
+            optimizer, default_sched = reference_optimizer(model, lr, 20, 0.95, delay_lr)
             scheduler = default_sched if scheduler is None else scheduler
         bumper = _default_bumper(model) if bumping == "default" else bumping
         if isinstance(bumper, str):
@@ -291,7 +330,7 @@ class _Loop:
         self.bumper, self.loss_fn, self.average, self.history, self.gen, self.say = (
             bumper, loss_fn, average, history, gen, say)
         self.best_val = -1.0
-        self.best_state = model.weight_snapshot()
+        self.best_state = model.snapshot()
 
     def run(self, train: Any, val: Any, *, batch_size: int, input_noise: float, max_seconds: float | None,
             callbacks: Sequence[Callback], checkpoint_dir: str | Path | None, progress: bool, desc: str) -> None:
@@ -341,12 +380,12 @@ class _Loop:
                     h.series["changed_weights_per_step"].append(stats["changed"] / max(stats["uploads"], 1))
                 if ev is not None and val_acc >= self.best_val:  # ties: keep the later epoch
                     self.best_val, h.selected_epoch = val_acc, epoch + 1
-                    self.best_state = (self.model.weight_snapshot() if self.average is None
+                    self.best_state = (self.model.snapshot() if self.average is None
                                        else [a.clone() for a in self.average.weights])
                     if ckpt is not None:
                         self._save(ckpt / "best.pt", self.best_state)
                 if ckpt is not None:
-                    self._save(ckpt / "last.pt", self.model.weight_snapshot())
+                    self._save(ckpt / "last.pt", self.model.snapshot())
                 if bar is None:
                     self.say(f"epoch {epoch + 1}/{h.epochs_requested}: loss {h.series['train_loss'][-1]:.4f} "
                              f"train {100 * h.series['train_accuracy'][-1]:.2f}% val {100 * val_acc:.2f}% "
@@ -408,16 +447,14 @@ class _Loop:
         ev = self.forward.evaluate(self.model, val, "val")
         if self.average is not None:  # validate the averaged weights, then carry on training the raw ones
             self.history.series["val_accuracy_raw"].append(ev.accuracy)
-            raw = self.model.weight_snapshot()
+            raw = self.model.snapshot()
             self.forward.load_weights(self.model, self.average.weights)
             ev = self.forward.evaluate(self.model, val, "val")
             self.forward.load_weights(self.model, raw)
         return ev
 
-    def _save(self, path: Path, weights: list[torch.Tensor]) -> None:
-        state = self.model.to_dict()
-        state["weights"] = [w.detach().cpu().clone() for w in weights]
-        torch.save(state, path)
+    def _save(self, path: Path, params: list[torch.Tensor]) -> None:
+        torch.save(self.model.to_dict(params), path)
 
 
 def _select(model: TTFSNetwork, forward: SoftwareForward | DeviceForward, history: History,

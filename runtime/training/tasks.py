@@ -30,8 +30,8 @@ from firstspike.runtime.training.presets import (
     TaskConfig,
     build_network,
     device_task,
-    get_task,
     make_optimizer,
+    with_delays,
     with_hidden,
 )
 from firstspike.runtime.ttfs.layers import TTFSNetwork
@@ -111,6 +111,18 @@ def _test_run(session: Any, test: Any, cfg: TaskConfig) -> dict[str, Any]:
     }
 
 
+def _initial_model(init_model: TTFSNetwork | str | Path, cfg: TaskConfig) -> TTFSNetwork:
+    """The model to start from, checked against the task's layout before any data is loaded."""
+    from firstspike.runtime.models import load_model
+
+    net = init_model if isinstance(init_model, TTFSNetwork) else load_model(init_model)
+    if net.n_inputs != cfg.n_inputs or tuple(net.layer_sizes) != tuple(cfg.layer_sizes):
+        raise ValueError(f"init model layout {net.n_inputs}->{net.layer_sizes} does not match "
+                         f"{cfg.name}: {cfg.n_inputs}->{list(cfg.layer_sizes)}")
+    net.metadata.setdefault("task", cfg.name)
+    return net
+
+
 def train_task(
     task: str | TaskConfig,
     *,
@@ -135,8 +147,12 @@ def train_task(
     max_seconds: float | None = None,
     device_uri: str | None = None,
     calibration: Any = None,
+    hw_aware: Any = None,
     energy: EnergyModel | None = None,
     log: Callable[[str], None] | None = None,
+    delays: str | None = None,
+    delay_lr: float | None = None,
+    delay_max: float | None = None,
 ) -> dict[str, Any]:
     """Train a built-in task (``yinyang``, ``mnist16`` or a :class:`TaskConfig`) with its reference
     hyperparameters, in software or with ``device`` in the loop; return the metrics dict (also written to
@@ -148,9 +164,21 @@ def train_task(
     reference initialisation. ``lr``: Adam's learning rate instead of the task's. Device options (``headroom``,
     ``max_weights``, ``margin_tau``) as in :func:`fit`; ``headroom`` defaults per task (2.0 for yin-yang, else
     1.5). ``select``, ``ema``, ``max_seconds``, ``calibration`` as in :func:`fit` (the saved ``network.fsn`` is
-    the uncalibrated artifact: calibrate it for the chip it runs on).
+    the uncalibrated artifact: calibrate it for the chip it runs on). ``hw_aware``: train in software on virtual
+    chips of this device (a URI, a Backend or a DeviceNoiseModel; with ``calibration``, of its calibrated chips).
+
+    ``delays``: train transmission delays of this kind in every layer (``axonal``, ``synaptic``, ``dendritic``;
+    software only) with the task's delay preset (:func:`~firstspike.runtime.training.presets.with_delays`);
+    ``delay_lr``, ``delay_max`` (tau_s) override the preset's.
     """
-    cfg = get_task(task)
+    cfg = with_delays(task, delays)
+    if device is not None and cfg.delays != "none":
+        raise ValueError(f"{cfg.delays} delays cannot be trained with a device in the loop yet: that needs the "
+                         "chip's delay lines; train them in software (without a device)")
+    if delay_lr is not None:
+        cfg = replace(cfg, delay_lr=float(delay_lr))
+    if delay_max is not None:
+        cfg = replace(cfg, delay_max=float(delay_max))
     if layer_sizes is None and hidden is not None:
         layer_sizes = with_hidden(cfg, hidden).layer_sizes
     cfg = device_task(cfg, layer_sizes) if device is not None else (
@@ -164,6 +192,7 @@ def train_task(
         if size is not None and int(size) < 1:
             raise ValueError(f"{name} must be at least 1 sample, got {size}")
     run_dir = check_output_dir(out_dir) if out_dir is not None else None
+    init = _initial_model(init_model, cfg) if init_model is not None else None
     energy = energy or EnergyModel()
     n_threads = configure_threads(cfg.threads if threads is None else threads)
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -182,14 +211,15 @@ def train_task(
 
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
-    if init_model is not None:
-        net = init_model if isinstance(init_model, TTFSNetwork) else TTFSNetwork.load(init_model)
-        if net.n_inputs != cfg.n_inputs or tuple(net.layer_sizes) != tuple(cfg.layer_sizes):
-            raise ValueError(f"init model layout {net.n_inputs}->{net.layer_sizes} does not match "
-                             f"{cfg.name}: {cfg.n_inputs}->{list(cfg.layer_sizes)}")
-        net.metadata.setdefault("task", cfg.name)
-    else:
-        net = build_network(cfg, gen)
+    net = init if init is not None else build_network(cfg, gen)
+    noise = None
+    if hw_aware is not None:
+        from firstspike.runtime.training.hw_aware import noise_model_for
+
+        noise = noise_model_for(hw_aware, calibration)
+        say(f"hardware-aware: training on virtual chips of {hw_aware if isinstance(hw_aware, str) else 'the model'}"
+            + (f", calibrated ({calibration})" if calibration is not None else "") + ": " + ", ".join(
+                f"{k} {v:g}" for k, v in noise.to_dict().items() if k != "format" and v))
     if len(val) == 0 and select == "best-val":
         say(f"{cfg.name}: no validation samples; keeping the final epoch's weights")
         select = "final"
@@ -201,11 +231,15 @@ def train_task(
         batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler, loss=cfg.loss(), bumping=cfg.bumper(),
         input_noise=cfg.input_noise, select=select, ema=ema, generator=gen, seed=seed,
         eval_batch_size=cfg.eval_batch_size, max_seconds=max_seconds, progress=progress, log=say, headroom=headroom,
-        max_weights=max_weights, margin_tau=margin_tau, calibration=calibration,
-        desc=f"{cfg.name}@device" if device is not None else cfg.name,
+        max_weights=max_weights, margin_tau=margin_tau, calibration=calibration if device is not None else None,
+        hw_aware=noise, desc=f"{cfg.name}@device" if device is not None else cfg.name,
     )
     metrics = training_metrics(cfg, history, seed=seed, n_threads=n_threads, sizes=(len(train), len(val), len(test)),
                                t_start=t_start)
+    n_weights = sum(w.numel() for w in net.weights())
+    n_delays = sum(d.numel() for d in net.delays())
+    metrics["delays"] = cfg.delays
+    metrics["parameters"] = {"weights": n_weights, "delays": n_delays, "total": n_weights + n_delays}
     if history.device is not None and history.device_stats is not None:
         stats = history.device_stats
         metrics.update({
@@ -218,7 +252,11 @@ def train_task(
                        "test_run": _test_run(history.session, test, cfg)},
         })
     else:
-        metrics.update({"mode": "software", "ema": ema})
+        metrics.update({"mode": "hardware-aware" if noise is not None else "software", "ema": ema})
+    if noise is not None:
+        metrics["hw_aware"] = {"device": hw_aware if isinstance(hw_aware, str) else None,
+                               "calibration": None if calibration is None else str(calibration),
+                               "noise_model": noise.to_dict()}
     net.metadata.update({
         "seed": int(seed),
         "epochs": history.epochs_run,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["TTFSLoss", "WeightBumper", "accuracy", "predict", "ttfs_loss"]
+__all__ = ["ShiftMSELoss", "TTFSLoss", "WeightBumper", "accuracy", "predict", "shift_mse_loss", "ttfs_loss"]
 
 # Argument of exp() in the regulariser is capped here (t_y / beta > 50 tau_s never happens in a working
 # network; the cap only keeps the loss and its gradient finite).
@@ -58,6 +58,43 @@ class TTFSLoss:
 
     def __repr__(self) -> str:
         return f"TTFSLoss(xi={self.xi}, alpha={self.alpha}, beta={self.beta}, silent_loss={self.silent_loss})"
+
+
+def shift_mse_loss(
+    output_times: torch.Tensor, labels: torch.Tensor, delta: float = 0.2, silent_loss: float = 100.0
+) -> torch.Tensor:
+    """Mean over the batch of the shift-invariant squared error the DelGrad reference trains with::
+
+        L = 1/2 sum_k ((t_k - t_y) - delta [k != y])^2
+
+    i.e. every wrong neuron is pulled to ``delta`` (tau_s) after the correct one, whatever the absolute times.
+    A sample with any silent output neuron gets the fixed loss ``silent_loss`` and no gradient (as the reference:
+    its loss would be infinite). The gradient is never NaN.
+    """
+    t = output_times
+    y = labels.to(torch.long).view(-1, 1)
+    silent = ~torch.isfinite(t).all(dim=1)
+    t_safe = torch.where(silent.unsqueeze(1), torch.zeros_like(t), t)  # double-where: no NaN gradient
+    target = torch.full_like(t, float(delta)).scatter_(1, y, 0.0)
+    per_sample = 0.5 * ((t_safe - t_safe.gather(1, y)) - target).square().sum(dim=1)
+    per_sample = torch.where(silent, torch.full_like(per_sample, silent_loss), per_sample)
+    return per_sample.mean()
+
+
+class ShiftMSELoss:
+    """The DelGrad reference's shift-invariant squared-error loss as a callable ``loss(output_times, labels)``
+    (see :func:`shift_mse_loss`; ``delta`` in units of tau_s). Prediction is unchanged: the earliest neuron."""
+
+    def __init__(self, delta: float = 0.2, silent_loss: float = 100.0) -> None:
+        if not delta > 0:
+            raise ValueError(f"ShiftMSELoss needs delta > 0 (the correct neuron fires first), got {delta!r}")
+        self.delta, self.silent_loss = float(delta), float(silent_loss)
+
+    def __call__(self, output_times: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return shift_mse_loss(output_times, labels, self.delta, self.silent_loss)
+
+    def __repr__(self) -> str:
+        return f"ShiftMSELoss(delta={self.delta}, silent_loss={self.silent_loss})"
 
 
 def predict(output_times: torch.Tensor) -> torch.Tensor:

@@ -291,6 +291,11 @@ def _kernels(
     """
     # d = -s = t_in - t_out; +inf for silent inputs
     d = t_in.unsqueeze(2) - t_out.unsqueeze(1) if out_dim == 2 else t_in.unsqueeze(1) - t_out.unsqueeze(2)
+    return _kernel_values(d, tau_ratio)
+
+
+def _kernel_values(d: torch.Tensor, tau_ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(-K, K')`` at ``s = -d`` for ``d = t_in - t_out`` (any shape; overwritten), 0 where ``d >= 0``."""
     causal = d < 0
     d.clamp_(max=0.0)
     if tau_ratio == 1:

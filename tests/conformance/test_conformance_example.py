@@ -130,9 +130,10 @@ def test_cli_conformance_command(example_site: Path, tmp_path: Path, env_with) -
     assert len(outcomes) >= 8 and all(k.startswith(("test_contract_info", "test_contract_limits")) for k in outcomes)
 
 
-def test_cli_conformance_unknown_scheme_fails(tmp_path: Path) -> None:
+def test_cli_conformance_unknown_scheme_fails_before_pytest_starts(tmp_path: Path, capsys) -> None:
     from firstspike.runtime.cli import main
 
-    assert main(["conformance", "nope://", "-k", "identity", "--report", str(tmp_path / "r.json")]) == 1
-    tests = json.loads((tmp_path / "r.json").read_text())["tests"]
-    assert any("no backend for scheme 'nope'" in v["reason"] for v in tests.values()), tests
+    assert main(["conformance", "nope://", "-k", "identity", "--report", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == err.strip().splitlines()[0] and "no backend for scheme 'nope'" in err
+    assert not (tmp_path / "r.json").exists()  # pytest never ran

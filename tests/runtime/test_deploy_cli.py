@@ -68,4 +68,4 @@ def test_deploy_errors_are_clear(model_path, tmp_path, capsys):
     assert "data set mnist16 has 256" in capsys.readouterr().err
     assert main(["plot", "membrane", str(model_path), "--device", "null://", "--size", "3", "-o",
                  str(tmp_path / "x.png")]) == 2
-    assert "reads out 0" in capsys.readouterr().err
+    assert "no membrane readout" in capsys.readouterr().err

@@ -6,7 +6,6 @@ temporaries (MBs for the simulator) fault in anew on every call; see ``firstspik
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -61,12 +60,16 @@ def test_worker_thread_reuses_memory_after_tuning():
     assert faults < 100, f"{faults} minor page faults per iteration after tune_allocator()"
 
 
-def test_serve_tunes_the_allocator_before_serving(monkeypatch: pytest.MonkeyPatch):
+def test_the_command_line_tunes_the_allocator_once_before_any_command(monkeypatch: pytest.MonkeyPatch):
+    from firstspike.runtime import allocator, cli
+
     calls: list[str] = []
+    monkeypatch.setattr(allocator, "tune_malloc", lambda *a: calls.append("tune") or True)
     monkeypatch.setattr(serve_command, "setup_logging", lambda level: calls.append("logging"))
+    # An invalid port makes serve return before opening a backend, after the process-level setup.
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert calls == ["tune", "logging"]
+    calls.clear()
     monkeypatch.setattr(serve_command, "tune_allocator", lambda: calls.append("tune") or True)
-    p = argparse.ArgumentParser()
-    serve_command.add_grpc_arguments(p)
-    # An invalid port makes serve_grpc() return before opening a backend, after the process-level setup.
-    assert serve_command.serve_grpc(p.parse_args(["--port", "70000"])) == 2
-    assert calls == ["logging", "tune"]
+    assert serve_command.main(["--port", "70000"]) == 2  # python -m firstspike.runtime.server
+    assert calls == ["tune", "logging"]

@@ -230,7 +230,9 @@ def test_bad_requests_get_the_right_status(server, stub):
             "labels set in the records layout",
             "invalid-argument",
         ),
-        (stub.Run, run(inputs=pb.SpikeBatch(batch_size=chip.MAX_BATCH + 1)), INVALID, "batch_size", "invalid-argument"),
+        # above the device's max_batch is capacity, however large (docs/protocol.md section 5)
+        (stub.Run, run(inputs=pb.SpikeBatch(batch_size=chip.MAX_BATCH + 1)), Code.RESOURCE_EXHAUSTED, "max_batch",
+         "capacity"),
         (stub.Run, run(inputs=pb.SpikeBatch(batch_size=65)), Code.RESOURCE_EXHAUSTED, "max_batch", "capacity"),
         (
             stub.Run,

@@ -27,6 +27,7 @@ CASES = [
     (errors.DiffBaseError("x"), C.FAILED_PRECONDITION, wire.REASON_DIFF_BASE),  # a ConfigError, but not INVALID
     (errors.TooManyLeasesError("x"), C.RESOURCE_EXHAUSTED, wire.REASON_TOO_MANY_LEASES),
     (errors.ResultTooLargeError("x"), C.RESOURCE_EXHAUSTED, wire.REASON_CAPACITY),
+    (errors.BatchTooLargeError("x"), C.RESOURCE_EXHAUSTED, wire.REASON_CAPACITY),  # a ValueError, but capacity
     (errors.DeviceHeldError("x"), C.ABORTED, wire.REASON_DEVICE_BUSY),
     (errors.ShuttingDownError("x"), C.UNAVAILABLE, wire.REASON_SHUTTING_DOWN),  # a LinkError, but not backend-error
     (errors.UnsupportedError("x"), C.UNIMPLEMENTED, wire.REASON_UNIMPLEMENTED),

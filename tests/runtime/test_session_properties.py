@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from itl_support import compiled_small
 
 from firstspike.hal.mirror import ConfigMirror
 from firstspike.hal.null_backend import NullBackend
-from firstspike.runtime.commands.deploy import DeployError, _parse_ints
+from firstspike.runtime.commands._args import int_list
 from firstspike.runtime.session import Session
 
 COMPILED = compiled_small(seed=3)
@@ -59,8 +60,9 @@ def test_the_mirrors_diff_equals_the_generic_diff_for_any_weight_change(seed, si
 @given(st.text(max_size=30))
 def test_integer_list_parser_accepts_only_comma_separated_integers(text):
     try:
-        out = _parse_ints(text, "--x")
-    except DeployError as e:
-        assert "--x" in str(e)
+        out = int_list(text)
+    except argparse.ArgumentTypeError as e:
+        assert str(e).startswith("expected")
     else:
         assert out == [int(v) for v in text.split(",") if v.strip()]
+        assert out and min(out) >= 0

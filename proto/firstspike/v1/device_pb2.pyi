@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INPUT_KIND_UNSPECIFIED: _ClassVar[InputKind]
+    INPUT_KIND_NETWORK: _ClassVar[InputKind]
+    INPUT_KIND_REPLAYED: _ClassVar[InputKind]
+    INPUT_KIND_BIAS: _ClassVar[InputKind]
+
 class SpikeLayout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SPIKE_LAYOUT_RECORDS: _ClassVar[SpikeLayout]
@@ -18,6 +25,10 @@ class Record(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_UNSPECIFIED: _ClassVar[Record]
     RECORD_FIRST: _ClassVar[Record]
     RECORD_ALL: _ClassVar[Record]
+INPUT_KIND_UNSPECIFIED: InputKind
+INPUT_KIND_NETWORK: InputKind
+INPUT_KIND_REPLAYED: InputKind
+INPUT_KIND_BIAS: InputKind
 SPIKE_LAYOUT_RECORDS: SpikeLayout
 SPIKE_LAYOUT_COLUMNS: SpikeLayout
 RECORD_UNSPECIFIED: Record
@@ -170,7 +181,7 @@ class ResetRequest(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ...) -> None: ...
 
 class ConfigResponse(_message.Message):
-    __slots__ = ("config_id", "summary", "unchanged")
+    __slots__ = ("config_id", "summary", "unchanged", "artifact")
     class SummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,10 +192,62 @@ class ConfigResponse(_message.Message):
     CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     config_id: str
     summary: _containers.ScalarMap[str, int]
     unchanged: bool
-    def __init__(self, config_id: _Optional[str] = ..., summary: _Optional[_Mapping[str, int]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+    artifact: ArtifactLayout
+    def __init__(self, config_id: _Optional[str] = ..., summary: _Optional[_Mapping[str, int]] = ..., unchanged: _Optional[bool] = ..., artifact: _Optional[_Union[ArtifactLayout, _Mapping]] = ...) -> None: ...
+
+class ArtifactLayout(_message.Message):
+    __slots__ = ("stages", "stage", "tau_s_ticks", "n_inputs", "inputs", "layers", "output_neurons")
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TAU_S_TICKS_FIELD_NUMBER: _ClassVar[int]
+    N_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NEURONS_FIELD_NUMBER: _ClassVar[int]
+    stages: int
+    stage: int
+    tau_s_ticks: float
+    n_inputs: int
+    inputs: _containers.RepeatedCompositeFieldContainer[ArtifactInput]
+    layers: _containers.RepeatedCompositeFieldContainer[ArtifactLayer]
+    output_neurons: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stages: _Optional[int] = ..., stage: _Optional[int] = ..., tau_s_ticks: _Optional[float] = ..., n_inputs: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArtifactInput, _Mapping]]] = ..., layers: _Optional[_Iterable[_Union[ArtifactLayer, _Mapping]]] = ..., output_neurons: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ArtifactInput(_message.Message):
+    __slots__ = ("channel", "kind", "index", "layer", "bias_time", "bias_ticks")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    BIAS_TIME_FIELD_NUMBER: _ClassVar[int]
+    BIAS_TICKS_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    kind: InputKind
+    index: int
+    layer: int
+    bias_time: float
+    bias_ticks: int
+    def __init__(self, channel: _Optional[int] = ..., kind: _Optional[_Union[InputKind, str]] = ..., index: _Optional[int] = ..., layer: _Optional[int] = ..., bias_time: _Optional[float] = ..., bias_ticks: _Optional[int] = ...) -> None: ...
+
+class ArtifactLayer(_message.Message):
+    __slots__ = ("index", "name", "stage", "n_in", "has_bias", "neuron_ids")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    N_IN_FIELD_NUMBER: _ClassVar[int]
+    HAS_BIAS_FIELD_NUMBER: _ClassVar[int]
+    NEURON_IDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    stage: int
+    n_in: int
+    has_bias: bool
+    neuron_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., stage: _Optional[int] = ..., n_in: _Optional[int] = ..., has_bias: _Optional[bool] = ..., neuron_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SpikeBatch(_message.Message):
     __slots__ = ("batch_size", "events", "layout", "entry_counts", "times", "labels", "time_bytes")
