@@ -150,10 +150,10 @@ class CompiledNetwork:
 
     Training in the loop updates weights and delays through :meth:`update_stage_parameters` (a runtime session's
     ``update_parameters`` does it and sends the diff): per layer a (n_in [+1 bias], n_out) weight matrix and a
-    (n_in [+1],) vector of axonal delays in model units (tau_s), the bias row's delay 0, e.g. a TTFS layer's
-    per-source delays::
+    (n_in [+1],) vector of axonal delays in model units (tau_s) (a bias row's delay is the delay line of the
+    layer's own bias channel), e.g. a TTFS model's axonal delays::
 
-        delays = [np.r_[layer_delays, 0.0] for layer_delays in per_layer_source_delays]   # model units
+        delays = [layer.delay for layer in model.layers]                 # model units, (n_in [+1],) each
         configs = compiled.update_stage_parameters(weights, delays)   # codes round(d * tau_s_ticks / 8), clipped
         realised = compiled.realised_delays(configs)                  # what the chip holds: code * 8 / tau_s_ticks
     """
@@ -255,8 +255,8 @@ class CompiledNetwork:
 
     def delay_codes(self, delays: Sequence[Any]) -> list[np.ndarray | None]:
         """Per layer the delay code of each weight row for these axonal delays (model units, tau_s): an array of
-        shape (n_in [+1 bias],) (the bias row's delay must be 0) or (n_in,) (the bias row then gets 0), or None
-        (that layer's delays stay). Codes are ``round(d * tau_s_ticks / 8)`` clipped to 0..511, like weights
+        shape (n_in [+1 bias],) (the bias row's delay is its bias channel's) or (n_in,) (the bias row then gets 0),
+        or None (that layer's delays stay). Codes are ``round(d * tau_s_ticks / 8)`` clipped to 0..511, like weights
         beyond 63 steps clip to 63; NaN or inf raise ValueError."""
         if len(delays) != len(self.layers):
             raise ValueError(f"{len(delays)} delay arrays given; the network has {len(self.layers)} layers")
@@ -275,9 +275,6 @@ class CompiledNetwork:
                                  + (f" (the bias row's 0), or ({L.n_in},)" if L.bias_time is not None else ""))
             if not np.isfinite(a).all():
                 raise ValueError(f"layer {L.index}: delays contain NaN or inf")
-            if L.bias_time is not None and a[-1] != 0:
-                raise ValueError(f"layer {L.index}: the bias row's delay is {a[-1]}; a bias has no delay (shift"
-                                 " its bias_time instead)")
             out.append(delay_codes(a, self.tau_s_ticks))
         return out
 

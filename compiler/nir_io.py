@@ -396,8 +396,6 @@ def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
             if L.delay_kind != "axonal":
                 raise ValueError(f"layer {k}: {L.delay_kind} delays cannot be exported; a NIR Delay before a Linear"
                                  " is one delay per input (axonal)")
-            if L.has_bias and L.delays[-1] != 0:
-                raise ValueError(f"layer {k}: a delay on the bias input cannot be exported (shift bias_time instead)")
             nodes[f"delay_{k}"] = nir.Delay(delay=np.asarray(L.delays[: L.n_in]) * T)
             edges.append((prev, f"delay_{k}"))
             prev = f"delay_{k}"
@@ -416,8 +414,10 @@ def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
         )
         edges.append((f"linear_{k}", f"lif_{k}"))
         if L.has_bias:
-            nodes[f"bias_{k}"] = nir.Input(input_type={"input": np.array([1])},
-                                           metadata={BIAS_TIME_KEY: float(L.bias_time)})  # type: ignore[arg-type]
+            # a delay on the bias row is the same as a later bias spike (NIR has no delay for an Input of its own)
+            bias_delay = float(L.delays[-1]) if L.delays is not None else 0.0
+            bias_meta = {BIAS_TIME_KEY: float(L.bias_time) + bias_delay}
+            nodes[f"bias_{k}"] = nir.Input(input_type={"input": np.array([1])}, metadata=bias_meta)  # type: ignore[arg-type]
             nodes[f"bias_linear_{k}"] = nir.Linear(weight=np.array(L.weights[L.n_in :].T))
             edges += [(f"bias_{k}", f"bias_linear_{k}"), (f"bias_linear_{k}", f"lif_{k}")]
         prev = f"lif_{k}"

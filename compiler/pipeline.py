@@ -60,7 +60,7 @@ def compile(
 
     layer_maps: list[LayerMap] = []
     reports = []
-    codes: list[np.ndarray | None] = []
+    delay_code_lists: list[np.ndarray | None] = []
     delay_reports = []
     for lp in placement.layers:
         L = network.layers[lp.layer]
@@ -77,14 +77,15 @@ def compile(
         ))
         reports.append(quantization_report(lp.layer, L.name, L.weights, scale))
         axonal = L.delays is not None and L.delay_kind == "axonal"  # other kinds pass the rules only as all zeros
-        codes.append(delay_codes(L.delays, tau_s_ticks) if axonal else None)
+        delay_code_lists.append(delay_codes(L.delays, tau_s_ticks) if axonal else None)
         if axonal:
             delay_reports.append(delay_report(lp.layer, L.name, L.delays, tau_s_ticks))
 
     stages = []
     for sp in placement.stages:
         cfg = _stage_config([placement.layers[k] for k in sp.layers], [layer_maps[k] for k in sp.layers],
-                            [network.layers[k].weights for k in sp.layers], [codes[k] for k in sp.layers])
+                            [network.layers[k].weights for k in sp.layers],
+                            [delay_code_lists[k] for k in sp.layers])
         stages.append(Stage(sp.index, cfg, sp.layers, sp.input_source, sp.input_channels))
 
     return CompiledNetwork(

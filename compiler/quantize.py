@@ -244,6 +244,7 @@ class LayerDelayReport:
     max_code: int  # largest code used
     clipped: int  # delays beyond the last code (the design rules refuse them at compile time)
     max_abs_error_ticks: float
+    mean_abs_error_ticks: float
     max_abs_error: float  # tau_s
     mean_abs_error: float  # tau_s
 
@@ -269,6 +270,7 @@ def delay_report(layer: int, name: str, delays: np.ndarray, tau_s_ticks: float) 
         max_code=int(codes.max()) if codes.size else 0,
         clipped=int(np.count_nonzero(np.rint(d * float(tau_s_ticks) / chip.DELAY_STEP_TICKS) > chip.DELAY_CODE_MAX)),
         max_abs_error_ticks=float(err_ticks.max()) if d.size else 0.0,
+        mean_abs_error_ticks=float(err_ticks.mean()) if d.size else 0.0,
         max_abs_error=float(err_ticks.max() / tau_s_ticks) if d.size else 0.0,
         mean_abs_error=float(err_ticks.mean() / tau_s_ticks) if d.size else 0.0,
     )

@@ -253,17 +253,6 @@ def delay_kind(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
     return out
 
 
-def bias_delay(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
-    """FS-R015: a bias input has no delay of its own (its spike time is free: shift ``bias_time`` instead)."""
-    return [
-        DesignRuleViolation("FS-R015 bias-delay", f"{_layer(k, L)} bias row", float(L.delays[-1]), 0.0,
-                            f"shift bias_time instead (bias_time + delay = {L.bias_time + float(L.delays[-1]):g})")
-        for k, L in enumerate(net.layers)
-        if L.has_bias and L.delays is not None and L.delay_kind == "axonal" and L.delays[-1] != 0
-        and L.bias_time is not None
-    ]
-
-
 def time_constants(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
     """FS-R012: tau_s (option tau_s_ticks) and tau_m = ratio * tau_s have codes in [1, 1022]."""
     t = opt.tau_s_ticks
@@ -316,7 +305,6 @@ RULES: tuple[Rule, ...] = (
     time_constants,
     weight_scale,
     delay_kind,
-    bias_delay,
 )
 
 
