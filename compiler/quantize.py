@@ -229,7 +229,7 @@ def delay_codes(delays: np.ndarray, tau_s_ticks: float) -> np.ndarray:
 
 def delay_values(codes: np.ndarray, tau_s_ticks: float) -> np.ndarray:
     """Delay codes -> the delays the chip realises, model units (tau_s): ``code * 8 / tau_s_ticks`` (float64)."""
-    return np.asarray(codes, dtype=np.float64) * (chip.DELAY_STEP_TICKS / float(tau_s_ticks))
+    return np.asarray(codes, dtype=np.float64) * chip.DELAY_STEP_TICKS / float(tau_s_ticks)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ A :class:`Session` owns the link between a :class:`compiler.CompiledNetwork` and
 * it uploads the artifact's configuration once, and afterwards only :class:`hal.ConfigDiff` s
   (:meth:`Session.update_weights`: re-quantise float weights with the artifact's FIXED per-layer steps q, and
   send only the synapse weights that changed; :meth:`Session.update_parameters` does the same for weights and
-  axonal delays, which become the route delay codes of each source). What travels is decided by the device's configuration mirror
-  (:meth:`hal.Backend.sync`, :mod:`firstspike.hal.mirror`): a diff always goes against the configuration the
-  device holds;
+  axonal delays, which become the route delay codes of each source). What travels is decided by the device's
+  configuration mirror (:meth:`hal.Backend.sync`, :mod:`firstspike.hal.mirror`): a diff always goes against the
+  configuration the device holds;
 * :meth:`Session.run` takes input spike times in model units (units of tau_s, ``inf`` = no spike), adds every
   layer's bias spike, converts model time to ticks with the artifact's realised ``tau_s_ticks``, runs the batch
   (split into chunks of at most the device's ``max_batch`` entries, each with ``RunOptions.entry_offset`` = its

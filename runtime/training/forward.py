@@ -40,9 +40,9 @@ from firstspike.runtime.ttfs.layers import TTFSNetwork
 
 __all__ = [
     "EVAL_SEEDS",
-    "check_device_delays",
     "DeviceForward",
     "SoftwareForward",
+    "check_device_delays",
     "compile_for_device",
     "fixed_weight_scales",
     "step_seed",

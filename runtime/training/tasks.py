@@ -168,8 +168,9 @@ def train_task(
     chips of this device (a URI, a Backend or a DeviceNoiseModel; with ``calibration``, of its calibrated chips).
 
     ``delays``: train transmission delays of this kind in every layer (``axonal``, ``synaptic``, ``dendritic``;
-    with a device in the loop axonal only) with the task's delay preset (:func:`~firstspike.runtime.training.presets.with_delays`);
-    ``delay_lr``, ``delay_max`` (tau_s) override the preset's.
+    with a device in the loop axonal only) with the task's delay preset
+    (:func:`~firstspike.runtime.training.presets.with_delays`); ``delay_lr``, ``delay_max`` (tau_s) override the
+    preset's.
     """
     cfg = with_delays(task, delays)
     if device is not None and cfg.delays not in ("none", "axonal"):
