@@ -416,7 +416,7 @@ def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
         if L.has_bias:
             # a delay on the bias row is the same as a later bias spike (NIR has no delay for an Input of its own)
             bias_delay = float(L.delays[-1]) if L.delays is not None else 0.0
-            bias_meta = {BIAS_TIME_KEY: float(L.bias_time) + bias_delay}
+            bias_meta = {BIAS_TIME_KEY: float(L.bias_time or 0.0) + bias_delay}  # has_bias: bias_time is set
             nodes[f"bias_{k}"] = nir.Input(input_type={"input": np.array([1])}, metadata=bias_meta)  # type: ignore[arg-type]
             nodes[f"bias_linear_{k}"] = nir.Linear(weight=np.array(L.weights[L.n_in :].T))
             edges += [(f"bias_{k}", f"bias_linear_{k}"), (f"bias_linear_{k}", f"lif_{k}")]

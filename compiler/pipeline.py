@@ -76,10 +76,11 @@ def compile(
             codes=codes, tau_ratio=tau_ratio, fixed_scale=scale.fixed,
         ))
         reports.append(quantization_report(lp.layer, L.name, L.weights, scale))
-        axonal = L.delays is not None and L.delay_kind == "axonal"  # other kinds pass the rules only as all zeros
-        delay_code_lists.append(delay_codes(L.delays, tau_s_ticks) if axonal else None)
-        if axonal:
-            delay_reports.append(delay_report(lp.layer, L.name, L.delays, tau_s_ticks))
+        # other kinds pass the rules only as all zeros: nothing to hold
+        axonal = L.delays if L.delays is not None and L.delay_kind == "axonal" else None
+        delay_code_lists.append(None if axonal is None else delay_codes(axonal, tau_s_ticks))
+        if axonal is not None:
+            delay_reports.append(delay_report(lp.layer, L.name, axonal, tau_s_ticks))
 
     stages = []
     for sp in placement.stages:

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import firstspike as fs
+from firstspike.compiler import DesignRuleErrors
 from firstspike.runtime.cli import main
 from firstspike.runtime.training.loop import train_step
 from firstspike.runtime.training.presets import get_task, reference_optimizer, with_delays
 from firstspike.runtime.ttfs.delays import delayed_first_spike_times
-from firstspike.compiler import DesignRuleErrors
 from firstspike.runtime.ttfs.layers import DEFAULT_DELAY_MAX, TTFSLinear, TTFSNetwork
 from firstspike.runtime.ttfs.loss import ShiftMSELoss, TTFSLoss
 
