@@ -1173,7 +1173,7 @@ def input_lines(em: EngineModel, batch: np.ndarray, time: np.ndarray, channel: n
     """Input events (sorted by batch, then time) as the arrivals of their delay lines: (batch, tick, compact
     source) sorted by (batch, tick), for the lines that reach an active neuron and arrive before ``duration``, and
     the synapses all arriving events activate (the inputs' share of ``stats["synaptic_events"]``)."""
-    if not len(channel):
+    if not len(channel) or not len(em.line_src):  # no events, or no lines (a configuration without routes)
         z = np.zeros(0, dtype=np.int64)
         return z, z, z, 0
     lo = em.line_ptr[channel]

@@ -271,3 +271,12 @@ def test_delay_and_weight_updates_rewire_in_place(mismatch: bool, monkeypatch: p
         fresh.configure(target)
         a, b = dev.run(inputs, opts), fresh.run(inputs, opts)
         assert a.spikes == b.spikes and a.stats == b.stats
+
+
+def test_a_configuration_without_routes_runs_silent() -> None:
+    """No routes means no delay lines at all: input events go nowhere (the engine once indexed an empty line table)."""
+    dev = SimBackend(mismatch=False, noise=False)
+    dev.configure(ChipConfig())
+    times = np.array([[100.0, 137.0, 174.0]] * 4)
+    res = dev.run(InputSpikes.from_times(times, np.array([0, 1, 2])), RunOptions(duration_ticks=2000, record="all"))
+    assert len(res.spikes) == 0 and res.stats["synaptic_events"] == 0
