@@ -10,6 +10,9 @@ CPU time of all threads instead (comparable across loads: on an otherwise idle m
 ``threads`` times it); ``load_avg_1min`` tells how busy the machine was. ``batch1_yinyang`` measures the fixed
 per-call cost instead: one yin-yang sample per ``Backend.run`` on the realistic chip, ``p50_ms`` over 500 calls.
 
+``yinyang_delays`` / ``yinyang_delays_noisy``: the yin-yang case's network and inputs with an axonal delay on every
+source's routes (uniform 0..2 tau_s, the route delay lines of device spec 1.2): what delays cost.
+
 ``cold_jit`` (not run by default: about a minute) is the first use of the engine with an empty numba cache
 (``NUMBA_CACHE_DIR`` a fresh temporary directory): import, the first one-sample yin-yang run on the realistic chip
 (compiles the serial kernel, the noise kernels and the helpers) and the first 100-sample MNIST16 run (the parallel
@@ -36,7 +39,11 @@ import sys
 import tempfile
 import time
 
-CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy", "batch1_yinyang")
+CASES = ("yinyang", "yinyang_noisy", "mnist16", "mnist16_noisy", "batch1_yinyang", "yinyang_delays",
+         "yinyang_delays_noisy")
+#: the delay cases' axonal delays: one code per source (all its routes), uniform in 0..DELAY_CODES (x 8 ticks),
+#: i.e. 0..2 tau_s at tau_s = 752 ticks
+DELAY_CODES = 188
 #: cases run only when asked for by ``--case``
 EXTRA_CASES = ("cold_jit",)
 #: calls of the batch-1 case (one yin-yang sample per ``Backend.run``, realistic chip)
@@ -126,6 +133,7 @@ def _run_case(name: str, batch: int, repeats: int) -> dict:
 
     rng = np.random.default_rng(1234)
     noisy = name.endswith("_noisy")
+    delays = "_delays" in name
     dev = SimBackend(serial=7, mismatch=noisy, noise=noisy)
     tau = 752
     if name.startswith("yinyang"):
@@ -137,6 +145,12 @@ def _run_case(name: str, batch: int, repeats: int) -> dict:
         net = mnist16_network(rng)
         times = mnist_like_inputs(rng, batch) * tau
         channels = net.input_channels
+    if delays:  # a generator of its own: the network and inputs are those of the case without delays
+        routes = net.config.routing.routes
+        key = routes["kind"].astype(np.int64) * 65536 + routes["source"].astype(np.int64)
+        sources, which = np.unique(key, return_inverse=True)
+        per_source = np.random.default_rng(99).integers(0, DELAY_CODES + 1, size=len(sources))
+        net.config.routing = net.config.routing.with_delays(per_source[which].astype(np.int64))
     inputs = InputSpikes.from_times(times, channels)
     t0 = time.perf_counter()
     dev.configure(net.config)

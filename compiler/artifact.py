@@ -5,7 +5,8 @@ File layout: hal's checksummed array container (see :mod:`firstspike.hal.encodin
 
 * header: canonical JSON (sorted keys, no timestamps) with the compiler version, the source network's
   SHA-256, tau_s in ticks, the options, per-layer maps (stage, address, merged, bias channel and time,
-  weight step q and all neuron codes), the stage list and the quantisation report;
+  weight step q and all neuron codes), the stage list and the quantisation report (and, for a network with
+  delays, the delay quantisation report; the delays themselves are the stage configurations' route delays);
 * arrays: each stage's ChipConfig as its own ``to_bytes()`` (uint8), each stage's input channels, per
   layer the neuron ids, source kinds/ids and source rows, and optionally the source network's IR bytes.
 
@@ -28,7 +29,15 @@ from firstspike.compiler.errors import ArtifactDecodeError, CompileError
 from firstspike.compiler.ir import Network
 from firstspike.compiler.options import CompileOptions
 from firstspike.compiler.placement import synapse_indices
-from firstspike.compiler.quantize import LayerQuantReport, NeuronCodes, digitize, signed_steps
+from firstspike.compiler.quantize import (
+    LayerDelayReport,
+    LayerQuantReport,
+    NeuronCodes,
+    delay_codes,
+    delay_values,
+    digitize,
+    signed_steps,
+)
 from firstspike.hal import chip
 from firstspike.hal.config import ChipConfig, NeuronParams, Routing, SynapseArrays
 from firstspike.hal.encoding import decode_arrays, encode_arrays
@@ -135,8 +144,18 @@ class CompiledNetwork:
     """A network compiled for the chip (see the module docstring for the file format).
 
     ``tau_s_ticks`` is the REALISED synaptic time constant (code x 4 ticks): the runtime converts model
-    time to ticks with it. ``quantization`` holds one report per layer; ``warnings`` the design-rule
-    warnings (e.g. clipped weights); ``source`` the compiled IR (if kept).
+    time to ticks with it. ``quantization`` holds one report per layer; ``delay_quantization`` one per layer that
+    has axonal delays; ``warnings`` the design-rule warnings (e.g. clipped weights); ``source`` the compiled IR (if
+    kept).
+
+    Training in the loop updates weights and delays through :meth:`update_stage_parameters` (a runtime session's
+    ``update_parameters`` does it and sends the diff): per layer a (n_in [+1 bias], n_out) weight matrix and a
+    (n_in [+1],) vector of axonal delays in model units (tau_s) (a bias row's delay is the delay line of the
+    layer's own bias channel), e.g. a TTFS model's axonal delays::
+
+        delays = [layer.delay for layer in model.layers]                 # model units, (n_in [+1],) each
+        configs = compiled.update_stage_parameters(weights, delays)   # codes round(d * tau_s_ticks / 8), clipped
+        realised = compiled.realised_delays(configs)                  # what the chip holds: code * 8 / tau_s_ticks
     """
 
     n_inputs: int
@@ -150,6 +169,7 @@ class CompiledNetwork:
     warnings: tuple[str, ...] = ()
     source: Network | None = None
     calibration: dict[str, Any] | None = None  # identity of the chip calibration applied to the stage configs
+    delay_quantization: tuple[LayerDelayReport, ...] = ()
 
     # ---- what a runtime reads ------------------------------------------------------------------
     @property
@@ -188,6 +208,31 @@ class CompiledNetwork:
         """Per layer the weight matrix shape (n_in [+1 bias], n_out)."""
         return [L.weight_shape for L in self.layers]
 
+    @property
+    def delay_step(self) -> float:
+        """Model time (tau_s) of one delay code step: 8 ticks / ``tau_s_ticks``."""
+        return float(delay_values(np.ones(1), self.tau_s_ticks)[0])
+
+    @property
+    def max_delay(self) -> float:
+        """The longest delay a delay line holds, model units (tau_s): 511 steps."""
+        return float(delay_values(np.array([chip.DELAY_CODE_MAX]), self.tau_s_ticks)[0])
+
+    @cached_property
+    def _layer_routes(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per layer: the indices of its routes in its stage configuration's route table (those of its sources that
+        carry its address) and the weight row (source) of each. The table's keys never change after compiling, so
+        the indices hold for every configuration :meth:`update_stage_parameters` makes."""
+        out = []
+        for L in self.layers:
+            r = self.stages[L.stage].config.routing.routes
+            lut = np.full(2 * chip.N_INPUT_CHANNELS, -1, dtype=np.int64)
+            lut[L.source_kind.astype(np.int64) * chip.N_INPUT_CHANNELS + L.source_id] = np.arange(L.n_sources)
+            row = lut[r["kind"].astype(np.int64) * chip.N_INPUT_CHANNELS + r["source"].astype(np.int64)]
+            mine = np.flatnonzero((row >= 0) & (r["address"] == L.address))
+            out.append((mine, row[mine]))
+        return tuple(out)
+
     # ---- training fast path --------------------------------------------------------------------
     def _digitize(self, weights: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         if len(weights) != len(self.layers):
@@ -208,17 +253,93 @@ class CompiledNetwork:
         """The weights the chip realises for these float weights (``sign * d * q`` per layer, float64)."""
         return [signed_steps(d, n) * L.q for L, (d, n) in zip(self.layers, self._digitize(weights), strict=True)]
 
+    def delay_codes(self, delays: Sequence[Any]) -> list[np.ndarray | None]:
+        """Per layer the delay code of each weight row for these axonal delays (model units, tau_s): an array of
+        shape (n_in [+1 bias],) (the bias row's delay is its bias channel's) or (n_in,) (the bias row then gets 0),
+        or None (that layer's delays stay). Codes are ``round(d * tau_s_ticks / 8)`` clipped to 0..511, like weights
+        beyond 63 steps clip to 63; NaN or inf raise ValueError."""
+        if len(delays) != len(self.layers):
+            raise ValueError(f"{len(delays)} delay arrays given; the network has {len(self.layers)} layers")
+        out: list[np.ndarray | None] = []
+        for L, d in zip(self.layers, delays, strict=True):
+            if d is None:
+                out.append(None)
+                continue
+            if hasattr(d, "detach"):  # torch tensor, without importing torch
+                d = d.detach().cpu().numpy()
+            a = np.asarray(d, dtype=np.float64).reshape(-1)
+            if L.bias_time is not None and a.shape == (L.n_in,):
+                a = np.append(a, 0.0)
+            if a.shape != (L.n_sources,):
+                raise ValueError(f"layer {L.index}: {a.shape} delays; expected ({L.n_sources},), one per weight row"
+                                 + (f" (the bias row's 0), or ({L.n_in},)" if L.bias_time is not None else ""))
+            if not np.isfinite(a).all():
+                raise ValueError(f"layer {L.index}: delays contain NaN or inf")
+            out.append(delay_codes(a, self.tau_s_ticks))
+        return out
+
+    def quantize_delays(self, delays: Sequence[Any]) -> list[np.ndarray | None]:
+        """The axonal delays the chip realises for these float delays (model units, per layer, None stays None):
+        ``code * 8 / tau_s_ticks`` with the codes of :meth:`delay_codes`."""
+        return [None if c is None else delay_values(c, self.tau_s_ticks) for c in self.delay_codes(delays)]
+
+    def realised_delays(self, configs: Sequence[ChipConfig] | None = None) -> list[np.ndarray]:
+        """Per layer the axonal delay of each weight row (n_in [+1 bias],), model units, as the route delays of
+        ``configs`` (one per stage; default: the compiled ones) realise them. Raises CompileError if a source's
+        routes disagree (a configuration the compiler did not make)."""
+        cfgs = [s.config for s in self.stages] if configs is None else list(configs)
+        if len(cfgs) != len(self.stages):
+            raise ValueError(f"{len(cfgs)} config(s) given for a network of {len(self.stages)} stage(s)")
+        out = []
+        for L, (idx, row) in zip(self.layers, self._layer_routes, strict=True):
+            codes = cfgs[L.stage].routing.routes["delay"][idx].astype(np.int64)
+            lo = np.full(L.n_sources, chip.DELAY_CODE_MAX + 1, dtype=np.int64)
+            hi = np.zeros(L.n_sources, dtype=np.int64)
+            np.minimum.at(lo, row, codes)
+            np.maximum.at(hi, row, codes)
+            routed = lo <= chip.DELAY_CODE_MAX
+            if np.any(routed & (lo != hi)):
+                i = int(np.flatnonzero(routed & (lo != hi))[0])
+                raise CompileError(f"layer {L.index} input {i}: its routes have delay codes {lo[i]}..{hi[i]};"
+                                   " an axonal delay is one code on all routes of a source")
+            out.append(delay_values(np.where(routed, hi, 0), self.tau_s_ticks))
+        return out
+
+    def update_stage_parameters(self, weights: Sequence[Any] | None = None, delays: Sequence[Any] | None = None, *,
+                                base: Sequence[ChipConfig] | None = None) -> list[ChipConfig]:
+        """New configs (one per stage): ``base`` (default: the compiled configs; a session passes the ones the
+        device has) with these float weights re-quantised with the artifact's FIXED per-layer steps q (None: keep
+        ``base``'s synapse weights) and these axonal delays (model units) as route delay codes (:meth:`delay_codes`;
+        None, or None for a layer: keep ``base``'s). Nothing else differs from ``base``, so the diff to it carries
+        only changed weights and delays."""
+        cfgs = [s.config for s in self.stages] if base is None else list(base)
+        if len(cfgs) != len(self.stages) or any(len(c.routing) != len(s.config.routing)
+                                                for c, s in zip(cfgs, self.stages, strict=True)):
+            raise ValueError("base must be one configuration per stage with the compiled routes")
+        new_w = [c.synapses.weights for c in cfgs]
+        if weights is not None:
+            digital = self._digitize(weights)
+            new_w = [w.copy() for w in new_w]
+            for L, (d, neg) in zip(self.layers, digital, strict=True):
+                exc, inh = L.synapse_indices
+                flat = new_w[L.stage].reshape(-1)
+                flat[exc] = np.where(neg, 0, d)
+                flat[inh] = np.where(neg, d, 0)
+        new_d: list[np.ndarray | None] = [None] * len(cfgs)
+        if delays is not None:
+            for L, c, (idx, row) in zip(self.layers, self.delay_codes(delays), self._layer_routes, strict=True):
+                if c is None:
+                    continue
+                stage_d = new_d[L.stage]
+                if stage_d is None:
+                    stage_d = new_d[L.stage] = cfgs[L.stage].routing.routes["delay"].copy()
+                stage_d[idx] = c[row]
+        return [_with_parameters(c, w, d) for c, w, d in zip(cfgs, new_w, new_d, strict=True)]
+
     def update_stage_weights(self, weights: Sequence[Any]) -> list[ChipConfig]:
         """New configs (one per stage) holding these float weights, re-quantised with the artifact's FIXED
         per-layer steps q. Only synapse weights differ from the compiled configs."""
-        digital = self._digitize(weights)
-        new_w = [s.config.synapses.weights.copy() for s in self.stages]
-        for L, (d, neg) in zip(self.layers, digital, strict=True):
-            exc, inh = L.synapse_indices
-            flat = new_w[L.stage].reshape(-1)
-            flat[exc] = np.where(neg, 0, d)
-            flat[inh] = np.where(neg, d, 0)
-        return [_with_weights(s.config, w) for s, w in zip(self.stages, new_w, strict=True)]
+        return self.update_stage_parameters(weights)
 
     def update_weights(self, weights: Sequence[Any]) -> ChipConfig:
         """Single-stage :meth:`update_stage_weights`: the new ChipConfig (differs only in synapse weights)."""
@@ -242,6 +363,8 @@ class CompiledNetwork:
             "quantization": [r.to_dict() for r in self.quantization],
             "has_source": self.source is not None,
             **({"calibration": self.calibration} if self.calibration is not None else {}),
+            **({"delay_quantization": [r.to_dict() for r in self.delay_quantization]}
+               if self.delay_quantization else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -295,17 +418,22 @@ class CompiledNetwork:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _with_weights(base: ChipConfig, weights: np.ndarray) -> ChipConfig:
-    """A copy of ``base`` with new synapse weights (other arrays copied, so the result is independent).
+def _with_parameters(base: ChipConfig, weights: np.ndarray, delays: np.ndarray | None) -> ChipConfig:
+    """A copy of ``base`` with the synapse weights ``weights`` and the route delay codes ``delays`` (None: base's;
+    every other array copied, so the result is independent).
 
-    Weights come from 6-bit magnitudes, so no range check is needed; this skips ChipConfig.copy()'s full
-    validation because it runs every training step.
+    Weights come from 6-bit magnitudes and codes from :func:`delay_codes` (0..511), and the route keys are
+    base's, so no range check is needed; this skips ChipConfig.copy()'s full validation because it runs every
+    training step.
     """
     neurons = NeuronParams({k: v.copy() for k, v in base.neurons.values.items()},
                            merged_columns=base.neurons.merged_columns.copy())
     routing = Routing.__new__(Routing)
-    routing.routes = base.routing.routes.copy()  # already sorted and unique
-    return ChipConfig(neurons=neurons, synapses=SynapseArrays(weights, base.synapses.labels.copy()),
+    routing.routes = base.routing.routes.copy()  # already sorted and unique; delays never change the order
+    if delays is not None:
+        routing.routes["delay"] = delays
+    w = weights if weights is not base.synapses.weights else weights.copy()
+    return ChipConfig(neurons=neurons, synapses=SynapseArrays(w, base.synapses.labels.copy()),
                       row_modes=base.row_modes.copy(), routing=routing)
 
 
@@ -381,6 +509,7 @@ def _decode(h: dict[str, Any], arrays: dict[str, np.ndarray]) -> CompiledNetwork
         warnings=tuple(str(w) for w in h["warnings"]),
         source=source,
         calibration=_calibration_identity(h.get("calibration")),
+        delay_quantization=tuple(LayerDelayReport.from_dict(r) for r in h.get("delay_quantization", [])),
     )
 
 

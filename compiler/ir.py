@@ -28,7 +28,12 @@ from firstspike.hal.errors import ConfigDecodeError
 IR_MAGIC = b"FSIR"
 IR_VERSION = 1
 
-__all__ = ["IR_MAGIC", "IR_VERSION", "Layer", "Network"]
+#: the kinds of transmission delay a layer can carry (DelGrad): per input row (``axonal``: every connection from
+#: input i is delayed by ``delays[i]``), per connection (``synaptic``: ``delays[i, j]``), per neuron (``dendritic``:
+#: every input of neuron j is delayed by ``delays[j]``)
+DELAY_KINDS = ("axonal", "synaptic", "dendritic")
+
+__all__ = ["DELAY_KINDS", "IR_MAGIC", "IR_VERSION", "Layer", "Network"]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -82,7 +87,10 @@ class Layer:
     ``bias_time``: bias spike time in model units (tau_s), or None for no bias.
     ``tau_ratio``: tau_m / tau_s (the chip's TTFS math supports 1 and 2), uniform or per neuron.
     ``v_reset``: reset potential in model units (E_l = 0, theta = 1), uniform or per neuron.
-    ``delays``: optional per-input-row transmission delay in model time units, shape (rows,).
+    ``delays``: optional transmission delays in model time units (tau_s), of the kind ``delay_kind``
+    (:data:`DELAY_KINDS`): ``axonal`` (the default) shape (rows,), one per input row, the bias row's included;
+    ``synaptic`` shape (rows, n_out), one per connection; ``dendritic`` shape (n_out,), one per neuron. The chip
+    holds axonal delays (one delay line per route); the compiler refuses the other kinds (FS-R014).
     ``name``: free text used in reports and errors.
     """
 
@@ -92,6 +100,7 @@ class Layer:
     v_reset: float | np.ndarray = 0.0
     delays: np.ndarray | None = None
     name: str = ""
+    delay_kind: str = "axonal"
 
     def __post_init__(self) -> None:
         w = _to_numpy(self.weights)
@@ -113,10 +122,18 @@ class Layer:
         object.__setattr__(self, "weights", _canonical(w))
         object.__setattr__(self, "tau_ratio", _param(self.tau_ratio, n_out, f"layer {self.name!r} tau_ratio"))
         object.__setattr__(self, "v_reset", _param(self.v_reset, n_out, f"layer {self.name!r} v_reset"))
+        if self.delay_kind not in DELAY_KINDS:
+            raise IRError(f"layer {self.name!r}: delay_kind {self.delay_kind!r}; allowed {list(DELAY_KINDS)}")
         if self.delays is not None:
-            d = _to_numpy(self.delays).reshape(-1) if np.size(self.delays) == n_rows else _to_numpy(self.delays)
-            if d.shape != (n_rows,):
-                raise IRError(f"layer {self.name!r}: delays shape {d.shape}; expected ({n_rows},) (one per input row)")
+            shape = {"axonal": (n_rows,), "synaptic": (n_rows, n_out), "dendritic": (n_out,)}[self.delay_kind]
+            what = {"axonal": "one per input row", "synaptic": "one per connection (input row, neuron)",
+                    "dendritic": "one per neuron"}[self.delay_kind]
+            d = _to_numpy(self.delays)
+            if self.delay_kind != "synaptic" and d.size == shape[0]:
+                d = d.reshape(-1)
+            if d.shape != shape:
+                raise IRError(f"layer {self.name!r}: {self.delay_kind} delays shape {d.shape}; expected {shape}"
+                              f" ({what})")
             object.__setattr__(self, "delays", _canonical(d))
 
     # ---- shape ---------------------------------------------------------------------------------
@@ -144,7 +161,12 @@ class Layer:
         w = _to_numpy(weights)
         if w.shape != self.weights.shape:
             raise IRError(f"layer {self.name!r}: new weights shape {w.shape} != {self.weights.shape}")
-        return Layer(w, self.bias_time, self.tau_ratio, self.v_reset, self.delays, self.name)
+        return Layer(w, self.bias_time, self.tau_ratio, self.v_reset, self.delays, self.name, self.delay_kind)
+
+    def with_delays(self, delays: Any, delay_kind: str | None = None) -> Layer:
+        """The same layer with other delays (model units; None: none) of ``delay_kind`` (default: this layer's)."""
+        return Layer(self.weights, self.bias_time, self.tau_ratio, self.v_reset, delays, self.name,
+                     self.delay_kind if delay_kind is None else delay_kind)
 
     # ---- value semantics -----------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -166,13 +188,14 @@ class Layer:
                 )
             )
             and self.name == other.name
+            and self.delay_kind == other.delay_kind
         )
 
     def __hash__(self) -> int:
         return hash((self.weights.shape, self.weights.tobytes(), self.bias_time, self.name))
 
     def _meta(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "shape": list(self.weights.shape),
             "bias_time": self.bias_time,
@@ -180,6 +203,9 @@ class Layer:
             "v_reset": None if isinstance(self.v_reset, np.ndarray) else self.v_reset,
             "has_delays": self.delays is not None,
         }
+        if self.delay_kind != "axonal":  # only then: a network's bytes (and hash) stay what they were before kinds
+            out["delay_kind"] = self.delay_kind
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,6 +260,13 @@ class Network:
         return Network(self.n_inputs, tuple(L.with_weights(w) for L, w in zip(self.layers, weights, strict=True)),
                        self.name)
 
+    def with_delays(self, delays: Sequence[Any]) -> Network:
+        """The same network with other delays (one entry per layer, in each layer's delay kind; None: none)."""
+        if len(delays) != len(self.layers):
+            raise IRError(f"{len(delays)} delay arrays given for {len(self.layers)} layers")
+        return Network(self.n_inputs, tuple(L.with_delays(d) for L, d in zip(self.layers, delays, strict=True)),
+                       self.name)
+
     def architecture(self) -> dict[str, Any]:
         """Everything but the weights (what placement depends on), as a plain dict."""
         return {"n_inputs": self.n_inputs, "layers": [{k: v for k, v in L._meta().items()} for L in self.layers]}
@@ -256,6 +289,7 @@ class Network:
                     "tau_ratio": par(L.tau_ratio),
                     "v_reset": par(L.v_reset),
                     "delays": None if L.delays is None else L.delays.tolist(),
+                    **({"delay_kind": L.delay_kind} if L.delay_kind != "axonal" else {}),
                 }
                 for L in self.layers
             ],
@@ -278,6 +312,7 @@ class Network:
                     v_reset=d.get("v_reset", 0.0),
                     delays=d.get("delays"),
                     name=d.get("name", ""),
+                    delay_kind=d.get("delay_kind", "axonal"),
                 )
                 for d in data["layers"]
             )
@@ -317,7 +352,7 @@ class Network:
                 tau = arrays[f"l{k}.tau_ratio"] if m["tau_ratio"] is None else m["tau_ratio"]
                 vr = arrays[f"l{k}.v_reset"] if m["v_reset"] is None else m["v_reset"]
                 delays = arrays[f"l{k}.delays"] if m["has_delays"] else None
-                layers.append(Layer(w, m["bias_time"], tau, vr, delays, m["name"]))
+                layers.append(Layer(w, m["bias_time"], tau, vr, delays, m["name"], m.get("delay_kind", "axonal")))
             net = cls(meta["n_inputs"], tuple(layers), meta["name"])
         except ConfigDecodeError:
             raise

@@ -12,7 +12,8 @@ where a spike S is a Dirac delta, so it makes I jump by w_in * W / tau_syn):
   theta = 1, E_l = 0 and the model reset is (v_reset - v_leak) / (v_threshold - v_leak) (uniform);
 * the model weight of Linear entry W[j, i] is ``W[j, i] * w_in[j] * r[j] / (tau_syn * (v_threshold -
   v_leak))`` (r and w_in may differ per neuron: they only scale its inputs);
-* a ``Delay`` right before a Linear gives per-input delays (delay / tau_syn).
+* a ``Delay`` right before a Linear gives per-input (axonal) delays (delay / tau_syn); the compiler maps them onto
+  the route delay lines (docs/compiler.md).
 
 That is the literal reading (``convention="nir"``, the default). Files written by snnTorch, Rockpool and Norse
 mean something else by w_in, r and the time constants; ``convention="snntorch"|"rockpool"|"norse"`` reads them
@@ -232,6 +233,10 @@ def _walk(graph: Any) -> tuple[int, list[_RawLayer]]:
             raise NIRImportError(lin_name, f"weight shape {w.shape} does not take the {n_prev} inputs before it")
         lif_name = only_succ(lin_name)
         lif = nodes[lif_name]
+        if isinstance(lif, nir.Delay):
+            raise NIRImportError(lif_name, f"a Delay between {lin_name!r} and its CubaLIF delays each neuron's input"
+                                           " (a dendritic delay); the chip's delay lines delay a source's events"
+                                           " (axonal: put the Delay before the Linear)")
         if not isinstance(lif, nir.CubaLIF):
             raise NIRImportError(lif_name, f"expected CubaLIF after {lin_name!r}, found {type(lif).__name__}"
                                            " (only current-based LIF neurons are supported)")
@@ -388,8 +393,9 @@ def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
     for k, L in enumerate(network.layers):
         n = L.n_out
         if L.delays is not None:
-            if L.has_bias and L.delays[-1] != 0:
-                raise ValueError(f"layer {k}: a delay on the bias input cannot be exported (shift bias_time instead)")
+            if L.delay_kind != "axonal":
+                raise ValueError(f"layer {k}: {L.delay_kind} delays cannot be exported; a NIR Delay before a Linear"
+                                 " is one delay per input (axonal)")
             nodes[f"delay_{k}"] = nir.Delay(delay=np.asarray(L.delays[: L.n_in]) * T)
             edges.append((prev, f"delay_{k}"))
             prev = f"delay_{k}"
@@ -408,8 +414,10 @@ def to_nir(network: Network, *, tau_syn: float = 1.0) -> Any:
         )
         edges.append((f"linear_{k}", f"lif_{k}"))
         if L.has_bias:
-            nodes[f"bias_{k}"] = nir.Input(input_type={"input": np.array([1])},
-                                           metadata={BIAS_TIME_KEY: float(L.bias_time)})  # type: ignore[arg-type]
+            # a delay on the bias row is the same as a later bias spike (NIR has no delay for an Input of its own)
+            bias_delay = float(L.delays[-1]) if L.delays is not None else 0.0
+            bias_meta = {BIAS_TIME_KEY: float(L.bias_time or 0.0) + bias_delay}  # has_bias: bias_time is set
+            nodes[f"bias_{k}"] = nir.Input(input_type={"input": np.array([1])}, metadata=bias_meta)  # type: ignore[arg-type]
             nodes[f"bias_linear_{k}"] = nir.Linear(weight=np.array(L.weights[L.n_in :].T))
             edges += [(f"bias_{k}", f"bias_linear_{k}"), (f"bias_linear_{k}", f"lif_{k}")]
         prev = f"lif_{k}"

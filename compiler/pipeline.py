@@ -1,4 +1,10 @@
-"""``compile()``: design rules -> placement -> quantisation -> chip configurations -> artifact."""
+"""``compile()``: design rules -> placement -> quantisation -> chip configurations -> artifact.
+
+Axonal delays (one per input row of a layer, model units) become the delay code of every route of that row's
+source (its excitatory and inhibitory row in each half it reaches), quantised to the delay lines' 8-tick step at
+the compile's realised tau_s (:func:`firstspike.compiler.quantize.delay_codes`); a source feeds one layer, so the
+mapping is exact up to that step. The artifact reports the error per layer (``delay_quantization``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,15 @@ from firstspike.compiler.artifact import COMPILER_VERSION, CompiledNetwork, Laye
 from firstspike.compiler.ir import Network
 from firstspike.compiler.options import CompileOptions
 from firstspike.compiler.placement import RESERVED_LABEL, LayerPlacement, place
-from firstspike.compiler.quantize import choose_scale, digitize, neuron_codes, quantization_report, tau_codes
+from firstspike.compiler.quantize import (
+    choose_scale,
+    delay_codes,
+    delay_report,
+    digitize,
+    neuron_codes,
+    quantization_report,
+    tau_codes,
+)
 from firstspike.hal import calibration, chip
 from firstspike.hal.config import ChipConfig, Routing, RowMode
 
@@ -41,9 +55,13 @@ def compile(
     opt = options or kw
     warnings = rules.check(network, opt)
     placement = place(network, allow_split=opt.allow_split)
+    tau_code, _ = tau_codes(opt.tau_s_ticks, 1.0)
+    tau_s_ticks = calibration.tau_code_to_ticks(tau_code)
 
     layer_maps: list[LayerMap] = []
     reports = []
+    delay_code_lists: list[np.ndarray | None] = []
+    delay_reports = []
     for lp in placement.layers:
         L = network.layers[lp.layer]
         finite = L.weights[np.isfinite(L.weights)]
@@ -58,34 +76,42 @@ def compile(
             codes=codes, tau_ratio=tau_ratio, fixed_scale=scale.fixed,
         ))
         reports.append(quantization_report(lp.layer, L.name, L.weights, scale))
+        # other kinds pass the rules only as all zeros: nothing to hold
+        axonal = L.delays if L.delays is not None and L.delay_kind == "axonal" else None
+        delay_code_lists.append(None if axonal is None else delay_codes(axonal, tau_s_ticks))
+        if axonal is not None:
+            delay_reports.append(delay_report(lp.layer, L.name, axonal, tau_s_ticks))
 
     stages = []
     for sp in placement.stages:
         cfg = _stage_config([placement.layers[k] for k in sp.layers], [layer_maps[k] for k in sp.layers],
-                            [network.layers[k].weights for k in sp.layers])
+                            [network.layers[k].weights for k in sp.layers],
+                            [delay_code_lists[k] for k in sp.layers])
         stages.append(Stage(sp.index, cfg, sp.layers, sp.input_source, sp.input_channels))
 
-    tau_code, _ = tau_codes(opt.tau_s_ticks, 1.0)
     return CompiledNetwork(
         n_inputs=network.n_inputs,
         layers=tuple(layer_maps),
         stages=tuple(stages),
-        tau_s_ticks=calibration.tau_code_to_ticks(tau_code),
+        tau_s_ticks=tau_s_ticks,
         quantization=tuple(reports),
         source_sha256=network.sha256(),
         compiler_version=COMPILER_VERSION,
         options=opt,
         warnings=tuple(str(w) for w in warnings),
         source=network if keep_source else None,
+        delay_quantization=tuple(delay_reports),
     )
 
 
-def _stage_config(placements: list[LayerPlacement], maps: list[LayerMap], weights: list[np.ndarray]) -> ChipConfig:
-    """Build one chip configuration: neuron codes, merged columns, row modes, routes, labels, weights."""
+def _stage_config(placements: list[LayerPlacement], maps: list[LayerMap], weights: list[np.ndarray],
+                  codes: list[np.ndarray | None]) -> ChipConfig:
+    """Build one chip configuration: neuron codes, merged columns, row modes, routes (with each source's delay code
+    on all its routes), labels, weights."""
     cfg = ChipConfig()
     cfg.synapses.labels[:] = RESERVED_LABEL
-    route_cols: list[list[np.ndarray]] = [[], [], [], [], []]  # kind, source, half, row, address
-    for lp, lm, w in zip(placements, maps, weights, strict=True):
+    route_cols: list[list[np.ndarray]] = [[], [], [], [], [], []]  # kind, source, half, row, address, delay
+    for lp, lm, w, dc in zip(placements, maps, weights, codes, strict=True):
         ids = lp.neuron_ids
         if lp.merged:
             cfg.neurons.merged_columns[ids] = True
@@ -104,6 +130,7 @@ def _stage_config(placements: list[LayerPlacement], maps: list[LayerMap], weight
             route_cols[2].append(half)
             route_cols[3].append(r)
             route_cols[4].append(np.full(len(r), lp.address))
+            route_cols[5].append(np.zeros(len(r), dtype=np.int64) if dc is None else dc[src_i].astype(np.int64))
         exc, inh = lm.synapse_indices
         labels = cfg.synapses.labels.reshape(-1)
         labels[exc] = lp.address

@@ -6,6 +6,10 @@ so that the layer's largest |w| lands at (just under) 63 steps, or so that q mat
 scale (``weight_scale`` steps per model unit, e.g. the reference's 30). A weight w becomes
 ``d = clip(round(|w| / q), 0, 63)`` on the excitatory row if w >= 0, else on the inhibitory row, so the
 chip's effective weight is exactly ``sign(w) * d * q``.
+
+Delays: an axonal delay of ``d`` model time units (tau_s) becomes the delay code ``k = clip(round(d * tau_s_ticks /
+8), 0, 511)`` on every route of its source (:func:`delay_codes`), so the chip realises ``k * 8 / tau_s_ticks``
+(:func:`delay_values`), at the compile's realised tau_s; the error is at most half a step (4 ticks).
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ __all__ = [
     "MAX_ABS_WEIGHT",
     "Q_MAX",
     "Q_MIN",
+    "LayerDelayReport",
     "LayerQuantReport",
     "LayerScale",
     "NeuronCodes",
     "choose_scale",
+    "delay_codes",
+    "delay_report",
+    "delay_values",
     "digitize",
     "neuron_codes",
     "quantization_report",
@@ -209,4 +217,60 @@ def neuron_codes(scale: LayerScale, tau_ratio: float, v_reset: float, tau_s_tick
         tau_mem=mem,
         refractory=chip.REFRACTORY_MAX,
         gain=scale.gain,
+    )
+
+
+def delay_codes(delays: np.ndarray, tau_s_ticks: float) -> np.ndarray:
+    """Model-unit delays (tau_s) -> delay codes (uint16): ``clip(round(d * tau_s_ticks / 8), 0, 511)``; NaN must
+    not reach here (the design rules and :meth:`CompiledNetwork.delay_codes` refuse it)."""
+    d = np.asarray(delays, dtype=np.float64)
+    return np.clip(np.rint(d * (float(tau_s_ticks) / chip.DELAY_STEP_TICKS)), 0, chip.DELAY_CODE_MAX).astype(np.uint16)
+
+
+def delay_values(codes: np.ndarray, tau_s_ticks: float) -> np.ndarray:
+    """Delay codes -> the delays the chip realises, model units (tau_s): ``code * 8 / tau_s_ticks`` (float64)."""
+    return np.asarray(codes, dtype=np.float64) * chip.DELAY_STEP_TICKS / float(tau_s_ticks)
+
+
+@dataclass(frozen=True)
+class LayerDelayReport:
+    """How well a layer's axonal delays survived quantisation onto the delay lines (delays in tau_s and ticks)."""
+
+    layer: int
+    name: str
+    n_delays: int  # one per input row (the bias row's is 0)
+    step: float  # model time of one delay code step (8 ticks / tau_s_ticks)
+    max_delay: float  # largest requested delay, tau_s
+    max_code: int  # largest code used
+    clipped: int  # delays beyond the last code (the design rules refuse them at compile time)
+    max_abs_error_ticks: float
+    mean_abs_error_ticks: float
+    max_abs_error: float  # tau_s
+    mean_abs_error: float  # tau_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerDelayReport:
+        return cls(**d)
+
+
+def delay_report(layer: int, name: str, delays: np.ndarray, tau_s_ticks: float) -> LayerDelayReport:
+    """Quantise ``delays`` (model units) at ``tau_s_ticks`` and measure the error."""
+    d = np.asarray(delays, dtype=np.float64)
+    codes = delay_codes(d, tau_s_ticks)
+    err_ticks = np.abs(d * float(tau_s_ticks) - codes.astype(np.float64) * chip.DELAY_STEP_TICKS)
+    return LayerDelayReport(
+        layer=layer,
+        name=name,
+        n_delays=int(d.size),
+        step=chip.DELAY_STEP_TICKS / float(tau_s_ticks),
+        max_delay=float(d.max()) if d.size else 0.0,
+        max_code=int(codes.max()) if codes.size else 0,
+        clipped=int(np.count_nonzero(np.rint(d * float(tau_s_ticks) / chip.DELAY_STEP_TICKS) > chip.DELAY_CODE_MAX)),
+        max_abs_error_ticks=float(err_ticks.max()) if d.size else 0.0,
+        mean_abs_error_ticks=float(err_ticks.mean()) if d.size else 0.0,
+        max_abs_error=float(err_ticks.max() / tau_s_ticks) if d.size else 0.0,
+        mean_abs_error=float(err_ticks.mean() / tau_s_ticks) if d.size else 0.0,
     )

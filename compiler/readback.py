@@ -1,4 +1,4 @@
-"""Read the effective signed weights back from chip configurations.
+"""Read the effective signed weights (and axonal delays) back from chip configurations.
 
 Only the configuration's routing, labels, row modes, synapse weights and merged columns are used; the
 artifact contributes what a reader must know anyway: each layer's event sources (input channel or neuron
@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from firstspike.compiler.artifact import CompiledNetwork, LayerMap
+from firstspike.compiler.errors import CompileError
 from firstspike.hal import chip
 from firstspike.hal.config import ChipConfig, RowMode
 
-__all__ = ["effective_steps", "effective_weights"]
+__all__ = ["effective_delays", "effective_steps", "effective_weights"]
 
 _SIGN = np.zeros(3, dtype=np.int64)
 _SIGN[RowMode.EXCITATORY] = 1
@@ -67,3 +68,29 @@ def effective_weights(config: ChipConfig | Sequence[ChipConfig], compiled: Compi
     if len(configs) != compiled.n_stages:
         raise ValueError(f"{len(configs)} config(s) given for a network of {compiled.n_stages} stage(s)")
     return [effective_steps(configs[L.stage], L) * L.q for L in compiled.layers]
+
+
+def effective_delay_ticks(config: ChipConfig, layer: LayerMap) -> np.ndarray:
+    """The delay in ticks (int64, shape (n_sources,)) of each source of a layer: the delay code of its routes that
+    carry the layer's address, times 8 ticks (0 for a source without routes). Raises CompileError if the routes of
+    one source disagree: that is not an axonal delay."""
+    r = config.routing.routes
+    out = np.full(layer.n_sources, -1, dtype=np.int64)
+    for i in range(layer.n_sources):
+        mine = (r["kind"] == layer.source_kind[i]) & (r["source"] == layer.source_id[i])
+        mine &= r["address"] == layer.address
+        codes = np.unique(r["delay"][mine])
+        if len(codes) > 1:
+            raise CompileError(f"layer {layer.index} input {i}: routes with delay codes {codes.tolist()}; an axonal"
+                               " delay is one code on every route of its source")
+        out[i] = int(codes[0]) * chip.DELAY_STEP_TICKS if len(codes) else 0
+    return out
+
+
+def effective_delays(config: ChipConfig | Sequence[ChipConfig], compiled: CompiledNetwork) -> list[np.ndarray]:
+    """Each layer's axonal delays (n_sources,), model units (tau_s), as the configuration(s) realise them:
+    ``effective_delay_ticks / tau_s_ticks``."""
+    configs = [config] if isinstance(config, ChipConfig) else list(config)
+    if len(configs) != compiled.n_stages:
+        raise ValueError(f"{len(configs)} config(s) given for a network of {compiled.n_stages} stage(s)")
+    return [effective_delay_ticks(configs[L.stage], L) / compiled.tau_s_ticks for L in compiled.layers]

@@ -62,6 +62,7 @@ def resources(compiled: CompiledNetwork) -> dict[str, Any]:
         "tau_s_ticks": compiled.tau_s_ticks,
         "stages": stages,
         "layers": layers,
+        "delays": [r.to_dict() for r in compiled.delay_quantization],
         "warnings": list(compiled.warnings),
     }
 
@@ -100,6 +101,17 @@ def resource_report(compiled: CompiledNetwork) -> str:
             f" {L['q']:>15.6g} {L['gain']:>5} {L['threshold'] - L['leak']:>5} {L['max_abs_weight']:>8.4g}"
             f" {L['max_steps']:>5} {L['clipped']:>7} {L['max_abs_error']:>9.3g} {L['mean_abs_error']:>9.3g}"
         )
+    if res["delays"]:
+        lines += ["", f"  axonal delays on the route delay lines (step {chip.DELAY_STEP_TICKS} ticks ="
+                      f" {chip.DELAY_STEP_TICKS / res['tau_s_ticks']:.4g} tau_s, up to code {chip.DELAY_CODE_MAX}):",
+                  f"  {'layer':<14} {'delays':>6} {'max (tau_s)':>11} {'max code':>8} {'clipped':>7}"
+                  f" {'max err (ticks)':>15} {'mean err (ticks)':>16} {'max err (tau_s)':>15}"
+                  f" {'mean err (tau_s)':>16}"]
+        for D in res["delays"]:
+            name = f"{D['layer']}" + (f" {D['name']}" if D["name"] else "")
+            lines.append(f"  {name[:14]:<14} {D['n_delays']:>6} {D['max_delay']:>11.4g} {D['max_code']:>8}"
+                         f" {D['clipped']:>7} {D['max_abs_error_ticks']:>15.3g} {D['mean_abs_error_ticks']:>16.3g}"
+                         f" {D['max_abs_error']:>15.3g} {D['mean_abs_error']:>16.3g}")
     if res["warnings"]:
         lines += ["", "warnings:"] + [f"  - {w}" for w in res["warnings"]]
     return "\n".join(lines)

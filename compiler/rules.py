@@ -196,15 +196,60 @@ def reset_potential(net: Network, opt: CompileOptions) -> list[DesignRuleViolati
     return out
 
 
-def delays(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
-    """FS-R011: no transmission delays (this chip has no programmable delay lines)."""
+def _realised_tau_s_ticks(opt: CompileOptions) -> float | None:
+    """tau_s in ticks as the chip realises the option (code x 4 ticks), or None if the option is unusable (FS-R012
+    reports that)."""
+    try:
+        return float(calibration.tau_code_to_ticks(calibration.tau_ticks_to_code(opt.tau_s_ticks)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def max_delay(opt: CompileOptions) -> float | None:
+    """The largest delay (model units, tau_s) a delay line holds at the compile's tau_s: 511 codes x 8 ticks, plus
+    the half step that still rounds onto the last code. None if tau_s_ticks is unusable."""
+    tau = _realised_tau_s_ticks(opt)
+    return None if tau is None else (chip.DELAY_CODE_MAX + 0.5) * chip.DELAY_STEP_TICKS / tau
+
+
+def delay_range(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
+    """FS-R011: every (axonal) delay is finite, >= 0 and within the delay lines' range: 0 .. 511 x 8 = 4088 ticks,
+    in tau_s at the compile's (realised) tau_s."""
+    tau = _realised_tau_s_ticks(opt)
+    limit = max_delay(opt)
+    if tau is None or limit is None:
+        return []
     out = []
     for k, L in enumerate(net.layers):
-        if L.delays is not None and np.any(L.delays != 0):
-            i = int(np.flatnonzero(L.delays != 0)[0])
-            out.append(DesignRuleViolation("FS-R011 delays", f"{_layer(k, L)} input {i}", float(L.delays[i]), 0.0,
-                                           "the chip has no programmable delays; remove them or fold them into"
-                                           " the input spike times"))
+        if L.delays is None or L.delay_kind != "axonal":
+            continue
+        d = L.delays
+        bad = np.flatnonzero(~(np.isfinite(d) & (d >= 0) & (d <= limit)))
+        if len(bad):
+            i = int(bad[0])
+            hi = chip.DELAY_MAX_TICKS / tau
+            out.append(DesignRuleViolation(
+                "FS-R011 delay-range", f"{_layer(k, L)} input {i}", float(d[i]), f"[0, {limit:.6g}]",
+                f"delays in tau_s; the route delay lines hold 0..{chip.DELAY_MAX_TICKS} ticks ({chip.DELAY_BITS}-bit"
+                f" code x {chip.DELAY_STEP_TICKS} ticks) = 0..{hi:.4g} tau_s at tau_s = {tau:g} ticks;"
+                f" {len(bad)} delay(s) of this layer outside"))
+    return out
+
+
+def delay_kind(net: Network, opt: CompileOptions) -> list[DesignRuleViolation]:
+    """FS-R014: only axonal delays (one per input row, i.e. per source): the chip has one delay line per route
+    (source -> half, row), so a delay per connection (synaptic) or per neuron (dendritic) has no place."""
+    out = []
+    for k, L in enumerate(net.layers):
+        if L.delays is None or L.delay_kind == "axonal" or not np.any(L.delays != 0):
+            continue
+        hint = ("one delay line per route serves every synapse of the source on that row"
+                if L.delay_kind == "synaptic" else
+                "a neuron's delay is not a route's; delaying all inputs of neuron j by d_j moves its spike by d_j,"
+                " so it equals an axonal delay d_j on the next layer's input j with this layer's output times"
+                " read d_j later")
+        out.append(DesignRuleViolation("FS-R014 delay-kind", _layer(k, L), f"{L.delay_kind} delays",
+                                       "axonal delays (one per input row)", hint))
     return out
 
 
@@ -256,9 +301,10 @@ RULES: tuple[Rule, ...] = (
     uniform_parameters,
     bias_time,
     reset_potential,
-    delays,
+    delay_range,
     time_constants,
     weight_scale,
+    delay_kind,
 )
 
 

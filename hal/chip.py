@@ -35,6 +35,13 @@ TICK_S = 1.0 / CLOCK_HZ
 SPEEDUP = 1000  # accelerated time: 1 us on chip ~ 1 ms biological
 NOMINAL_TAU_S_TICKS = 750  # the paper's tau_s = 6 us on chip
 
+# Programmable delay lines in the event router: one per route (source -> half, row, address), digital and exact
+# in ticks. A 9-bit code counts steps of 8 ticks: 0 .. 4088 ticks (32.7 us, 5.45 tau_s at the nominal tau_s).
+DELAY_BITS = 9
+DELAY_CODE_MAX = (1 << DELAY_BITS) - 1  # 511
+DELAY_STEP_TICKS = 8
+DELAY_MAX_TICKS = DELAY_CODE_MAX * DELAY_STEP_TICKS  # 4088
+
 # Limits of one run (per batch entry and per call); devices may report tighter limits in DeviceInfo.
 MAX_DURATION_TICKS = 1 << 24  # ~134 ms of chip time per batch entry
 MAX_BATCH = 1 << 16
@@ -62,6 +69,9 @@ def resource_model() -> dict[str, int | float]:
         "tick_ns": TICK_NS,
         "speedup": SPEEDUP,
         "nominal_tau_s_ticks": NOMINAL_TAU_S_TICKS,
+        "delay_bits": DELAY_BITS,
+        "delay_step_ticks": DELAY_STEP_TICKS,
+        "delay_max_ticks": DELAY_MAX_TICKS,
         "max_duration_ticks": MAX_DURATION_TICKS,
         "max_batch": MAX_BATCH,
     }

@@ -7,8 +7,13 @@ A :class:`ChipConfig` is everything a device needs to run a network:
 * :class:`SynapseArrays`: per half a 256 x 256 array of 6-bit weights and 6-bit labels (uint8);
 * row modes (off / excitatory / inhibitory) per half and row;
 * :class:`Routing`: which event source (an input channel or a neuron's output) reaches which row of
-  which half, carrying which 6-bit address. A synapse responds to an event on its row only when the
-  event's address equals the synapse's label.
+  which half, carrying which 6-bit address, through which programmable delay line (a 9-bit code of 8-tick
+  steps per route). A synapse responds to an event on its row only when the event's address equals the
+  synapse's label.
+
+Encoding versions: version 2 adds the routes' delays (``routing.delay``); a configuration whose delays are all 0
+is written as version 1, byte for byte what it was before delay lines existed (so its digest, the artifacts and
+golden files holding it, and older readers all stay valid). Both versions are read; version 1 means no delays.
 
 Every container exposes its state as named numpy arrays (``fields()``), which gives one generic path for
 validation, the binary encoding and :class:`ConfigDiff`.
@@ -28,7 +33,11 @@ from firstspike.hal.errors import ConfigDecodeError, ConfigError, FieldRangeErro
 
 CONFIG_MAGIC = b"FSCF"
 DIFF_MAGIC = b"FSCD"
-CONFIG_VERSION = 1
+#: the newest encoding version (2: routes carry delays); :data:`CONFIG_VERSIONS` are read
+CONFIG_VERSION = 2
+CONFIG_VERSIONS = (1, 2)
+#: the version a configuration (or diff) without any route delay is written in
+_NO_DELAY_VERSION = 1
 
 
 class RowMode(IntEnum):
@@ -143,15 +152,34 @@ class SynapseArrays:
         return {"synapses.weights": self.weights, "synapses.labels": self.labels}
 
 
-ROUTE_DTYPE = np.dtype([("kind", "u1"), ("source", "<u2"), ("half", "u1"), ("row", "u1"), ("address", "u1")])
+ROUTE_DTYPE = np.dtype(
+    [("kind", "u1"), ("source", "<u2"), ("half", "u1"), ("row", "u1"), ("address", "u1"), ("delay", "<u2")]
+)
+#: the fields that identify a route; ``delay`` is the route's property (one delay per route)
+ROUTE_KEY = ("kind", "source", "half", "row", "address")
+
+
+def _duplicate_route(routes: np.ndarray) -> int:
+    """Index of the first route of a sorted table whose key equals the next one's (two delays for one route), or
+    -1."""
+    if len(routes) < 2:
+        return -1
+    same = np.ones(len(routes) - 1, dtype=bool)
+    for k in ROUTE_KEY:
+        same &= routes[k][1:] == routes[k][:-1]
+    hit = np.flatnonzero(same)
+    return int(hit[0]) if len(hit) else -1
 
 
 @dataclass(eq=False)
 class Routing:
-    """The event crossbar: a table of routes ``(kind, source) -> (half, row, address)``.
+    """The event crossbar: a table of routes ``(kind, source) -> (half, row, address)``, each through its own
+    delay line (``delay``: code 0..511, steps of ``chip.DELAY_STEP_TICKS`` = 8 ticks; docs/device-spec.md
+    section 5.1 says when a delayed event arrives).
 
     One source may reach many rows; one row may receive many sources (distinguished by address). The
-    table is kept sorted and free of duplicates so equal routings encode to equal bytes.
+    table is kept sorted and free of duplicates so equal routings encode to equal bytes; a route (its key
+    ``ROUTE_KEY``) has one delay, so the order never depends on the delays.
     """
 
     routes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=ROUTE_DTYPE))
@@ -160,6 +188,15 @@ class Routing:
         if not isinstance(self.routes, np.ndarray) or self.routes.dtype != ROUTE_DTYPE:
             raise ConfigError(f"routing: routes must be a numpy array of dtype {ROUTE_DTYPE.descr}")
         self.routes = np.unique(self.routes.reshape(-1))
+        self._check_unique()
+
+    def _check_unique(self) -> None:
+        k = _duplicate_route(self.routes)
+        if k >= 0:
+            r = self.routes[k]
+            key = ", ".join(f"{f}={int(r[f])}" for f in ROUTE_KEY)
+            raise ConfigError(f"routing: route ({key}) has two delays ({int(r['delay'])} and"
+                              f" {int(self.routes[k + 1]['delay'])}); a route has one delay line")
 
     @classmethod
     def from_lists(
@@ -169,13 +206,15 @@ class Routing:
         half: np.ndarray | list[int],
         row: np.ndarray | list[int],
         address: np.ndarray | list[int],
+        delay: np.ndarray | list[int] | None = None,
     ) -> Routing:
-        """Build from parallel sequences (range-checked)."""
+        """Build from parallel sequences (range-checked); ``delay``: delay codes (None: all 0)."""
         cols = {"kind": kind, "source": source, "half": half, "row": row, "address": address}
         arrs = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in cols.items()}
         n = len(arrs["kind"])
+        arrs["delay"] = np.zeros(n, dtype=np.int64) if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
         if any(len(a) != n for a in arrs.values()):
-            raise ConfigError("routing: kind, source, half, row and address must have equal lengths")
+            raise ConfigError("routing: kind, source, half, row, address and delay must have equal lengths")
         for k, (lo, hi) in _ROUTE_RANGES.items():
             _check_range(f"routing.{k}", arrs[k], lo, hi)
         r = np.empty(n, dtype=ROUTE_DTYPE)
@@ -185,10 +224,33 @@ class Routing:
         out.validate()
         return out
 
-    def add(self, kind: int, source: int, half: int, row: int, address: int) -> None:
-        """Add one route (range-checked)."""
-        extra = Routing.from_lists([kind], [source], [half], [row], [address])
-        self.routes = np.unique(np.concatenate([self.routes, extra.routes]))
+    def add(self, kind: int, source: int, half: int, row: int, address: int, delay: int = 0) -> None:
+        """Add one route (range-checked); ``delay`` is its delay code (steps of 8 ticks). Adding a route that
+        exists with another delay raises :class:`ConfigError` (use :meth:`with_delays` to change delays)."""
+        extra = Routing.from_lists([kind], [source], [half], [row], [address], [delay])
+        routes = np.unique(np.concatenate([self.routes, extra.routes]))
+        Routing(routes)  # checks: one delay per route
+        self.routes = routes
+
+    def with_delays(self, delay: np.ndarray) -> Routing:
+        """The same routes with the delay codes ``delay`` (one per route, in table order; range-checked). The
+        order stays (it depends on the route keys only), so this is cheap: it runs every in-the-loop training
+        step."""
+        d = np.asarray(delay)
+        if not np.issubdtype(d.dtype, np.integer):
+            raise ConfigError(f"routing: delay codes must be integers, got dtype {d.dtype}")
+        if d.shape != (len(self.routes),):
+            raise ConfigError(f"routing: {d.shape} delays for {len(self.routes)} routes; one per route")
+        _check_range("routing.delay", d, *_ROUTE_RANGES["delay"])
+        out = Routing.__new__(Routing)
+        out.routes = self.routes.copy()
+        out.routes["delay"] = d
+        return out
+
+    @property
+    def delayed(self) -> bool:
+        """Whether any route has a delay other than 0."""
+        return bool(self.routes["delay"].any())
 
     def targets(self, kind: int, source: int) -> np.ndarray:
         """All routes of one source."""
@@ -200,6 +262,7 @@ class Routing:
             _check_range(f"routing.{k}", self.routes[k], lo, hi)
         neuron = self.routes["kind"] == SourceKind.NEURON
         _check_range("routing.source (neuron)", self.routes["source"][neuron], 0, chip.N_NEURONS - 1)
+        self._check_unique()
 
     def fields(self) -> dict[str, np.ndarray]:
         return {f"routing.{k}": np.ascontiguousarray(self.routes[k]) for k in ROUTE_DTYPE.names or ()}
@@ -214,6 +277,7 @@ _ROUTE_RANGES = {
     "half": (0, chip.N_HALVES - 1),
     "row": (0, chip.ROWS_PER_HALF - 1),
     "address": (0, chip.N_LABELS - 1),
+    "delay": (0, chip.DELAY_CODE_MAX),
 }
 
 # Every field of a ChipConfig: name -> (dtype, fixed shape or None for variable length, low, high).
@@ -296,12 +360,21 @@ class ChipConfig:
 
     def _encode(self) -> bytes:
         # to_bytes() without the validation, for a config validated a moment ago by its builder
-        return encode_arrays(CONFIG_MAGIC, CONFIG_VERSION, self.fields())
+        f = self.fields()
+        if f["routing.delay"].any():
+            return encode_arrays(CONFIG_MAGIC, CONFIG_VERSION, f)
+        del f["routing.delay"]  # no delay: version 1, the bytes (and digest) a config had before delay lines
+        return encode_arrays(CONFIG_MAGIC, _NO_DELAY_VERSION, f)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ChipConfig:
-        """Decode :meth:`to_bytes` output; any defect raises :class:`ConfigDecodeError`."""
-        _, _, arrays = decode_arrays(data, CONFIG_MAGIC, (CONFIG_VERSION,))
+        """Decode :meth:`to_bytes` output (either version); any defect raises :class:`ConfigDecodeError`."""
+        version, _, arrays = decode_arrays(data, CONFIG_MAGIC, CONFIG_VERSIONS)
+        if version == _NO_DELAY_VERSION:
+            if "routing.delay" in arrays:
+                raise ConfigDecodeError("config version 1 has no routing.delay; delays need version 2")
+            kinds = arrays.get("routing.kind")
+            arrays["routing.delay"] = np.zeros(0 if kinds is None else len(kinds), dtype=ROUTE_DTYPE["delay"])
         try:
             return cls.from_fields(arrays, copy=False)
         except (ConfigError, FieldRangeError) as e:
@@ -330,12 +403,17 @@ class ChipConfig:
         a, b = self.fields(), target.fields()
         patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         replaced: dict[str, np.ndarray] = {}
+        # new route keys: the table is replaced whole (its delays only if it has any); the same keys with other
+        # delays: the changed delays are patched like weights (a delay update in training is a small diff)
         route_changed = any(a[k].shape != b[k].shape or not np.array_equal(a[k], b[k]) for k in _route_keys())
         for name in a:
             if name.startswith("routing."):
                 if route_changed:
-                    replaced[name] = b[name].copy()
-                continue
+                    if name != "routing.delay" or b[name].any():
+                        replaced[name] = b[name].copy()
+                    continue
+                if name != "routing.delay":
+                    continue
             changed = np.flatnonzero(a[name].reshape(-1) != b[name].reshape(-1)).astype(np.uint32)
             if len(changed):
                 patches[name] = (changed, b[name].reshape(-1)[changed].copy())
@@ -358,13 +436,20 @@ class ChipConfig:
 
 
 def _route_keys() -> list[str]:
-    return [f"routing.{k}" for k in _ROUTE_RANGES]
+    """The route table's key columns (without ``routing.delay``)."""
+    return [f"routing.{k}" for k in ROUTE_KEY]
+
+
+def _patchable(name: str) -> bool:
+    """Fields a diff may patch entry by entry: all but the route keys (a new route table is replaced whole)."""
+    return name in _FIELD_SPECS and (not name.startswith("routing.") or name == "routing.delay")
 
 
 @dataclass(eq=False)
 class ConfigDiff:
-    """What changed between two configs: sparse patches per field (flat index, new value), whole
-    replacements for variable-length fields (routing), and the digests of base and target so a diff is
+    """What changed between two configs: sparse patches per field (flat index, new value; route delays too, when
+    the routes stay), whole replacements for the route table when its routes change (its ``routing.delay`` column
+    only if the target has delays: without it the delays are 0), and the digests of base and target so a diff is
     never applied to the wrong base nor produces a config other than its target."""
 
     base_digest: bytes
@@ -395,8 +480,10 @@ class ConfigDiff:
         if (base.digest() if base_digest is None else base_digest) != self.base_digest:
             raise ConfigError("diff does not apply: the base configuration differs from the one it was made for")
         arrays = {k: v.copy() for k, v in base.fields().items()}
+        if "routing.delay" in self.patches and self.replaced:
+            raise ConfigError("diff both patches the route delays and replaces the route table")
         for name, (idx, val) in self.patches.items():
-            if name not in _FIELD_SPECS or name.startswith("routing."):
+            if not _patchable(name):
                 raise ConfigError(f"diff patches unknown field {name!r}")
             flat = arrays[name].reshape(-1)
             if len(idx) and int(idx.max()) >= flat.size:
@@ -406,6 +493,8 @@ class ConfigDiff:
             if name not in _FIELD_SPECS:
                 raise ConfigError(f"diff replaces unknown field {name!r}")
             arrays[name] = val.copy()
+        if "routing.kind" in self.replaced and "routing.delay" not in self.replaced:
+            arrays["routing.delay"] = np.zeros(len(self.replaced["routing.kind"]), dtype=ROUTE_DTYPE["delay"])
         out = ChipConfig.from_fields(arrays, copy=False)  # validates
         if out.digest(validate=False) != self.target_digest:
             raise ConfigError("diff result does not match its target digest")
@@ -419,14 +508,17 @@ class ConfigDiff:
             arrays[f"patch:{name}:value"] = val
         for name, val in self.replaced.items():
             arrays[f"replace:{name}"] = val
-        return encode_arrays(DIFF_MAGIC, CONFIG_VERSION, arrays, header=self.base_digest + self.target_digest)
+        version = CONFIG_VERSION if any("routing.delay" in k for k in arrays) else _NO_DELAY_VERSION
+        return encode_arrays(DIFF_MAGIC, version, arrays, header=self.base_digest + self.target_digest)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ConfigDiff:
         """Decode :meth:`to_bytes` output; any defect raises :class:`ConfigDecodeError`."""
-        _, header, arrays = decode_arrays(data, DIFF_MAGIC, (CONFIG_VERSION,))
+        version, header, arrays = decode_arrays(data, DIFF_MAGIC, CONFIG_VERSIONS)
         if len(header) != 64:
             raise ConfigDecodeError(f"diff header must be 64 bytes (two SHA-256 digests), got {len(header)}")
+        if version == _NO_DELAY_VERSION and any("routing.delay" in k for k in arrays):
+            raise ConfigDecodeError("diff version 1 has no routing.delay; delays need version 2")
         patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         replaced: dict[str, np.ndarray] = {}
         for key, arr in arrays.items():
@@ -434,7 +526,7 @@ class ConfigDiff:
             if kind == "patch":
                 name, _, part = rest.rpartition(":")
                 spec = _FIELD_SPECS.get(name)
-                if spec is None or name.startswith("routing.") or part not in ("index", "value"):
+                if spec is None or not _patchable(name) or part not in ("index", "value"):
                     raise ConfigDecodeError(f"diff: unknown entry {key!r}")
                 if part == "index":
                     if arr.dtype != np.uint32 or arr.ndim != 1:

@@ -6,6 +6,8 @@ value outside its range raises :class:`~firstspike.hal.errors.FieldRangeError` n
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import ClassVar, Self
 
 from firstspike.hal import chip
@@ -21,8 +23,6 @@ class _Coord(int):
     def __new__(cls, value: int) -> Self:
         if isinstance(value, bool) or not isinstance(value, int | _Coord):
             try:
-                import numbers
-
                 if isinstance(value, numbers.Integral) and not isinstance(value, bool):
                     value = int(value)
                 else:
@@ -82,6 +82,31 @@ class WeightValue(_Coord):
     """A 6-bit synaptic weight magnitude, 0..63 (the sign comes from the row mode)."""
 
     HIGH = chip.WEIGHT_MAX
+
+
+class DelayCode(_Coord):
+    """A route's programmable delay, 0..511 steps of 8 ticks (0..4088 ticks): its events reach the row that many
+    ticks later (on top of the fixed routing latency of a neuron's spike)."""
+
+    HIGH = chip.DELAY_CODE_MAX
+
+    @property
+    def ticks(self) -> int:
+        """The delay in ticks (8 ns)."""
+        return int(self) * chip.DELAY_STEP_TICKS
+
+    @classmethod
+    def from_ticks(cls, ticks: float) -> DelayCode:
+        """The code nearest to ``ticks`` (halves round to even); outside 0..4088 ticks (+- half a step) raises
+        :class:`~firstspike.hal.errors.FieldRangeError`."""
+        if isinstance(ticks, bool) or not isinstance(ticks, numbers.Real) or not math.isfinite(ticks):
+            raise FieldRangeError(f"{cls.__name__} (ticks)", ticks, 0, chip.DELAY_MAX_TICKS,
+                                  "must be a finite number of ticks")
+        code = round(float(ticks) / chip.DELAY_STEP_TICKS)
+        if not 0 <= code <= cls.HIGH:
+            raise FieldRangeError(f"{cls.__name__} (ticks)", ticks, 0, chip.DELAY_MAX_TICKS,
+                                  f"steps of {chip.DELAY_STEP_TICKS} ticks")
+        return cls(code)
 
 
 class InputChannel(_Coord):

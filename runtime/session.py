@@ -4,9 +4,10 @@ A :class:`Session` owns the link between a :class:`compiler.CompiledNetwork` and
 
 * it uploads the artifact's configuration once, and afterwards only :class:`hal.ConfigDiff` s
   (:meth:`Session.update_weights`: re-quantise float weights with the artifact's FIXED per-layer steps q, and
-  send only the synapse weights that changed). What travels is decided by the device's configuration mirror
-  (:meth:`hal.Backend.sync`, :mod:`firstspike.hal.mirror`): a diff always goes against the configuration the
-  device holds;
+  send only the synapse weights that changed; :meth:`Session.update_parameters` does the same for weights and
+  axonal delays, which become the route delay codes of each source). What travels is decided by the device's
+  configuration mirror (:meth:`hal.Backend.sync`, :mod:`firstspike.hal.mirror`): a diff always goes against the
+  configuration the device holds;
 * :meth:`Session.run` takes input spike times in model units (units of tau_s, ``inf`` = no spike), adds every
   layer's bias spike, converts model time to ticks with the artifact's realised ``tau_s_ticks``, runs the batch
   (split into chunks of at most the device's ``max_batch`` entries, each with ``RunOptions.entry_offset`` = its
@@ -18,7 +19,8 @@ A :class:`Session` owns the link between a :class:`compiler.CompiledNetwork` and
 Run window. Unless given, ``duration_ticks`` covers the latest input or bias spike of the batch plus
 :data:`DEFAULT_MARGIN_TAU` (6 tau_s): a TTFS neuron that has not fired ~4 tau_s after its last input almost never
 fires (the PSP kernel ``s e^-s`` has decayed to < 7 % of its peak at s = 4), and each layer adds well under
-one tau_s of latency in trained networks; spikes later than the window are reported as silent.
+one tau_s of latency in trained networks; spikes later than the window are reported as silent. Route delays add
+each layer's longest delay to the window.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ DEFAULT_MARGIN_TAU = 6.0
 
 class SessionError(ValueError):
     """A request that does not fit the session's network or device (names what is wrong and what is allowed)."""
+
+
+def _float64(x: Any) -> np.ndarray:
+    return np.array(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +152,8 @@ class Session:
         self._generation = -1  # the device mirror's generation just after that: unchanged = still loaded
         self.uploads = _Uploads()
         self.weights: list[np.ndarray] | None = None  # last float weights given to update_weights
+        self.delays: list[np.ndarray | None] | None = None  # last float axonal delays given to update_parameters
+        self._delay_window = self._window_extra(self._stage_configs)
         if configure:
             self._load_stage(0)
 
@@ -183,15 +191,38 @@ class Session:
         """Re-quantise float weights (one (n_in [+1], n_out) matrix per layer, model units) with the artifact's
         fixed steps and send the change to the device. Returns the diff sent for the stage the device holds
         (empty if nothing changed; the other stages' changes travel when they are next loaded). Returns None
-        if nothing is loaded yet, or if the stage had to be loaded whole. Weights beyond 63 steps clip to 63."""
-        new = self.compiled.update_stage_weights(weights)
-        # a copy: the caller's tensors keep changing (optimizer steps in place)
-        self.weights = [np.array(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float64)
-                        for w in weights]
+        if nothing is loaded yet, or if the stage had to be loaded whole. Weights beyond 63 steps clip to 63.
+        The route delays stay as they are."""
+        return self.update_parameters(weights)
+
+    def update_parameters(self, weights: Sequence[Any] | None = None,
+                          delays: Sequence[Any] | None = None) -> ConfigDiff | None:
+        """Re-quantise float weights (as :meth:`update_weights`; None: keep) and axonal delays (one array per
+        layer, model units (tau_s), shape (n_in [+1 bias],), or None for a layer without delays; codes
+        ``round(d * tau_s_ticks / 8)`` clipped to 0..511; None: keep) and send only what changed, weights and
+        route delays in one diff. Returns that diff as :meth:`update_weights` does."""
+        new = self.compiled.update_stage_parameters(weights, delays, base=self._stage_configs)
+        # copies: the caller's tensors keep changing (optimizer steps in place)
+        if weights is not None:
+            self.weights = [_float64(w) for w in weights]
+        if delays is not None:
+            self.delays = [None if d is None else _float64(d) for d in delays]
+            self._delay_window = self._window_extra(new)
         self._stage_configs = new
         if self._loaded is None:
             return None
         return self._send(new[self._loaded]).diff
+
+    def _window_extra(self, configs: Sequence[ChipConfig]) -> float:
+        """How much later (tau_s) the last spike can come because of the route delays: the sum over layers of
+        each layer's longest delay (0 without delays, so delay-free windows are what they were)."""
+        if not any(c.routing.delayed for c in configs):
+            return 0.0
+        return float(sum(float(d.max(initial=0.0)) for d in self.compiled.realised_delays(configs)))
+
+    def quantized_delays(self) -> list[np.ndarray]:
+        """The axonal delays the chip holds now, per layer (n_in [+1 bias],), model units (tau_s)."""
+        return self.compiled.realised_delays(self._stage_configs)
 
     def quantized_weights(self) -> list[np.ndarray]:
         """The weights the chip realises now (``sign * d * q``), per layer, model units."""
@@ -216,11 +247,12 @@ class Session:
         return np.where(np.isnan(ticks), np.inf, ticks / self.tau_s_ticks)
 
     def window_for(self, latest_model_time: float) -> int:
-        """Run window (ticks) for inputs ending at ``latest_model_time``: ``(latest + margin_tau) * tau_s``."""
+        """Run window (ticks) for inputs ending at ``latest_model_time``: ``(latest + margin_tau) * tau_s``, plus
+        the longest delay of every layer when the routes have delays."""
         if self.duration_ticks is not None:
             return self.duration_ticks
         latest = max(0.0, float(latest_model_time))
-        ticks = math.ceil((latest + self.margin_tau) * self.tau_s_ticks)
+        ticks = math.ceil((latest + self.margin_tau + self._delay_window) * self.tau_s_ticks)
         return int(min(max(ticks, 1), self.info.max_duration_ticks))
 
     # ---- running -------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Each case is a small configuration, inputs, run options and device flags, plus t
 samples the *reference* implementation (the executable spec) produces; the script checks that the fast engine
 agrees before writing. ``tests/sim_device/test_sim_golden.py`` fails when the engine's output changes.
 
+A file whose content is unchanged but for the spec version, written under a version whose bits this spec keeps
+(``spec.SAME_BITS_AS``), is left as it is: spec 1.2 added the delay lines, and the 1.1 files (no delays) pass as
+they are.
+
     python scripts/gen_golden_sim.py [--check]     # --check: compare with the committed files, write nothing
 """
 
@@ -20,7 +24,7 @@ from firstspike.hal.config import ChipConfig
 from firstspike.hal.events import InputSpikes
 from firstspike.sim_device.backend import SimBackend
 from firstspike.sim_device.examples import Scale, map_layered, random_config, random_inputs, yinyang_inputs
-from firstspike.sim_device.spec import SPEC_VERSION
+from firstspike.sim_device.spec import SAME_BITS_AS, SPEC_VERSION
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
 
@@ -69,6 +73,28 @@ def _cases() -> list[dict]:
     tt = np.where(rng.random((4, 60)) < 0.8, (0.15 + rng.random((4, 60)) * 1.85) * 752, np.nan)
     out.append(dict(name="sparse_layered", config=net.config, inputs=InputSpikes.from_times(tt, net.input_channels),
                     options=RunOptions(duration_ticks=4000, record="all", seed=4), serial=2, mismatch=True,
+                    noise=True))
+    # 6. spec 1.2's delay lines, axonal (one code per source on both of its routes): inputs and hidden spikes
+    #    delayed by codes on and off the update grid, some arrivals past the end of the run, a bias per layer;
+    #    ideal chip, first spikes
+    rng = np.random.default_rng(61)
+    ws = [rng.normal(0.4, 0.6, (13, 16)), rng.normal(0.5, 0.8, (17, 4))]
+    codes = [rng.choice([0, 1, 5, 8, 16, 40, 120, 511], size=13), rng.choice([0, 3, 8, 30, 64, 200], size=17)]
+    net = map_layered(ws, Scale(), bias_per_layer=[1, 1], delays=codes)
+    tt = np.where(rng.random((5, 12)) < 0.8, (0.15 + rng.random((5, 12)) * 1.85) * 752, np.nan)
+    times = np.concatenate([tt, np.full((5, 2), 0.9 * 752)], axis=1)
+    ch = np.r_[net.input_channels, net.bias_channels[0], net.bias_channels[1]]
+    out.append(dict(name="delays_layered_ideal", config=net.config, inputs=InputSpikes.from_times(times, ch),
+                    options=RunOptions(duration_ticks=5000, record="first", seed=0), serial=0, mismatch=False,
+                    noise=False))
+    # 7. delay lines on a random recurrent configuration (a source's routes with different delays), realistic chip
+    #    with input noise, all spikes, readout (seed 81: recurrent activity through delayed neuron routes)
+    rng = np.random.default_rng(81)
+    cfg = random_config(rng, n_neurons=10, recurrent=True, delays=True)
+    out.append(dict(name="delays_recurrent_realistic", config=cfg,
+                    inputs=random_inputs(rng, 4, 4, 2000, per_entry=8),
+                    options=RunOptions(duration_ticks=2000, record="all", seed=7, readout=(int(np.flatnonzero(
+                        cfg.neurons.values["enabled"])[0]),), readout_period=25), serial=5, mismatch=True,
                     noise=True))
     return out
 
@@ -124,11 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     for case in _cases():
         path = GOLDEN_DIR / f"sim_{case['name']}.npz"
         arrays = _arrays(case)
-        if args.check:
+        same = False
+        if path.exists():
             old = np.load(path, allow_pickle=False)
-            same = all(np.array_equal(old[k], v) for k, v in arrays.items())
+            kept = str(old["spec_version"]) in (SPEC_VERSION, *SAME_BITS_AS)
+            same = kept and set(old.files) == set(arrays) and all(
+                np.array_equal(old[k], v) for k, v in arrays.items() if k != "spec_version")
+        if args.check:
             print(f"{path.name}: {'unchanged' if same else 'CHANGED'}")
             status |= 0 if same else 1
+        elif same:
+            print(f"{path.name}: unchanged (spec {old['spec_version']!s}), left as it is")
         else:
             np.savez_compressed(path, **arrays)
             print(f"wrote {path} ({path.stat().st_size} bytes, {len(arrays['expected_events'])} events)")

@@ -5,7 +5,8 @@ fields (the same machine code as passing them one by one) and reads a field at n
 these and adding a table is one field here plus the line that fills it, not an edit of every signature in the
 call chain. Units: ticks for times, Q12 (2^-12 membrane LSB, docs/device-spec.md section 2) for membranes,
 currents and thresholds, Q30 (2^30 = 1.0) for propagator coefficients. "Engine neuron ``i``" is ``active[i]``;
-"compact source ``k``" is an input channel or a neuron whose events reach an active neuron.
+"compact source ``k``" is a delay line whose events reach an active neuron: the routes of one input channel or
+neuron with one delay (without delays, a line is its source).
 
 At the Python boundary the entry kernels take them as plain tuples (:func:`plain`), :class:`Model` field by field,
 and ``engine._run_chunk`` names them again: numba types a plain tuple of arrays in C, a namedtuple in Python
@@ -52,11 +53,14 @@ class Wiring(NamedTuple):
 
 
 class Fanout(NamedTuple):
-    """What a spike of engine neuron ``i`` becomes (int64 per neuron)."""
+    """What a spike of engine neuron ``i`` becomes: one event per delay line of the neuron (its routes of one delay,
+    on rows that are not OFF), lines ``ptr[i]:ptr[i+1]`` (int64; without delays at most one line per neuron)."""
 
-    source: np.ndarray  # compact source index of its routed events (-1: they reach no active neuron)
-    synapses: np.ndarray  # synapses one of its spikes activates (the ``synaptic_events`` statistic)
-    neuron_id: np.ndarray  # its logical neuron id (the recorded label)
+    ptr: np.ndarray  # (A + 1,)
+    source: np.ndarray  # (F,) compact source index of the line's events (-1: they reach no active neuron)
+    lag: np.ndarray  # (F,) ticks from the spike's time-stamp to the arrival: ROUTE_DELAY_TICKS + the line's delay
+    synapses: np.ndarray  # (F,) synapses one event of the line activates (the ``synaptic_events`` statistic)
+    neuron_id: np.ndarray  # (A,) the neuron's logical id (the recorded label)
 
 
 class Levels(NamedTuple):

@@ -22,8 +22,8 @@ from firstspike.hal.events import InputSpikes
 from firstspike.hal.registry import DeviceURI
 from firstspike.sim_device import analog
 from firstspike.sim_device.batch import assemble_spikes, entry_thresholds, prepare_inputs, spikes_from_columns
-from firstspike.sim_device.engine import EngineModel, compile_model, run_engine, update_weights
-from firstspike.sim_device.model import build_model, only_weights_differ, with_weights
+from firstspike.sim_device.engine import EngineModel, compile_model, input_lines, rewire, run_engine, update_weights
+from firstspike.sim_device.model import build_model, only_weights_and_delays_differ, only_weights_differ, with_weights
 from firstspike.sim_device.noise_model import published_noise_model_dict
 from firstspike.sim_device.reference import ReferenceEntry
 from firstspike.sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
@@ -131,6 +131,9 @@ class SimBackend(Backend):
         if self._compiled is not None and only_weights_differ(self._config, new):
             # the in-the-loop trainer's step: patch the routing matrices, keep the propagators (same arrays)
             compiled = update_weights(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
+        elif self._compiled is not None and only_weights_and_delays_differ(self._config, new):
+            # a step that trains delays too: new delay lines and routing matrices, the same propagators
+            compiled = rewire(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
         else:
             compiled = compile_model(build_model(new, self._mismatch))
         self._config, self._compiled = new, compiled
@@ -155,13 +158,14 @@ class SimBackend(Backend):
         prep = prepare_inputs(inputs, dur, noise=self._noise, seed=options.seed, entry_offset=offset)
         theta = entry_thresholds(em.model.theta, em.active, bsz, noise=self._noise, seed=options.seed,
                                  entry_offset=offset)
-        syn_inputs = int(em.act_count[prep.channel].sum()) if len(prep.channel) else 0
         if self._engine == "fast":
             out = run_engine(em, bsz, prep.batch, prep.time, prep.channel, theta, dur, options.record == "first",
                              tuple(options.readout), options.readout_period)
             n_spikes, syn_neurons, membrane = int(out.spikes.sum()), int(out.synaptic_from_neurons.sum()), out.membrane
+            syn_inputs = out.synaptic_from_inputs
             spikes, dropped = spikes_from_columns(out.counts, out.time, out.neuron, bsz, self._max_events)
         else:
+            syn_inputs = input_lines(em, prep.batch, prep.time, prep.channel, dur)[3]
             b, t, n, n_spikes, syn_all, membrane = _run_reference(em, prep, theta, dur, options)
             syn_neurons = syn_all - syn_inputs
             spikes, dropped = assemble_spikes(b, t, n, bsz, options.record, self._max_events)

@@ -343,15 +343,19 @@ def _neuron(i, e, src, theta, tab, par, wiring, dur, spk, nsp, mem, period):  # 
 
 
 @njit(cache=True)
-def _with_spikes(base, spk, lo, hi, nrn_src, dur):  # pragma: no cover - compiled
+def _with_spikes(base, spk, lo, hi, fan, dur):  # pragma: no cover - compiled
     """Per-entry source lists (:class:`Sources`): the events of ``base`` plus the routed events of spikes
-    ``spk[lo:hi]`` (``nrn_src``: :attr:`Fanout.source`), time-sorted."""
+    ``spk[lo:hi]`` (one per delay line of the neuron that reaches an active neuron and arrives before ``dur``;
+    ``fan``: :class:`Fanout`), time-sorted."""
     base_ptr, base_t, base_k = base
+    f_ptr, f_src, f_lag = fan.ptr, fan.source, fan.lag
     n_entries = base_ptr.shape[0] - 1
     cnt = np.zeros(n_entries, dtype=np.int64)
     for s in range(lo, hi):
-        if nrn_src[spk[s, 2]] >= 0 and spk[s, 1] + ROUTE_DELAY_TICKS < dur:
-            cnt[spk[s, 0]] += 1
+        i = spk[s, 2]
+        for f in range(f_ptr[i], f_ptr[i + 1]):
+            if f_src[f] >= 0 and spk[s, 1] + f_lag[f] < dur:
+                cnt[spk[s, 0]] += 1
     ptr = np.zeros(n_entries + 1, dtype=np.int64)
     for e in range(n_entries):
         ptr[e + 1] = ptr[e] + (base_ptr[e + 1] - base_ptr[e]) + cnt[e]
@@ -363,12 +367,15 @@ def _with_spikes(base, spk, lo, hi, nrn_src, dur):  # pragma: no cover - compile
     nk = np.empty(max(nptr[n_entries], 1), dtype=np.int64)
     fill = nptr[:n_entries].copy()
     for s in range(lo, hi):
-        k = nrn_src[spk[s, 2]]
-        if k >= 0 and spk[s, 1] + ROUTE_DELAY_TICKS < dur:
-            e = spk[s, 0]
-            nt[fill[e]] = spk[s, 1] + ROUTE_DELAY_TICKS
-            nk[fill[e]] = k
-            fill[e] += 1
+        i = spk[s, 2]
+        for f in range(f_ptr[i], f_ptr[i + 1]):
+            k = f_src[f]
+            ta = spk[s, 1] + f_lag[f]
+            if k >= 0 and ta < dur:
+                e = spk[s, 0]
+                nt[fill[e]] = ta
+                nk[fill[e]] = k
+                fill[e] += 1
     out_t = np.empty(max(ptr[n_entries], 1), dtype=np.int64)
     out_k = np.empty(max(ptr[n_entries], 1), dtype=np.int64)
     for e in range(n_entries):
@@ -782,7 +789,7 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
                 spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
             else:
                 spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
-            src = _with_spikes(src, spk, first, nsp, m.fanout.source, dur)
+            src = _with_spikes(src, spk, first, nsp, m.fanout, dur)
             continue
         # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
         # the group on the base events plus the events of the previous pass's spikes
@@ -803,17 +810,20 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
             if same:
                 break
             prev = spk[first:nsp].copy()
-            src = _with_spikes(base, spk, first, nsp, m.fanout.source, dur)
+            src = _with_spikes(base, spk, first, nsp, m.fanout, dur)
     # record (first spike per neuron, or all), sorted by (tick, neuron id) inside each entry, and count
     out_t, out_n, out_cnt, stats = run.out_t, run.out_n, run.out_cnt, run.stats
     record_first = run.record_first
     cap = out_t.shape[1]
     rec = np.zeros(n_e + 1, dtype=np.int64)
+    f_ptr, f_lag, f_syn = m.fanout.ptr, m.fanout.lag, m.fanout.synapses
     for s in range(nsp):
         b = b0 + spk[s, 0]
         stats[b, 0] += 1
-        if spk[s, 1] + ROUTE_DELAY_TICKS < dur:
-            stats[b, 1] += m.fanout.synapses[spk[s, 2]]
+        i = spk[s, 2]
+        for f in range(f_ptr[i], f_ptr[i + 1]):
+            if spk[s, 1] + f_lag[f] < dur:
+                stats[b, 1] += f_syn[f]
         if not (record_first and spk[s, 3] > 0):
             rec[spk[s, 0] + 1] += 1
     for e in range(n_e):
@@ -876,13 +886,23 @@ LOCKSTEP_MIN_EVENTS = 32
 
 @dataclass(frozen=True, eq=False)
 class EngineModel:
-    """A :class:`DeviceModel` compiled into the engine's dense arrays (built once per configuration)."""
+    """A :class:`DeviceModel` compiled into the engine's dense arrays (built once per configuration).
+
+    A *delay line* is what the engine treats as one event source: the routes of one source (input channel or
+    neuron) with one delay, on rows that are not OFF (without delays, every source has at most one line, of delay
+    0). Lines are keyed ``source id * DELAY_KEYS + delay code`` (source id: channel, or 1024 + neuron) and sorted
+    by that key; the lines whose events reach an active neuron are the compact sources of the kernels."""
 
     model: DeviceModel
     active: np.ndarray  # (A,) neuron ids of active logical neurons; engine index i <-> active[i]
     index_of: np.ndarray  # (512,) engine index of each logical neuron id, -1 if inactive
-    src_index: np.ndarray  # (1536,) compact source index of each source id, -1 if it reaches no active neuron
-    act_count: np.ndarray  # (1536,) synapses an event of each source activates
+    line_key: np.ndarray  # (V,) sorted keys of the delay lines
+    line_ptr: np.ndarray  # (1537,) the lines of source id s are line_ptr[s]:line_ptr[s+1]
+    line_src: np.ndarray  # (V,) compact source index of each line, -1 if it reaches no active neuron
+    line_delay: np.ndarray  # (V,) the line's delay in ticks
+    line_count: np.ndarray  # (V,) synapses an event of each line activates
+    fan_line: np.ndarray  # (F,) the line of each :class:`Fanout` entry
+    input_delays: bool  # some input channel has a line with a delay (inputs are then expanded per line)
     tables: Tables  # int64, full length (a run uses int32 copies cut to its duration: :func:`_run_tables`)
     neurons: Neurons
     wiring: Wiring
@@ -890,56 +910,72 @@ class EngineModel:
     levels: Levels
     acyclic: bool
     #: per step-table cut (a run's duration): the cut tables and the lockstep tables, built on first use; they do
-    #: not depend on the weights, so :func:`update_weights` shares them
+    #: not depend on the weights or delays, so :func:`update_weights` and :func:`rewire` share them
     run_tables: dict = field(default_factory=dict, repr=False)
     #: per (step-table cut, lockstep choice): the kernels' :class:`Model` as plain tuples (:func:`_kernel_model`);
     #: it holds the weights, so :func:`update_weights` starts a new one
     kernel_models: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def src_index(self) -> np.ndarray:
+        """(1536,) compact source of each source id's delay-0 line (-1: none, or it reaches no active neuron)."""
+        out = np.full(N_SOURCES, -1, dtype=np.int64)
+        zero = self.line_key % DELAY_KEYS == 0
+        out[self.line_key[zero] // DELAY_KEYS] = self.line_src[zero]
+        return out
+
+
+#: delay codes per source id in a delay line's key (``source id * DELAY_KEYS + code``)
+DELAY_KEYS = chip.DELAY_CODE_MAX + 1
+
 
 def _routing_matrices(
     model: DeviceModel, index_of: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(1536, A) summed exc/inh jumps per source and active neuron, (1536,) activated synapses per event, and the
-    (1536, A) bool wiring: source reaches the neuron through a routed row and a synapse with a matching label,
-    whatever its weight. The wiring, not the weights, defines the engine's structure (used sources, neuron
-    graph) and which neurons an event anchors (spec 1.1, section 5.1: a weight of 0 delivers a jump of 0 and
-    still anchors), so a weight-only change never changes either. All routes at once: a (routes x 256 columns)
-    hit mask, then one histogram per sign over the hits (integer sums, so the order does not matter)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The delay lines in use (sorted keys ``source id * DELAY_KEYS + delay code`` of the routes on rows that are
+    not OFF), the (V, A) summed exc/inh jumps per line and active neuron, (V,) activated synapses per event of a
+    line, and the (V, A) bool wiring: the line reaches the neuron through a routed row and a synapse with a
+    matching label, whatever its weight. The wiring, not the weights, defines the engine's structure (used
+    lines, neuron graph) and which neurons an event anchors (spec 1.1, section 5.1: a weight of 0 delivers a jump
+    of 0 and still anchors), so a weight-only change never changes either. All routes at once: a (routes x 256
+    columns) hit mask, then one histogram per sign over the hits (integer sums, so the order does not matter)."""
     cfg = model.config
     a = int((index_of >= 0).sum())
-    we = np.zeros((N_SOURCES, a), dtype=np.int64)
-    wi = np.zeros((N_SOURCES, a), dtype=np.int64)
-    count = np.zeros(N_SOURCES, dtype=np.int64)
-    linked = np.zeros((N_SOURCES, a), dtype=bool)
     r = cfg.routing.routes
-    if len(r) == 0:
-        return we, wi, count, linked
     half = r["half"].astype(np.int64)
     row = r["row"].astype(np.int64)
     mode = np.asarray(cfg.row_modes, dtype=np.int64)[half, row]
     on = mode != RowMode.OFF
     half, row, mode = half[on], row[on], mode[on]
     sid = r["source"].astype(np.int64)[on] + np.where(r["kind"][on] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0)
+    key, line = np.unique(sid * DELAY_KEYS + r["delay"].astype(np.int64)[on], return_inverse=True)
+    line = line.reshape(-1)
+    v = len(key)
+    we = np.zeros((v, a), dtype=np.int64)
+    wi = np.zeros((v, a), dtype=np.int64)
+    count = np.zeros(v, dtype=np.int64)
+    linked = np.zeros((v, a), dtype=bool)
+    if v == 0:
+        return key.astype(np.int64), we, wi, count, linked
     addr = r["address"].astype(np.int64)[on]
     wired = cfg.synapses.labels[half, row] == addr[:, None]
     hit = wired & (cfg.synapses.weights[half, row] > 0)
-    np.add.at(count, sid, hit.sum(axis=1))
+    np.add.at(count, line, hit.sum(axis=1))
+    target_of = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)
     wr, wc = np.nonzero(wired)
-    wt = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[half[wr], wc]
-    linked[sid[wr[wt >= 0]], wt[wt >= 0]] = True
+    wt = target_of[half[wr], wc]
+    linked[line[wr[wt >= 0]], wt[wt >= 0]] = True
     rr, cc = np.nonzero(hit)
-    tgt = index_of[model.logical].reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[half[rr], cc]
+    tgt = target_of[half[rr], cc]
     ok = tgt >= 0
     rr, cc, tgt = rr[ok], cc[ok], tgt[ok]
     jump = model.jump[half[rr], row[rr], cc]
-    srcs, slot = np.unique(sid, return_inverse=True)
     for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
         sel = mode[rr] == m
         # float64 sums are exact here: each of the <= 512 terms is < 2^27, every sum < 2^53
-        sums = np.bincount(slot[rr[sel]] * a + tgt[sel], weights=jump[sel], minlength=len(srcs) * a)
-        target[srcs] = sums.reshape(len(srcs), a).astype(np.int64)
-    return we, wi, count, linked
+        sums = np.bincount(line[rr[sel]] * a + tgt[sel], weights=jump[sel], minlength=v * a)
+        target[:] = sums.reshape(v, a).astype(np.int64)
+    return key.astype(np.int64), we, wi, count, linked
 
 
 def _level_jumps(w: np.ndarray, grp_nrn: np.ndarray) -> np.ndarray:
@@ -973,21 +1009,8 @@ def _groups(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     return ptr, order, np.zeros(lvl, dtype=np.bool_), True
 
 
-def compile_model(model: DeviceModel) -> EngineModel:
-    """Dense arrays, shared propagator tables and processing order for the engine."""
-    active = model.active
-    a = len(active)
-    index_of = np.full(chip.N_NEURONS, -1, dtype=np.int64)
-    index_of[active] = np.arange(a)
-    we_full, wi_full, count, linked = _routing_matrices(model, index_of)
-    used = np.flatnonzero(linked.any(axis=1))
-    src_index = np.full(N_SOURCES, -1, dtype=np.int64)
-    src_index[used] = np.arange(len(used))
-    we = np.ascontiguousarray(we_full[used].T)
-    wi = np.ascontiguousarray(wi_full[used].T)
-    nrn_src = src_index[chip.N_INPUT_CHANNELS + active] if a else np.zeros(0, dtype=np.int64)
-    act_nrn = count[chip.N_INPUT_CHANNELS + active] if a else np.zeros(0, dtype=np.int64)
-
+def _tables(model: DeviceModel, active: np.ndarray) -> tuple[Tables, np.ndarray]:
+    """The propagator tables, shared by neurons with equal time constants, and each engine neuron's table."""
     keys = [tuple(int(x) for x in model.tau_q[:, n]) for n in active]
     uniq = sorted(set(keys))
     table_of = {k: t for t, k in enumerate(uniq)}
@@ -1003,16 +1026,69 @@ def compile_model(model: DeviceModel) -> EngineModel:
         step[t, :, : pr.length] = pr.step
         jlen[t] = pr.length
         kb[t] = int(pr.tick[1].max()) + int(pr.step[1].max())
+    return Tables(tick=tick, step=step, jlen=jlen, kb=kb), tid
 
-    adj = linked[chip.N_INPUT_CHANNELS + active].astype(np.int64) if a else np.zeros((0, 0), dtype=np.int64)
-    grp_ptr, grp_nrn, grp_iter, acyclic = _groups(adj)
+
+def _structure(model: DeviceModel, active: np.ndarray, index_of: np.ndarray) -> dict[str, Any]:
+    """Everything of an :class:`EngineModel` that follows the routing: the delay lines, the wiring, each neuron's
+    fanout, the processing order and the level-ordered routing matrices (as keyword arguments)."""
+    a = len(active)
+    line_key, we_full, wi_full, count, linked = _routing_matrices(model, index_of)
+    used = np.flatnonzero(linked.any(axis=1))
+    line_src = np.full(len(line_key), -1, dtype=np.int64)
+    line_src[used] = np.arange(len(used))
+    line_ptr = np.searchsorted(line_key // DELAY_KEYS, np.arange(N_SOURCES + 1)).astype(np.int64)
+    line_delay = (line_key % DELAY_KEYS) * chip.DELAY_STEP_TICKS
+    # a neuron's fanout: its lines, in key order (delay 0 first)
+    lo = line_ptr[chip.N_INPUT_CHANNELS + active]
+    n = line_ptr[chip.N_INPUT_CHANNELS + active + 1] - lo
+    f_ptr = np.r_[0, np.cumsum(n)].astype(np.int64)
+    fan_line = (np.repeat(lo - f_ptr[:-1], n) + np.arange(f_ptr[-1])).astype(np.int64)
+    # neuron i's spikes reach neuron j if one of i's lines is wired to j (delays never change this graph)
+    adj = np.zeros((a, a), dtype=np.int64)
+    np.add.at(adj, np.repeat(np.arange(a), n), linked[fan_line].astype(np.int64))
+    grp_ptr, grp_nrn, grp_iter, acyclic = _groups(np.minimum(adj, 1))
+    we = np.ascontiguousarray(we_full[used].T)
+    wi = np.ascontiguousarray(wi_full[used].T)
+    return {
+        "line_key": line_key,
+        "line_ptr": line_ptr,
+        "line_src": line_src,
+        "line_delay": line_delay.astype(np.int64),
+        "line_count": count,
+        "fan_line": fan_line,
+        "input_delays": bool((line_delay[: line_ptr[chip.N_INPUT_CHANNELS]] > 0).any()),
+        "wiring": Wiring(we=we, wi=wi, wired=np.ascontiguousarray(linked[used].T)),
+        "fanout": Fanout(
+            ptr=f_ptr,
+            source=np.ascontiguousarray(line_src[fan_line], dtype=np.int64),
+            lag=np.ascontiguousarray(ROUTE_DELAY_TICKS + line_delay[fan_line], dtype=np.int64),
+            synapses=np.ascontiguousarray(count[fan_line], dtype=np.int64),
+            neuron_id=np.ascontiguousarray(active, dtype=np.int64),
+        ),
+        "levels": Levels(
+            ptr=grp_ptr,
+            nrn=grp_nrn,
+            iterate=grp_iter,
+            we=_level_jumps(we, grp_nrn),
+            wi=_level_jumps(wi, grp_nrn),
+            wired=np.ascontiguousarray(linked[used][:, grp_nrn], dtype=np.int8),
+        ),
+        "acyclic": acyclic,
+    }
+
+
+def compile_model(model: DeviceModel) -> EngineModel:
+    """Dense arrays, shared propagator tables and processing order for the engine."""
+    active = model.active
+    index_of = np.full(chip.N_NEURONS, -1, dtype=np.int64)
+    index_of[active] = np.arange(len(active))
+    tables, tid = _tables(model, active)
     return EngineModel(
         model=model,
         active=active,
         index_of=index_of,
-        src_index=src_index,
-        act_count=count,
-        tables=Tables(tick=tick, step=step, jlen=jlen, kb=kb),
+        tables=tables,
         neurons=Neurons(
             tid=tid,
             reset=model.reset[active].astype(np.int64),
@@ -1021,32 +1097,31 @@ def compile_model(model: DeviceModel) -> EngineModel:
             refr=model.refractory[active].astype(np.int64),
             leak=model.leak[active].astype(np.int64),
         ),
-        wiring=Wiring(we=we, wi=wi, wired=np.ascontiguousarray(linked[used].T)),
-        fanout=Fanout(
-            source=np.ascontiguousarray(nrn_src, dtype=np.int64),
-            synapses=np.ascontiguousarray(act_nrn, dtype=np.int64),
-            neuron_id=np.ascontiguousarray(active, dtype=np.int64),
-        ),
-        levels=Levels(
-            ptr=grp_ptr,
-            nrn=grp_nrn,
-            iterate=grp_iter,
-            we=_level_jumps(we, grp_nrn),
-            wi=_level_jumps(wi, grp_nrn),
-            wired=np.ascontiguousarray(linked[used][:, grp_nrn], dtype=np.int8),
-        ),
-        acyclic=acyclic,
+        **_structure(model, active, index_of),
     )
+
+
+def rewire(em: EngineModel, model: DeviceModel) -> EngineModel:
+    """The engine model of ``model``, which MUST differ from ``em.model`` in synapse weights and route delays only
+    (the caller checks :func:`firstspike.sim_device.model.only_weights_and_delays_differ`; ``model`` as
+    :func:`firstspike.sim_device.model.with_weights` makes it): the propagator tables and neuron parameters stay,
+    the delay lines, routing matrices and fanout are built anew. The processing order follows the wiring, which
+    delays do not change, so the per-duration tables are shared as well. Equal to ``compile_model(model)``
+    (tested)."""
+    parts = _structure(model, em.active, em.index_of)
+    lv, old = parts["levels"], em.levels
+    same_order = np.array_equal(lv.ptr, old.ptr) and np.array_equal(lv.nrn, old.nrn)
+    return replace(em, model=model, run_tables=em.run_tables if same_order else {}, kernel_models={}, **parts)
 
 
 def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     """The engine model of ``model``, which MUST differ from ``em.model`` in synapse weights only (the caller checks
     :func:`firstspike.sim_device.model.only_weights_differ`; ``model.jump`` as
     :func:`firstspike.sim_device.model.with_weights` makes it).
-    The wiring, and so the structure (used sources, neuron graph, propagator tables, processing order), stays;
-    instead of rebuilding the routing matrices (:func:`_routing_matrices`), every changed synapse adds its jump
-    change to the summed jumps of each (routed source, active target) it sits on and its hit change to the
-    source's activated-synapse count: integer sums, so the arrays equal those of ``compile_model(model)``
+    The wiring, and so the structure (delay lines, used sources, neuron graph, propagator tables, processing order),
+    stays; instead of rebuilding the routing matrices (:func:`_routing_matrices`), every changed synapse adds its
+    jump change to the summed jumps of each (routed line, active target) it sits on and its hit change to the
+    line's activated-synapse count: integer sums, so the arrays equal those of ``compile_model(model)``
     (tested)."""
     old = em.model
     changed = np.flatnonzero(old.config.synapses.weights.reshape(-1) != model.config.synapses.weights.reshape(-1))
@@ -1064,34 +1139,60 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     on = mode != RowMode.OFF
     rkey = ((rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + rt["address"].astype(np.int64))[on]
     rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
+    rline = np.searchsorted(em.line_key, rsid * DELAY_KEYS + rt["delay"].astype(np.int64)[on])
     order = np.argsort(rkey, kind="stable")
-    rkey, rsid, rmode = rkey[order], rsid[order], mode[on][order]
+    rkey, rline, rmode = rkey[order], rline[order], mode[on][order]
     skey = (h * chip.ROWS_PER_HALF + r) * chip.N_LABELS + cfg.synapses.labels[h, r, c].astype(np.int64)
     lo = np.searchsorted(rkey, skey, side="left")
     n = np.searchsorted(rkey, skey, side="right") - lo
     syn = np.repeat(np.arange(len(changed)), n)  # one (synapse, route) pair per hit of a changed synapse
     route = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
-    count = em.act_count.copy()
-    np.add.at(count, rsid[route], dc[syn])
+    count = em.line_count.copy()
+    np.add.at(count, rline[route], dc[syn])
     tgt = em.index_of[model.logical.reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[h, c]][syn]
     keep = tgt >= 0
     syn, route, tgt = syn[keep], route[keep], tgt[keep]
-    col = em.src_index[rsid[route]]  # a source wired to an active target is a used source
+    col = em.line_src[rline[route]]  # a line wired to an active target is a used source
     we, wi = em.wiring.we.copy(), em.wiring.wi.copy()
     for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
         sel = rmode[route] == m
         np.add.at(target, (tgt[sel], col[sel]), dj[syn[sel]])
-    a = len(em.active)
-    act_nrn = count[chip.N_INPUT_CHANNELS + em.active] if a else np.zeros(0, dtype=np.int64)
     return replace(
         em,
         model=model,
-        act_count=count,
+        line_count=count,
         wiring=em.wiring._replace(we=we, wi=wi),
-        fanout=em.fanout._replace(synapses=np.ascontiguousarray(act_nrn, dtype=np.int64)),
+        fanout=em.fanout._replace(synapses=np.ascontiguousarray(count[em.fan_line], dtype=np.int64)),
         levels=em.levels._replace(we=_level_jumps(we, em.levels.nrn), wi=_level_jumps(wi, em.levels.nrn)),
         kernel_models={},
     )
+
+
+def input_lines(em: EngineModel, batch: np.ndarray, time: np.ndarray, channel: np.ndarray, duration: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Input events (sorted by batch, then time) as the arrivals of their delay lines: (batch, tick, compact
+    source) sorted by (batch, tick), for the lines that reach an active neuron and arrive before ``duration``, and
+    the synapses all arriving events activate (the inputs' share of ``stats["synaptic_events"]``)."""
+    if not len(channel) or not len(em.line_src):  # no events, or no lines (a configuration without routes)
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z, 0
+    lo = em.line_ptr[channel]
+    n = em.line_ptr[channel + 1] - lo
+    if not em.input_delays:  # at most one line per channel, of delay 0: the events as they are
+        has = n > 0
+        k = np.where(has, em.line_src[np.where(has, lo, 0)], -1)
+        syn = int(em.line_count[lo[has]].sum())
+        keep = k >= 0
+        return batch[keep], time[keep], k[keep], syn
+    ev = np.repeat(np.arange(len(channel)), n)
+    line = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+    t = time[ev] + em.line_delay[line]
+    arrives = t < duration
+    syn = int(em.line_count[line[arrives]].sum())
+    keep = arrives & (em.line_src[line] >= 0)
+    b, t, k = batch[ev[keep]], t[keep], em.line_src[line[keep]]
+    order = np.argsort((b << 32) | t, kind="stable")  # batch < 2^16, ticks < 2^25
+    return b[order], t[order], k[order], syn
 
 
 def _step_cut(em: EngineModel, duration: int) -> int:
@@ -1145,6 +1246,7 @@ class EngineOutput:
     neuron: np.ndarray  # uint16 neuron ids
     spikes: np.ndarray  # (B,) spikes emitted per entry (recorded or not)
     synaptic_from_neurons: np.ndarray  # (B,) synapse activations caused by neuron spikes
+    synaptic_from_inputs: int  # synapse activations caused by input events (all entries)
     membrane: np.ndarray | None  # (B, R, S) int32
 
 
@@ -1176,16 +1278,15 @@ def run_engine(
     readout_period: int = 1,
     lockstep: bool | None = None,
 ) -> EngineOutput:
-    """Run ``batch_size`` entries. Inputs are sorted by (batch, time); ``theta_be`` is (B, A) thresholds.
+    """Run ``batch_size`` entries. Inputs are sorted by (batch, time) (ticks at which they enter their routes; each
+    delay line delivers them its delay later, :func:`input_lines`); ``theta_be`` is (B, A) thresholds.
 
     ``lockstep`` picks how acyclic levels run (same results either way): ``None`` lockstep for levels of at
     least :data:`LOCKSTEP_MIN_NEURONS` neurons when a chunk has at least :data:`LOCKSTEP_MIN_EVENTS` events per
     entry, ``True`` always, ``False`` never (neuron by neuron)."""
-    k = em.src_index[in_channel] if len(in_channel) else np.zeros(0, dtype=np.int64)
-    keep = k >= 0
-    b_in = in_batch[keep]
-    in_t = np.ascontiguousarray(in_time[keep], dtype=np.int64)
-    in_k = np.ascontiguousarray(k[keep], dtype=np.int64)
+    b_in, t_in, k_in, syn_inputs = input_lines(em, in_batch, in_time, in_channel, duration)
+    in_t = np.ascontiguousarray(t_in, dtype=np.int64)
+    in_k = np.ascontiguousarray(k_in, dtype=np.int64)
     in_ptr = np.searchsorted(b_in, np.arange(batch_size + 1)).astype(np.int64)
     a = len(em.active)
     ro_idx = np.array([em.index_of[em.model.logical[p]] for p in readout], dtype=np.int64)
@@ -1235,5 +1336,6 @@ def run_engine(
         neuron=neuron,
         spikes=stats[:, 0].copy(),
         synaptic_from_neurons=stats[:, 1].copy(),
+        synaptic_from_inputs=syn_inputs,
         membrane=mem if readout else None,
     )

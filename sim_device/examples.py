@@ -5,7 +5,8 @@ a :class:`ChipConfig` with one fixed scale: every neuron gets the same leak/thre
 so one digital weight step is ``gain / 64 / (threshold - leak)`` model units. A layer whose neurons have at most
 128 sources sits in one half; a larger one (up to 256 sources) uses merged columns (both halves). Layers share
 rows: each source of layer ``l`` gets an excitatory and an inhibitory row, and the synapses of layer ``l`` carry
-the address ``l + 1``. This is a simple placer for known shapes, not the compiler.
+the address ``l + 1``; optional per-source delay codes go on both routes of the source (axonal delays). This is a
+simple placer for known shapes, not the compiler.
 """
 
 from __future__ import annotations
@@ -76,11 +77,13 @@ def map_layered(
     scale: Scale | None = None,
     bias_per_layer: list[int] | None = None,
     first_input_channel: int = 0,
+    delays: list[np.ndarray | None] | None = None,
 ) -> MappedNetwork:
     """Map layers ``weights[l]`` (sources x neurons, model units, bias sources as the last rows) to a chip.
 
     ``bias_per_layer[l]`` of layer ``l``'s source rows are bias spikes on their own input channels (numbered
-    after the data inputs). Raises ValueError when the network does not fit this simple layout.
+    after the data inputs). ``delays[l]``: the delay code (x 8 ticks) of each of layer ``l``'s sources, on both
+    of its routes (None: no delays). Raises ValueError when the network does not fit this simple layout.
     """
     scale = scale or Scale()
     bias = bias_per_layer or [0] * len(weights)
@@ -115,13 +118,15 @@ def map_layered(
         digital = np.clip(np.rint(np.abs(w) / scale.weight_step), 0, chip.WEIGHT_MAX).astype(np.uint8)
         addr = layer + 1
         used_pairs = [0, 0]
+        codes = None if delays is None else delays[layer]
         for s, (kind, src) in enumerate(sources):
             half = s % 2 if merged else half0
             pair = used_pairs[half]
             used_pairs[half] += 1
             exc, inh = 2 * pair, 2 * pair + 1
-            cfg.routing.add(kind, src, half, exc, addr)
-            cfg.routing.add(kind, src, half, inh, addr)
+            d = 0 if codes is None else int(codes[s])
+            cfg.routing.add(kind, src, half, exc, addr, d)
+            cfg.routing.add(kind, src, half, inh, addr, d)
             cfg.row_modes[half, exc] = RowMode.EXCITATORY
             cfg.row_modes[half, inh] = RowMode.INHIBITORY
             positive = w[s] >= 0
@@ -176,12 +181,19 @@ def mnist16_network(rng: np.random.Generator, scale: Scale | None = None) -> Map
     return random_layered(rng, [256, 246, 10], [0.1, 0.6], [0.4, 0.8], None, scale)
 
 
+#: delay codes :func:`random_config` draws from (x 8 ticks): none, a tick-level spread, whole update periods (8
+#: codes = 64 ticks), and delays past the end of a short run
+FUZZ_DELAY_CODES = (0, 0, 0, 1, 2, 3, 7, 8, 16, 31, 64, 150, 511)
+
+
 def random_config(
-    rng: np.random.Generator, n_neurons: int = 8, n_channels: int = 4, recurrent: bool = True
+    rng: np.random.Generator, n_neurons: int = 8, n_channels: int = 4, recurrent: bool = True,
+    delays: bool = False,
 ) -> ChipConfig:
     """A small random configuration for fuzzing: random neuron codes (some disabled, some merged), random
     routes from input channels (and from the neurons themselves if ``recurrent``), row modes, weights and
-    labels drawn from a few values so that labels often match. Valid by construction."""
+    labels drawn from a few values so that labels often match; with ``delays``, every route gets a delay code
+    drawn from :data:`FUZZ_DELAY_CODES` (a source's routes often differ). Valid by construction."""
     cfg = ChipConfig()
     cols = rng.choice(chip.COLUMNS_PER_HALF, size=n_neurons, replace=False)
     halves = rng.integers(0, 2, size=n_neurons)
@@ -217,6 +229,8 @@ def random_config(
     for kind, src in sources:
         for _ in range(int(rng.integers(1, 3))):
             cfg.routing.add(kind, src, int(rng.integers(0, 2)), int(rng.choice(rows)), int(rng.integers(0, 3)))
+    if delays:  # drawn last, so that the rest of a seed's configuration is the one without delays
+        cfg.routing = cfg.routing.with_delays(rng.choice(FUZZ_DELAY_CODES, size=len(cfg.routing)))
     return cfg
 
 

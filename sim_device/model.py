@@ -91,10 +91,22 @@ def only_weights_differ(a: ChipConfig, b: ChipConfig) -> bool:
     )
 
 
+def only_weights_and_delays_differ(a: ChipConfig, b: ChipConfig) -> bool:
+    """True if ``a`` and ``b`` differ in nothing but synapse weights and route delays (the same routes): what an
+    in-the-loop step that trains delays changes."""
+    fa, fb = a.fields(), b.fields()
+    return all(
+        fa[k].shape == fb[k].shape and np.array_equal(fa[k], fb[k])
+        for k in fa
+        if k not in ("synapses.weights", "routing.delay")
+    )
+
+
 def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
     """``build_model(config, mismatch)`` for a ``config`` that differs from ``model.config`` only in synapse
-    weights (see :func:`only_weights_differ`): every per-neuron integer and propagator is reused, and only the
-    jumps of the synapses whose weight changed are recomputed. Same arrays as a full build (tested)."""
+    weights and route delays (see :func:`only_weights_and_delays_differ`; the model does not depend on the routing):
+    every per-neuron integer and propagator is reused, and only the jumps of the synapses whose weight changed are
+    recomputed. Same arrays as a full build (tested)."""
     # Only the synapses whose weight changed get a new jump (a training step changes a few hundred of 131 072).
     changed = np.flatnonzero(model.config.synapses.weights.reshape(-1) != config.synapses.weights.reshape(-1))
     jump = model.jump.copy()

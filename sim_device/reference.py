@@ -7,6 +7,10 @@ are routed to synapses and their current jumps are added (summed per neuron, the
 readout samples. After every change of a neuron's state (its "anchor") its next threshold crossing is
 predicted from the anchor by sampling the membrane on the update grid and bisecting the crossing to the tick.
 
+Events travel route by route: an event of a source (an input at its tick ``t``, a neuron's spike time-stamped ``t``
+at ``t + ROUTE_DELAY_TICKS``) enters each of the source's routes and reaches that route's row its delay later
+(``delay code x DELAY_STEP_TICKS`` ticks); arrivals at or after the end of the run do not happen.
+
 The fast engine (:mod:`firstspike.sim_device.engine`) must produce the same bits; tests compare both on random
 configurations and inputs.
 """
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from firstspike.hal import chip
 from firstspike.hal.config import RowMode, SourceKind
 from firstspike.sim_device.fixedpoint import propagate
 from firstspike.sim_device.model import DeviceModel
@@ -64,6 +69,10 @@ class ReferenceEntry:
         self.neurons = {int(n): _Neuron(theta=int(theta[n])) for n in model.active}
         self.readout = tuple(int(n) for n in readout)
         self.period = int(readout_period)
+        routes = model.config.routing.routes
+        self.routes_of: dict[tuple[int, int], list[int]] = {}  # (kind, source) -> its routes (table indices)
+        for k in range(len(routes)):
+            self.routes_of.setdefault((int(routes["kind"][k]), int(routes["source"][k])), []).append(k)
 
     # ---- the membrane between anchors ---------------------------------------------------------------
     def _u_at(self, n: int, t: int) -> int:
@@ -102,28 +111,37 @@ class ReferenceEntry:
         return None
 
     # ---- routing ------------------------------------------------------------------------------------
-    def _route(self, kind: int, source: int) -> tuple[dict[int, list[int]], int]:
-        """Current jumps an event of this source delivers: {neuron: [exc, inh]} for every active neuron it is
-        wired to (a routed row that is not OFF and a synapse whose label matches, whatever its weight: such a
-        neuron gets an anchor even if its jump is 0), and the number of synapses it activates (non-zero
-        weight)."""
+    def _emit(self, pending: dict[int, list[int]], kind: int, source: int, t: int) -> None:
+        """An event of this source enters its routes at tick ``t``: each route's event reaches its row at ``t``
+        plus the route's delay, if that is before the end of the run."""
+        routes = self.m.config.routing.routes
+        for k in self.routes_of.get((kind, source), []):
+            arrival = t + int(routes["delay"][k]) * chip.DELAY_STEP_TICKS
+            if arrival < self.dur:
+                pending.setdefault(arrival, []).append(k)
+
+    def _route(self, k: int) -> tuple[dict[int, list[int]], int]:
+        """Current jumps an event arriving through route ``k`` delivers: {neuron: [exc, inh]} for every active
+        neuron it is wired to (its row is not OFF and a synapse of the row has the route's address as its label,
+        whatever its weight: such a neuron gets an anchor even if its jump is 0), and the number of synapses it
+        activates (non-zero weight)."""
         cfg = self.m.config
+        r = cfg.routing.routes[k]
         out: dict[int, list[int]] = {}
         count = 0
-        for r in cfg.routing.targets(kind, source):
-            half, row, addr = int(r["half"]), int(r["row"]), int(r["address"])
-            mode = int(cfg.row_modes[half, row])
-            if mode == RowMode.OFF:
+        half, row, addr = int(r["half"]), int(r["row"]), int(r["address"])
+        mode = int(cfg.row_modes[half, row])
+        if mode == RowMode.OFF:
+            return out, count
+        for col in range(cfg.synapses.labels.shape[2]):
+            if cfg.synapses.labels[half, row, col] != addr:
                 continue
-            for col in range(cfg.synapses.labels.shape[2]):
-                if cfg.synapses.labels[half, row, col] != addr:
-                    continue
-                count += int(cfg.synapses.weights[half, row, col] != 0)
-                n = int(self.m.logical[half * 256 + col])
-                if n not in self.neurons:
-                    continue
-                acc = out.setdefault(n, [0, 0])
-                acc[0 if mode == RowMode.EXCITATORY else 1] += int(self.m.jump[half, row, col])
+            count += int(cfg.synapses.weights[half, row, col] != 0)
+            n = int(self.m.logical[half * 256 + col])
+            if n not in self.neurons:
+                continue
+            acc = out.setdefault(n, [0, 0])
+            acc[0 if mode == RowMode.EXCITATORY else 1] += int(self.m.jump[half, row, col])
         return out, count
 
     def _readout_value(self, p: int, t: int) -> int:
@@ -139,9 +157,9 @@ class ReferenceEntry:
     def run(self, input_times: np.ndarray, input_channels: np.ndarray) -> EntryResult:
         """Simulate with input events (ticks, channels) already noisy and sorted."""
         res = EntryResult()
-        pending: dict[int, list[tuple[int, int]]] = {}
+        pending: dict[int, list[int]] = {}  # tick -> routes whose events arrive then
         for t, ch in zip(input_times.tolist(), input_channels.tolist(), strict=True):
-            pending.setdefault(int(t), []).append((SourceKind.INPUT, int(ch)))
+            self._emit(pending, SourceKind.INPUT, int(ch), int(t))
         samples = list(range(0, self.dur, self.period)) if self.readout else []
         mem = np.zeros((len(self.readout), len(samples)), dtype=np.int32)
         next_sample = 0
@@ -163,8 +181,7 @@ class ReferenceEntry:
                     res.spikes.append((t, n))
                     s.refractory, s.release, s.candidate = True, t + int(self.m.refractory[n]), None
                     self._advance(n, t)
-                    if t + ROUTE_DELAY_TICKS < self.dur:
-                        pending.setdefault(t + ROUTE_DELAY_TICKS, []).append((SourceKind.NEURON, n))
+                    self._emit(pending, SourceKind.NEURON, n, t + ROUTE_DELAY_TICKS)
             # (2) refractory periods ending now
             for n, s in self.neurons.items():
                 if s.refractory and s.release == t:
@@ -174,8 +191,8 @@ class ReferenceEntry:
                     s.candidate = self._predict(n)
             # (3) arriving events
             jumps: dict[int, list[int]] = {}
-            for kind, src in pending.pop(t, []):
-                got, count = self._route(kind, src)
+            for k in pending.pop(t, []):
+                got, count = self._route(k)
                 res.synaptic_events += count
                 for n, (je, ji) in got.items():
                     acc = jumps.setdefault(n, [0, 0])

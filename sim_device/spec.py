@@ -10,12 +10,17 @@ from __future__ import annotations
 from firstspike.hal import chip
 
 #: version of the device spec; reported as ``DeviceInfo.version``
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
+
+#: earlier versions whose configurations produce the same bits under this one: 1.2 adds the routes' delay lines
+#: (docs/device-spec.md section 5.1), and a configuration without delays runs exactly as under 1.1
+SAME_BITS_AS = ("1.1",)
 
 #: the threshold comparator samples the membrane on this grid (ticks since the start of the entry)
 UPDATE_PERIOD_TICKS = 64
 
-#: delay between a neuron's spike time-stamp and the arrival of its routed event (ticks)
+#: delay between a neuron's spike time-stamp and the arrival of its routed event (ticks), before the route's own
+#: programmable delay (``hal.chip.DELAY_STEP_TICKS`` per code step) is added
 ROUTE_DELAY_TICKS = 1
 
 #: fractional bits of membrane voltage and synaptic currents (state unit: 2^-12 membrane LSB)

@@ -36,7 +36,8 @@ examples:
   firstspike train yinyang --device sim:// --epochs 200 --out runs/demo  # the simulated chip in the loop
   firstspike train mnist16 --hidden 246 --epochs 30 --out runs/mnist    # MNIST 16x16, the chip's layout
   firstspike train yinyang --device grpc://127.0.0.1:50051 --init runs/yy/model.pt --epochs 20
-  firstspike train yinyang --hidden 30 --delays synaptic --out runs/yy-synaptic  # weights and delays (DelGrad)"""
+  firstspike train yinyang --hidden 30 --delays synaptic --out runs/yy-synaptic  # weights and delays (DelGrad)
+  firstspike train yinyang --hidden 30 --delays axonal --device sim:// --out runs/yy-itl-axonal  # delays on the chip"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=positive_float, default=None, metavar="M",
                         help="wall-time budget: stop before an epoch that would end after it (default: none)")
     parser.add_argument("--delays", choices=("none", "axonal", "synaptic", "dendritic"), default=None,
-                        help="train transmission delays of this kind in every layer with the weights (software "
-                             "only): axonal = one per source neuron, synaptic = one per connection, dendritic = one "
-                             "per neuron; the task's delay hyperparameters (DelGrad)")
+                        help="train transmission delays of this kind in every layer with the weights: axonal = one "
+                             "per source neuron (also with --device: the chip's route delay lines), synaptic = one "
+                             "per connection, dendritic = one per neuron (software only); the task's delay "
+                             "hyperparameters (DelGrad)")
     parser.add_argument("--delay-lr", type=positive_float, default=None, metavar="LR",
                         help="learning rate of the delays (default: the delay preset's)")
     parser.add_argument("--delay-max", type=positive_float, default=None, metavar="TAU",
@@ -106,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
     if args.device and args.hw_aware:
         raise CommandError("--hw-aware trains on virtual chips in software; with --device the device is the chip: "
                            "give one of them")
-    if args.delays not in (None, "none") and (args.device or args.hw_aware):
-        raise CommandError(f"--delays {args.delays} trains in software only: training delays on a chip needs its "
-                           "delay lines (not implemented yet); leave out --device/--hw-aware")
+    if args.delays not in (None, "none", "axonal") and args.device:
+        raise CommandError(f"--delays {args.delays} trains in software only: the chip's delay lines sit on the routes, "
+                           "one per source, so with --device only --delays axonal trains; leave out --device")
+    if args.delays not in (None, "none") and args.hw_aware:
+        raise CommandError(f"--delays {args.delays} with --hw-aware: the virtual chips have no delay lines yet; train "
+                           "delays in software or with --device (axonal)")
     out = args.out if args.out is not None else (
         f"runs/{args.task}-device-seed{args.seed}" if args.device else f"runs/{args.task}-seed{args.seed}")
     if args.init is not None:

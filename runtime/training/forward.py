@@ -9,7 +9,12 @@ did it) each step:
 2. hands those measured times to the model (``TTFSNetwork(x, measured_times)``), so loss and gradient are
    evaluated at them;
 3. after the optimizer step, clamps the weights to what the FIXED per-layer weight scale can represent (+-63
-   steps) and sends only the synapses whose 6-bit value changed (a ``ConfigDiff``).
+   steps) and the axonal delays to what the delay lines hold (0 .. 511 x 8 ticks), and sends only the synapses
+   whose 6-bit value and the routes whose delay code changed (one ``ConfigDiff``).
+
+Axonal delays (one per input row of a layer, the bias row's included) are the delay lines of the routes of each
+source; the backward pass takes them as floats at the measured times, like the weights. Synaptic and dendritic
+delays have no place on the chip and are refused (:func:`check_device_delays`).
 
 Placement and scales never change during a run. Validation on the device uses fixed noise seeds
 (:data:`EVAL_SEEDS`), so runs are reproducible.
@@ -37,6 +42,7 @@ __all__ = [
     "EVAL_SEEDS",
     "DeviceForward",
     "SoftwareForward",
+    "check_device_delays",
     "compile_for_device",
     "fixed_weight_scales",
     "step_seed",
@@ -52,6 +58,22 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def step_seed(seed: int, epoch: int, batch: int) -> int:
     """Noise seed of one training step on a device: distinct per run seed, epoch and batch, never an eval seed."""
     return (1 << 32) + ((int(seed) * 1_000_003 + epoch * 65_537 + batch) % (1 << 60))
+
+
+def check_device_delays(net: TTFSNetwork) -> None:
+    """Raise ValueError (one line) if the model has delays the chip cannot hold: only axonal delays (one per
+    source, the route delay lines) train with a device in the loop."""
+    other = sorted({k for k in net.delay_kinds if k not in ("none", "axonal")})
+    if other:
+        raise ValueError(f"the model has {'/'.join(other)} delays: the chip's delay lines sit on the routes, one per "
+                         "source, so only axonal delays train with a device in the loop; train "
+                         f"{'/'.join(other)} delays in software (device=None)")
+
+
+def device_delays(net: TTFSNetwork) -> list[torch.Tensor | None]:
+    """Per layer its axonal delays (tau_s, (n_in [+1 bias],)) or None for a layer without delays."""
+    return [layer.delay if layer.delay is not None and layer.delay_kind == "axonal" else None  # type: ignore
+            for layer in net.layers]
 
 
 def fixed_weight_scales(net: TTFSNetwork, headroom: float = 1.5,
@@ -151,6 +173,7 @@ class DeviceForward:
     ) -> None:
         from firstspike.runtime.calibration import on_device
 
+        check_device_delays(net)
         self.device = device
         self.seed = int(seed)
         self.eval_batch_size = eval_batch_size
@@ -163,17 +186,27 @@ class DeviceForward:
         # the chip's calibrated neuron codes (a file, or what the device reports); the weight steps do not change
         self.compiled = on_device(compile_for_device(net, self.scales), device.info(), calibration)
         self.limits = [WEIGHT_MAX * q for q in self.compiled.weight_steps]
+        self.has_delays = net.has_delays
+        self.delay_limit = self.compiled.max_delay  # tau_s: the longest delay a delay line holds
         self.constrain(net)
         self.margin_tau = float(margin_tau)
         self.session = Session(device, self.compiled, margin_tau=margin_tau)
-        self.session.update_weights(net.weights())
+        self._upload(net)
         self.train_stats = DeviceStats()
         self.eval_stats = DeviceStats()
         net.metadata["device_weight_scale"] = list(self.scales)
         if log is not None:
             log("fixed weight steps q = " + ", ".join(f"{q:.4g}" for q in self.compiled.weight_steps)
                 + " (max |w| " + ", ".join(f"{w:.3g}" for w in self.limits)
-                + f"), tau_s = {self.compiled.tau_s_ticks:g} ticks")
+                + f"), tau_s = {self.compiled.tau_s_ticks:g} ticks"
+                + (f"; axonal delays on the delay lines, step {self.compiled.delay_step:.4g} tau_s, max"
+                   f" {self.delay_limit:.4g} tau_s" if self.has_delays else ""))
+
+    def _upload(self, net: TTFSNetwork) -> Any:
+        """Send the weights (and axonal delays) whose chip values changed; the diff sent, or None."""
+        if not self.has_delays:
+            return self.session.update_weights(net.weights())
+        return self.session.update_parameters(net.weights(), device_delays(net))
 
     def train_forward(self, x: torch.Tensor, epoch: int, batch: int) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """Run the minibatch on the device; the inputs as the device received them (rounded to ticks) and every
@@ -184,20 +217,26 @@ class DeviceForward:
         return torch.from_numpy(res.input_times), [torch.from_numpy(t) for t in res.layer_times]
 
     def constrain(self, net: TTFSNetwork) -> None:
-        """Clamp every layer's weights to what its fixed scale represents (+-63 steps)."""
+        """Clamp every layer's weights to what its fixed scale represents (+-63 steps) and its axonal delays to
+        what a delay line holds (0 .. 511 steps)."""
         with torch.no_grad():
             for weight, lim in zip(net.weights(), self.limits, strict=True):
                 weight.clamp_(-lim, lim)
+            for d in device_delays(net):
+                if d is not None:
+                    d.clamp_(0.0, self.delay_limit)
 
     def sync(self, net: TTFSNetwork) -> int:
-        """Send the synapses whose 6-bit value changed; returns how many."""
-        diff = self.session.update_weights(net.weights())
+        """Send the synapses whose 6-bit value and the routes whose delay code changed; returns how many
+        entries changed."""
+        diff = self._upload(net)
         return diff.changed_entries() if diff is not None else 0
 
     def load_weights(self, net: TTFSNetwork, params: list[torch.Tensor]) -> None:
-        """Set the float weights (a :meth:`TTFSNetwork.snapshot`) and send the changed synapses to the device."""
+        """Set the float weights and delays (a :meth:`TTFSNetwork.snapshot`) and send what changed to the
+        device."""
         net.load_snapshot(params)
-        self.session.update_weights(net.weights())
+        self._upload(net)
 
     def evaluate(self, net: TTFSNetwork, data: Any, split: str) -> Evaluation:
         """Measured on the device with the split's fixed noise seed."""
@@ -216,6 +255,7 @@ class DeviceForward:
             "weight_steps": list(self.compiled.weight_steps),
             "max_abs_weight": list(self.limits),
             "tau_s_ticks": self.compiled.tau_s_ticks,
+            **({"delay_step": self.compiled.delay_step, "max_delay": self.delay_limit} if self.has_delays else {}),
             "margin_tau": self.margin_tau,
             "headroom": self.headroom,
             "calibration": self.compiled.calibration,

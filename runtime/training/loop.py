@@ -23,7 +23,7 @@ from firstspike.hal.backend import Backend
 from firstspike.runtime.session import DEFAULT_MARGIN_TAU
 from firstspike.runtime.training.data import SpikeDataset, as_spike_data, batches, n_batches, n_samples
 from firstspike.runtime.training.evaluation import DeviceStats, Evaluation
-from firstspike.runtime.training.forward import DeviceForward, SoftwareForward, silent_fraction
+from firstspike.runtime.training.forward import DeviceForward, SoftwareForward, check_device_delays, silent_fraction
 from firstspike.runtime.training.presets import reference_optimizer
 from firstspike.runtime.ttfs.layers import TTFSNetwork
 from firstspike.runtime.ttfs.loss import TTFSLoss, WeightBumper, predict
@@ -212,7 +212,9 @@ def fit(
     scheduler is stepped once per epoch (``ReduceLROnPlateau`` with the validation loss). A model with delays
     (``TTFSNetwork(..., delays=...)``) trains them like the weights: the default optimizer gives them their own
     parameter group with ``delay_lr`` (default ``lr``), and after every optimizer step they are clamped to their
-    range (``model.constrain_()``). Delays train in software only for now (the chip has no delay lines yet).
+    range (``model.constrain_()``). With a device in the loop only axonal delays train (the chip's route delay
+    lines: quantised to 8 ticks, uploaded in the same diff as the weights); synaptic and dendritic ones train in
+    software.
     ``loss``: default :class:`~firstspike.runtime.ttfs.loss.TTFSLoss` (the paper's). ``bumping``: weight bumping for
     silent neurons ("default": hidden layers 30 %, outputs 0 % silent allowed; None = off). ``input_noise``:
     Gaussian jitter of the input times (std, tau_s). ``select``: keep the weights of the epoch with the best
@@ -259,10 +261,8 @@ def fit(
         raise ValueError(f"select must be 'best-val' or 'final', got {select!r}")
     if selected == "best-val" and val_data is None:
         raise ValueError("select='best-val' needs validation data (val=...)")
-    if device is not None and model.has_delays:
-        kinds = sorted({k for k in model.delay_kinds if k != "none"})
-        raise ValueError(f"the model has {'/'.join(kinds)} delays: training delays with a device in the loop needs "
-                         "the chip's delay lines, which do not exist yet; train it in software (device=None)")
+    if device is not None:
+        check_device_delays(model)
     if hw_aware is not None and model.has_delays:
         raise ValueError("hardware-aware training samples virtual chips without delay lines: train a model with "
                          "delays in plain software (hw_aware=None)")

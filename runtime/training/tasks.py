@@ -168,13 +168,14 @@ def train_task(
     chips of this device (a URI, a Backend or a DeviceNoiseModel; with ``calibration``, of its calibrated chips).
 
     ``delays``: train transmission delays of this kind in every layer (``axonal``, ``synaptic``, ``dendritic``;
-    software only) with the task's delay preset (:func:`~firstspike.runtime.training.presets.with_delays`);
-    ``delay_lr``, ``delay_max`` (tau_s) override the preset's.
+    with a device in the loop axonal only) with the task's delay preset
+    (:func:`~firstspike.runtime.training.presets.with_delays`); ``delay_lr``, ``delay_max`` (tau_s) override the
+    preset's.
     """
     cfg = with_delays(task, delays)
-    if device is not None and cfg.delays != "none":
-        raise ValueError(f"{cfg.delays} delays cannot be trained with a device in the loop yet: that needs the "
-                         "chip's delay lines; train them in software (without a device)")
+    if device is not None and cfg.delays not in ("none", "axonal"):
+        raise ValueError(f"{cfg.delays} delays cannot be trained with a device in the loop: the chip's delay lines "
+                         "sit on the routes, one per source (axonal); train them in software (without a device)")
     if delay_lr is not None:
         cfg = replace(cfg, delay_lr=float(delay_lr))
     if delay_max is not None:

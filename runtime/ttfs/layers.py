@@ -316,7 +316,7 @@ class TTFSNetwork(nn.Module):
 
     def to_network(self) -> Any:
         """This model as the compiler's IR (``firstspike.compiler.ir.Network``), see
-        :func:`firstspike.runtime.ttfs.export.to_network` (refused for a model with delays, for now)."""
+        :func:`firstspike.runtime.ttfs.export.to_network` (delays included; the chip holds axonal ones)."""
         from firstspike.runtime.ttfs.export import to_network  # lazy: the compiler is needed only for deployment
 
         return to_network(self)

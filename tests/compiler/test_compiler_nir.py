@@ -95,13 +95,31 @@ def test_bias_spike_convention():
     assert ("bias_linear_0", "lif_0") in g.edges and ("linear_0", "lif_0") in g.edges
 
 
-def test_delays_import_but_do_not_compile():
+def test_delays_import_and_compile_onto_the_delay_lines():
     g = nir.NIRGraph.from_list(nir.Delay(delay=np.array([0.0, 2.0])), nir.Linear(weight=np.ones((1, 2))),
                                cubalif(1, tau_syn=2.0, tau_mem=2.0))
     net = from_nir(g)
-    assert net.layers[0].delays.tolist() == [0.0, 1.0]
-    with pytest.raises(DesignRuleErrors, match="FS-R011 delays"):
-        compile(net)
+    assert net.layers[0].delays.tolist() == [0.0, 1.0] and net.layers[0].delay_kind == "axonal"
+    c = compile(net)
+    codes = c.config.routing.routes["delay"]
+    assert sorted(set(codes.tolist())) == [0, round(c.tau_s_ticks / 8)]  # 1 tau_s = 752 ticks = 94 steps
+    too_long = nir.NIRGraph.from_list(nir.Delay(delay=np.array([0.0, 20.0])), nir.Linear(weight=np.ones((1, 2))),
+                                      cubalif(1, tau_syn=2.0, tau_mem=2.0))
+    with pytest.raises(DesignRuleErrors, match=r"FS-R011 delay-range: layer 0 \('cubalif'\) input 1: value 10.0"):
+        compile(from_nir(too_long))
+
+
+def test_a_delay_between_linear_and_lif_is_refused_by_name():
+    g = nir.NIRGraph.from_list(nir.Linear(weight=np.ones((1, 2))), nir.Delay(delay=np.array([1.0])),
+                               cubalif(1, tau_syn=2.0, tau_mem=2.0))
+    with pytest.raises(NIRImportError, match="dendritic delay"):
+        from_nir(g)
+
+
+def test_a_bias_delay_exports_as_a_later_bias_spike():
+    net = Network(2, (Layer(np.array([[1.0], [2.0], [3.0]]), bias_time=0.7, delays=[0.25, 0.5, 0.125]),))
+    back = from_nir(to_nir(net))
+    assert back.layers[0].bias_time == 0.7 + 0.125 and back.layers[0].delays.tolist() == [0.25, 0.5, 0.0]
 
 
 def _lin_lif(n_in=2, n=3, **kw):

@@ -16,6 +16,7 @@ from firstspike.compiler import (
     compile,
 )
 from firstspike.compiler.rules import run_rules
+from firstspike.hal import chip
 
 
 def dense(*sizes: int, value: float = 0.5, bias: float | None = None, **layer_kw) -> Network:
@@ -112,11 +113,22 @@ def test_r010_reset_potential():
     only(errors_of(dense(3, 2, v_reset=-1.5)), "FS-R010 reset-potential")
 
 
-def test_r011_delays():
-    net = Network(3, (Layer(np.ones((3, 2)), delays=[0.0, 0.25, 0.0]),))
-    v = only(errors_of(net), "FS-R011 delays")
-    assert v.where == "layer 0 input 1" and v.value == 0.25
-    compile(Network(3, (Layer(np.ones((3, 2)), delays=[0.0, 0.0, 0.0]),)))  # zero delays are fine
+def test_r011_delay_range():
+    tau = compile(dense(3, 2)).tau_s_ticks  # the realised tau_s: 752 ticks
+    top = chip.DELAY_MAX_TICKS / tau  # 4088 ticks, ~5.44 tau_s
+    compile(Network(3, (Layer(np.ones((3, 2)), delays=[0.0, 0.25, top]),)))  # within the delay lines
+    for bad in (top + 8 / tau, -0.01, np.nan, np.inf):
+        net = Network(3, (Layer(np.ones((3, 2)), delays=[0.0, bad, 0.0]),))
+        v = only(errors_of(net), "FS-R011 delay-range")
+        assert v.where == "layer 0 input 1" and "4088 ticks" in v.detail
+
+
+def test_r014_delay_kind():
+    for kind, d in (("synaptic", np.full((3, 2), 0.5)), ("dendritic", np.array([0.0, 0.5]))):
+        net = Network(3, (Layer(np.ones((3, 2)), delays=d, delay_kind=kind, name="h"),))
+        v = only(errors_of(net), "FS-R014 delay-kind")
+        assert v.where == "layer 0 ('h')" and v.value == f"{kind} delays"
+        compile(Network(3, (Layer(np.ones((3, 2)), delays=0 * d, delay_kind=kind),)))  # all zero: nothing to hold
 
 
 def test_r012_time_constant():

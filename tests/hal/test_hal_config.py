@@ -36,6 +36,9 @@ def configs(draw):
     cfg.routing = Routing.from_lists(
         kind, source, rng.integers(0, 2, n), rng.integers(0, 256, n), rng.integers(0, 64, n)
     )
+    if draw(st.booleans()):  # delay lines in use (encoding version 2), some routes still without delay
+        codes = rng.integers(0, chip.DELAY_CODE_MAX + 1, len(cfg.routing))
+        cfg.routing = cfg.routing.with_delays(np.where(rng.random(len(codes)) < 0.3, 0, codes))
     return cfg
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from firstspike.hal import chip
 from firstspike.hal.coords import (
     Column,
+    DelayCode,
     Half,
     InputChannel,
     NeuronId,
@@ -28,6 +29,7 @@ ALL = [
     (WeightValue, 63),
     (InputChannel, chip.N_INPUT_CHANNELS - 1),
     (NeuronId, chip.N_NEURONS - 1),
+    (DelayCode, chip.DELAY_CODE_MAX),
 ]
 
 

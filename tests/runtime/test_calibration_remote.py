@@ -18,6 +18,7 @@ from firstspike.hal.noise_model import DeviceNoiseModel
 from firstspike.runtime import open as open_device
 from firstspike.runtime.calibration import CalibrationResult
 from firstspike.runtime.calibration.serving import calibration_from_info
+from firstspike.sim_device.spec import SPEC_VERSION
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -44,7 +45,7 @@ def cal_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "--plot", str(plot), "--json", "--no-progress")
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout)
-    assert summary["device"] == {"model": "firstspike-sim", "serial": SERIAL, "spec_version": "1.1"}
+    assert summary["device"] == {"model": "firstspike-sim", "serial": SERIAL, "spec_version": SPEC_VERSION}
     assert summary["after"] == {} or all(v["std"] is None for v in summary["after"].values())
     assert plot.stat().st_size > 10_000
     return out

@@ -1,6 +1,6 @@
 """Delays as trainable parameters: the layers (kinds, initialisation, range, saving, refusal to compile), the one
 training loop (delays train, stay in range, own learning rate, model selection and checkpoints keep them) and the
-command line (``firstspike train ... --delays KIND``, refused with ``--device``)."""
+command line (``firstspike train ... --delays KIND``; with ``--device`` only axonal delays, the chip's delay lines)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import firstspike as fs
+from firstspike.compiler import DesignRuleErrors
 from firstspike.runtime.cli import main
 from firstspike.runtime.training.loop import train_step
 from firstspike.runtime.training.presets import get_task, reference_optimizer, with_delays
 from firstspike.runtime.ttfs.delays import delayed_first_spike_times
-from firstspike.runtime.ttfs.export import UnsupportedDelaysError
 from firstspike.runtime.ttfs.layers import DEFAULT_DELAY_MAX, TTFSLinear, TTFSNetwork
 from firstspike.runtime.ttfs.loss import ShiftMSELoss, TTFSLoss
 
@@ -142,18 +143,28 @@ def test_models_saved_before_delays_existed_still_load(tmp_path: Path) -> None:
     assert set(re_saved) == set(old) and re_saved["architecture"] == old["architecture"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_compiling_a_model_with_delays_is_refused_with_a_clear_message(kind: str, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("kind", ["synaptic", "dendritic"])
+def test_compiling_a_model_with_chipless_delays_is_refused_by_rule(kind: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     model = net(["none", kind])
-    with pytest.raises(UnsupportedDelaysError, match=f"layer 1 has {kind} delays"):
-        model.to_network()
-    with pytest.raises(ValueError, match="only models without delays compile"):
+    ir = model.to_network()
+    assert ir.layers[0].delays is None and ir.layers[1].delay_kind == kind
+    with pytest.raises(DesignRuleErrors, match=f"FS-R014 delay-kind: layer 1.*{kind} delays"):
         fs.compile(model)
     model.save(tmp_path / "m.pt")
     assert main(["compile", str(tmp_path / "m.pt"), "-o", str(tmp_path / "m.fsn")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert f"{kind} delays" in err and len(err.splitlines()) == 1
+    err = capsys.readouterr().err
+    assert f"{kind} delays" in err and "FS-R014" in err and not (tmp_path / "m.fsn").exists()
+
+
+def test_a_model_with_axonal_delays_compiles_onto_the_delay_lines() -> None:
+    model = net("axonal")
+    compiled = fs.compile(model)
+    want = [np.rint(d.detach().numpy() * compiled.tau_s_ticks / 8) * 8 / compiled.tau_s_ticks
+            for d in model.delays()]
+    for got, w in zip(compiled.realised_delays(), want, strict=True):
+        assert np.array_equal(got, w)
+    assert [r.layer for r in compiled.delay_quantization] == [0, 1]
 
 
 # --- the training loop ---------------------------------------------------------------------------------------------
@@ -220,10 +231,11 @@ def test_delay_lr_zero_freezes_the_delays_and_ema_averages_them() -> None:
     assert fs.evaluate(averaged, val).accuracy == h.val.accuracy
 
 
-def test_fit_refuses_delays_with_a_device_in_the_loop() -> None:
+@pytest.mark.parametrize("kind", ["synaptic", "dendritic"])
+def test_fit_refuses_chipless_delays_with_a_device_in_the_loop(kind: str) -> None:
     x, y = blobs(30, 5)
-    with pytest.raises(ValueError, match="delay lines"):
-        fs.fit(net("axonal"), (x, y), epochs=1, device="sim://", **QUIET)
+    with pytest.raises(ValueError, match=f"{kind} delays: the chip's delay lines sit on the routes"):
+        fs.fit(net(["axonal", kind]), (x, y), epochs=1, device="sim://", **QUIET)
     with pytest.raises(ValueError, match="delay_lr"):
         fs.fit(net("axonal"), (x, y), epochs=1, delay_lr=-1.0, **QUIET)
 
@@ -274,12 +286,14 @@ def test_cli_trains_yinyang_with_delays(kind: str, tmp_path: Path, capsys: pytes
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
-def test_cli_refuses_delays_with_a_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["train", "yinyang", "--delays", "axonal", "--device", "sim://", "--epochs", "1",
+@pytest.mark.parametrize("kind", ["synaptic", "dendritic"])
+def test_cli_refuses_chipless_delays_with_a_device(kind: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["train", "yinyang", "--delays", kind, "--device", "sim://", "--epochs", "1",
                "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
-    assert "delay lines" in err and "--device" in err
+    assert "delay lines" in err and "--device" in err and kind in err
     assert not (tmp_path / "x").exists()
 
 

@@ -14,7 +14,7 @@ from firstspike.sim_device.engine import EngineModel, compile_model
 from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
 from firstspike.sim_device.model import build_model, only_weights_differ
 
-ARRAYS = ("active", "index_of", "src_index", "act_count")
+ARRAYS = ("active", "index_of", "line_key", "line_ptr", "line_src", "line_delay", "line_count", "fan_line")
 #: the kernel structures of an engine model, every field compared
 STRUCTS = ("tables", "neurons", "wiring", "fanout", "levels")
 
