@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,9 +142,12 @@ class NeuronCalibration:
     def describe(self) -> str:
         return f"{self.device_model} serial {self.serial} (spec {self.spec_version})"
 
-    def check_device(self, device_model: str, serial: int, spec_version: str) -> None:
-        """Raise :class:`CalibrationMismatchError` unless this calibration was measured on that chip."""
-        if (device_model, int(serial), spec_version) != (self.device_model, self.serial, self.spec_version):
+    def check_device(self, device_model: str, serial: int, spec_version: str, same_bits_as: Sequence[str] = ()) -> None:
+        """Raise :class:`CalibrationMismatchError` unless this calibration was measured on that chip: its model and
+        serial, and its spec version or one of ``same_bits_as`` (earlier versions the device runs bit for bit
+        alike, e.g. a spec that only added a resource the calibration does not use)."""
+        versions = (spec_version, *same_bits_as)
+        if (device_model, int(serial)) != (self.device_model, self.serial) or self.spec_version not in versions:
             raise CalibrationMismatchError(
                 f"the calibration is for {self.describe()}; this device is {device_model} serial {serial} "
                 f"(spec {spec_version}): calibrate this chip (firstspike calibrate URI -o FILE)")

@@ -26,7 +26,7 @@ from firstspike.sim_device.engine import EngineModel, compile_model, input_lines
 from firstspike.sim_device.model import build_model, only_weights_and_delays_differ, only_weights_differ, with_weights
 from firstspike.sim_device.noise_model import published_noise_model_dict
 from firstspike.sim_device.reference import ReferenceEntry
-from firstspike.sim_device.spec import ROUTE_DELAY_TICKS, SPEC_VERSION, UPDATE_PERIOD_TICKS
+from firstspike.sim_device.spec import ROUTE_DELAY_TICKS, SAME_BITS_AS, SPEC_VERSION, UPDATE_PERIOD_TICKS
 
 MEMBRANE_READOUT = 8
 DEFAULT_MAX_EVENTS = 1 << 24
@@ -110,6 +110,7 @@ class SimBackend(Backend):
                 "noise": self._noise,
                 "engine": self._engine,
                 "spec_version": SPEC_VERSION,
+                "same_bits_as": list(SAME_BITS_AS),
                 "update_period_ticks": UPDATE_PERIOD_TICKS,
                 "route_delay_ticks": ROUTE_DELAY_TICKS,
                 "noise_key": "(seed, entry_offset + batch index, neuron | channel, occurrence)",

@@ -67,6 +67,15 @@ def _clean(x: Any) -> Any:
     return x
 
 
+
+def same_bits_as(info: DeviceInfo) -> tuple[str, ...]:
+    """Earlier spec versions the device says it runs bit for bit alike (``info.extra["same_bits_as"]``): a
+    calibration measured under one of them holds on it. Anything malformed there counts as none."""
+    value = info.extra.get("same_bits_as", ()) if isinstance(info.extra, dict) else ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        return ()
+    return tuple(value)
+
 @dataclass(frozen=True, eq=False)
 class CalibrationResult:
     """One chip's calibration and the evidence for it.
@@ -120,7 +129,7 @@ class CalibrationResult:
     def check_device(self, info: DeviceInfo) -> None:
         """Raise :class:`CalibrationFileError` (one line) unless this result belongs to the device ``info``."""
         try:
-            self.calibration.check_device(info.model, info.serial, info.version)
+            self.calibration.check_device(info.model, info.serial, info.version, same_bits_as(info))
         except ValueError as e:
             raise CalibrationFileError(str(e)) from None
 

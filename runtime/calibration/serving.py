@@ -20,7 +20,12 @@ from firstspike.hal.config import ChipConfig, ConfigDiff
 from firstspike.hal.errors import ConfigDecodeError
 from firstspike.hal.events import InputSpikes
 from firstspike.hal.neuron_calibration import NeuronCalibration
-from firstspike.runtime.calibration.result import CalibrationFileError, CalibrationResult, load_calibration
+from firstspike.runtime.calibration.result import (
+    CalibrationFileError,
+    CalibrationResult,
+    load_calibration,
+    same_bits_as,
+)
 
 __all__ = ["INFO_KEY", "CalibratedDevice", "attach_calibration", "calibration_from_info"]
 
@@ -87,7 +92,7 @@ def calibration_from_info(info: DeviceInfo) -> NeuronCalibration | None:
     except (KeyError, TypeError, ValueError, ConfigDecodeError) as e:
         raise CalibrationFileError(f"the device reports a malformed calibration: {e}") from None
     try:
-        cal.check_device(info.model, info.serial, info.version)
+        cal.check_device(info.model, info.serial, info.version, same_bits_as(info))
     except ValueError as e:
         raise CalibrationFileError(f"the device reports another chip's calibration: {e}") from None
     return cal

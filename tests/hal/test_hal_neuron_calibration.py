@@ -146,3 +146,21 @@ def test_another_chip_or_spec_is_refused_in_one_line():
             cal.check_device(*other)
         msg = str(e.value)
         assert "\n" not in msg and "serial 3" in msg and f"serial {other[1]}" in msg
+
+
+def test_a_later_spec_that_runs_the_same_bits_keeps_the_calibration():
+    cal = _random_calibration(6, serial=3)  # measured under spec 1.1
+    cal.check_device("firstspike-sim", 3, "1.2", same_bits_as=("1.1",))
+    for other in (("firstspike-sim", 3, "1.2", ()), ("firstspike-sim", 3, "1.2", ("1.0",)),
+                  ("firstspike-sim", 4, "1.2", ("1.1",))):
+        with pytest.raises(CalibrationMismatchError):
+            cal.check_device(*other)
+
+
+def test_the_simulator_says_which_earlier_specs_it_runs_alike():
+    from firstspike.runtime.calibration.result import same_bits_as
+    from firstspike.sim_device import SimBackend
+    from firstspike.sim_device.spec import SAME_BITS_AS
+
+    with SimBackend() as dev:
+        assert same_bits_as(dev.info()) == tuple(SAME_BITS_AS) == ("1.1",)
