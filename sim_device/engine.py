@@ -1163,15 +1163,35 @@ def _without_lockstep(m: tuple, in_ptr: np.ndarray, chunk_ptr: np.ndarray, entri
     that level reach ``lock.min_events`` per entry; the first level's events are the inputs (``in_ptr``: the
     entries' input ranges, chunk ``c`` = ``entries[chunk_ptr[c]:chunk_ptr[c+1]]``), a later level's are known only
     in the kernel, so a later level that may run in lockstep keeps the tables."""
-    on = m[5][0]
-    if not on.any():
-        return (*m[:5], None)
-    if on[1:].any():
-        return m
-    n_e = np.diff(chunk_ptr)
-    b0 = entries[chunk_ptr[:-1]]
-    events = in_ptr[b0 + n_e] - in_ptr[b0]
-    return m if bool((events >= m[5][1] * n_e).any()) else (*m[:5], None)
+    need = _lockstep_need(m)
+    if need <= 0:
+        return m if need else (*m[:5], None)
+    if len(chunk_ptr) == 2:  # one chunk (a small batch): scalars, no array operations
+        b0, n_e = int(entries[chunk_ptr[0]]), int(chunk_ptr[1] - chunk_ptr[0])
+        return m if int(in_ptr[b0 + n_e] - in_ptr[b0]) >= need * n_e else (*m[:5], None)
+    sizes = np.diff(chunk_ptr)
+    starts = entries[chunk_ptr[:-1]]
+    events = in_ptr[starts + sizes] - in_ptr[starts]
+    return m if bool((events >= need * sizes).any()) else (*m[:5], None)
+
+
+#: per kernel model (by identity: they are cached on the engine model): see :func:`_lockstep_need`
+_NEED: dict[int, tuple[tuple, int]] = {}
+
+
+def _lockstep_need(m: tuple) -> int:
+    """0: no level of kernel model ``m`` can run in lockstep; -1: the lockstep tables are always needed (a later
+    level may run in lockstep, or the first one does whatever its events); else the input events per entry from
+    which the first level runs in lockstep."""
+    got = _NEED.get(id(m))
+    if got is not None and got[0] is m:
+        return got[1]
+    on, min_events = m[5][0], m[5][1]
+    need = 0 if not on.any() else (-1 if on[1:].any() or min_events <= 0 else int(min_events))
+    if len(_NEED) > 256:
+        _NEED.clear()
+    _NEED[id(m)] = (m, need)
+    return need
 
 
 #: the threads :func:`_call_threads` runs chunks on besides the caller's (created on first use, again after a fork)
@@ -1195,7 +1215,7 @@ def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> No
     per thread (numba's thread count: ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply); the calling
     thread runs the first range. Chunks write disjoint entries, so the split does not change any result."""
     n_chunks = len(chunk_ptr) - 1
-    threads = min(get_num_threads(), n_chunks)
+    threads = min(get_num_threads(), n_chunks) if n_chunks > 1 else 1
     if threads <= 1:
         _run_batch(chunk_ptr, entries, *args)
         return
