@@ -28,6 +28,7 @@ lists: adding a table is a field there and the line here that fills it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -1211,21 +1212,24 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> None:
-    """:func:`_run_batch` over the chunks of ``chunk_ptr``, split into contiguous ranges of equal chunk counts, one
-    per thread (numba's thread count: ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply); the calling
-    thread runs the first range. Chunks write disjoint entries, so the split does not change any result."""
+    """:func:`_run_batch` over the chunks of ``chunk_ptr`` on up to numba's thread count of threads (the caller's
+    and pool threads; ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply), each taking the next chunk not
+    yet taken: a thread the OS leaves waiting on a busy machine delays only the chunk it holds (a static split
+    waits for its whole share). Chunks write disjoint entries, so the order does not change any result."""
     n_chunks = len(chunk_ptr) - 1
     threads = min(get_num_threads(), n_chunks) if n_chunks > 1 else 1
     if threads <= 1:
         _run_batch(chunk_ptr, entries, *args)
         return
-    cut = (np.arange(threads + 1) * n_chunks) // threads
-    futures: list[Future] = [
-        _pool(threads - 1).submit(_run_batch, chunk_ptr[cut[i] : cut[i + 1] + 1], entries, *args)
-        for i in range(1, threads)
-    ]
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        while (c := next(taken)) < n_chunks:
+            _run_batch(chunk_ptr[c : c + 2], entries, *args)
+
+    futures: list[Future] = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
     try:
-        _run_batch(chunk_ptr[: cut[1] + 1], entries, *args)
+        work()
     finally:
         for f in futures:
             f.result()
