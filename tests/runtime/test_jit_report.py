@@ -110,4 +110,4 @@ def test_deploy_on_an_empty_cache_says_so_on_stderr_and_keeps_stdout_json(tmp_pa
     assert "compiling the simulator's kernels once" in proc.stderr
     assert f"cached for later runs in {cache}" in proc.stderr
     assert "kernel 1 compiled:" in proc.stderr
-    assert (cache / jit_report.TIMES_FILE).is_file()
+    assert list(cache.rglob(jit_report.TIMES_FILE))  # this machine's compile time, the next estimate
