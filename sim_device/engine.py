@@ -16,8 +16,9 @@ Why it is fast (see docs/device-spec.md section 8):
   the jumps of every neuron whose delivery provably needs no crossing search (an exact per-neuron bound ``lim``
   set at its last anchor); the few others go through the unchanged scalar search (docs/device-spec.md
   section 9).
-* The kernels are compiled with numba and run batch entries on all cores (``prange``); a batch of one chunk
-  runs on the calling thread (waking the pool would cost more).
+* The kernels are compiled with numba and run chunks of batch entries on all cores: one kernel that releases the
+  GIL, called on disjoint ranges of chunks from a few threads (:func:`_call_threads`); a batch of one chunk runs
+  on the calling thread. One compiled kernel, not a serial and a ``prange`` one: a cold start compiles half.
 
 The kernels take a few named structures (:mod:`firstspike.sim_device._kernel_args`: :class:`Tables`,
 :class:`Neurons`, :class:`Wiring`, :class:`Fanout`, :class:`Levels`, :class:`Lockstep` bundled as :class:`Model`;
@@ -27,6 +28,10 @@ lists: adding a table is a field there and the line here that fills it.
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -60,8 +65,9 @@ from firstspike.sim_device.spec import (
 )
 
 try:  # numba is a declared dependency; without it the same code runs (slowly) as plain Python
-    from numba import njit, prange
+    from numba import get_num_threads, njit, types
     from numba.core.cpu import CPUTargetOptions
+    from numba.extending import overload
 
     HAVE_NUMBA = True
     # ``_nrt`` is numba's (underscored) switch for reference counting; should a version drop it, the kernels
@@ -70,12 +76,29 @@ try:  # numba is a declared dependency; without it the same code runs (slowly) a
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     HAVE_NUMBA = False
     NO_REFCOUNT = {}
-    prange = range  # type: ignore[misc]
+
+    def get_num_threads() -> int:  # type: ignore[misc]
+        return 1
 
     def njit(*args, **kwargs):  # type: ignore[no-redef]
         if args and callable(args[0]):
             return args[0]
         return lambda f: f
+
+
+def _lockstep(lock: tuple | None) -> Lockstep | None:
+    """The :class:`Lockstep` of a plain tuple, or None (see :func:`_without_lockstep`)."""
+    return None if lock is None else Lockstep(*lock)
+
+
+if HAVE_NUMBA:
+
+    @overload(_lockstep)
+    def _lockstep_typed(lock):  # pragma: no cover - compiled
+        # chosen by the argument's type, so each kernel specialisation has one Model type
+        if isinstance(lock, types.NoneType):
+            return lambda lock: None
+        return lambda lock: Lockstep(*lock)
 
 
 P = UPDATE_PERIOD_TICKS
@@ -239,7 +262,11 @@ def _with_room(spk, nsp, more):  # pragma: no cover - compiled
     if nsp + more <= spk.shape[0]:
         return spk
     bigger = np.empty((2 * spk.shape[0] + more, 4), dtype=np.int64)
-    bigger[:nsp] = spk[:nsp]
+    # element by element: numba compiles a slice assignment's shape-mismatch message (string formatting), which
+    # cost ~3 s of every cold start
+    for s in range(nsp):
+        for c in range(4):
+            bigger[s, c] = spk[s, c]
     return bigger
 
 
@@ -769,7 +796,9 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
     its events if ``m.lock`` says so and the chunk has enough events per entry, else neuron by neuron; then record,
     count and sample the readout."""
     run = Run(*run_)
-    m = Model(Tables(*tab), Neurons(*par), Wiring(*wiring), Fanout(*fanout), Levels(*levels), Lockstep(*lock))
+    # ``lock`` is None when no level of this call can run in lockstep (:func:`_kernel_args_of`): numba then prunes
+    # the lockstep branches before typing them, so a process that never needs them never compiles them
+    m = Model(Tables(*tab), Neurons(*par), Wiring(*wiring), Fanout(*fanout), Levels(*levels), _lockstep(lock))
     n_e = entries.shape[0]
     b0 = entries[0]
     dur = run.dur
@@ -785,7 +814,7 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
     for g in range(lv.ptr.shape[0] - 1):
         first = nsp
         if not lv.iterate[g]:
-            if m.lock.on[g] and src.ptr[n_e] >= m.lock.min_events * n_e:
+            if lock is not None and m.lock.on[g] and src.ptr[n_e] >= m.lock.min_events * n_e:
                 spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
             else:
                 spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
@@ -854,20 +883,12 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
                      run.period)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _run_batch(chunk_ptr, entries, run, tab, par, wiring, fanout, levels, lock):  # pragma: no cover - compiled
     """Chunk ``c`` = ``entries[chunk_ptr[c]:chunk_ptr[c+1]]`` of :class:`Run` ``run`` on the :class:`Model` of the
-    other arguments, chunks in parallel. The structures come as :func:`plain` tuples, the model's one by one:
-    numba types a plain tuple of arrays in C, a namedtuple in Python (~3 us more per call, on the 0.15 ms of a
-    one-sample run), and a parallel loop passes only tuples whose fields are arrays or scalars."""
-    for c in prange(chunk_ptr.shape[0] - 1):
-        _run_chunk(entries[chunk_ptr[c] : chunk_ptr[c + 1]], run, tab, par, wiring, fanout, levels, lock)
-
-
-@njit(cache=True)
-def _run_batch_serial(chunk_ptr, entries, run, tab, par, wiring, fanout, levels, lock):  # pragma: no cover - compiled
-    """:func:`_run_batch` on the calling thread: for a single chunk, waking the thread pool costs more than the
-    chunk (milliseconds on a loaded machine, against ~0.1 ms for one yin-yang entry)."""
+    other arguments, chunk after chunk, without the GIL (:func:`run_engine` runs disjoint ranges of chunks on
+    several threads). The structures come as :func:`plain` tuples, the model's one by one: numba types a plain
+    tuple of arrays in C, a namedtuple in Python (~3 us more per call, on the 0.15 ms of a one-sample run)."""
     for c in range(chunk_ptr.shape[0] - 1):
         _run_chunk(entries[chunk_ptr[c] : chunk_ptr[c + 1]], run, tab, par, wiring, fanout, levels, lock)
 
@@ -1223,7 +1244,7 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int
 def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tuple:
     """The :class:`Model` the kernels read for a run of ``duration`` ticks (``lockstep`` as :func:`run_engine`
     takes it), as :func:`plain` tuples; cached on the model (building it takes longer than the dispatch of a
-    one-sample run)."""
+    one-sample run). See :func:`_without_lockstep` for the form without the lockstep tables."""
     key = (_step_cut(em, duration), lockstep)
     got = em.kernel_models.get(key)
     if got is None:
@@ -1234,6 +1255,85 @@ def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tupl
             lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc)
         got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
+
+
+def _without_lockstep(m: tuple, in_ptr: np.ndarray, chunk_ptr: np.ndarray, entries: np.ndarray) -> tuple:
+    """The kernel model ``m`` with ``None`` for its lockstep part if no level of this call can run in lockstep:
+    :func:`_run_chunk` then has no lockstep branch at all (numba prunes it by the argument's type), so a process
+    that never needs the lockstep kernels never compiles them (yin-yang: about half of a cold start). Exact: the
+    kernel takes the lockstep path for level ``g`` of a chunk only if ``lock.on[g]`` and the chunk's events for
+    that level reach ``lock.min_events`` per entry; the first level's events are the inputs (``in_ptr``: the
+    entries' input ranges, chunk ``c`` = ``entries[chunk_ptr[c]:chunk_ptr[c+1]]``), a later level's are known only
+    in the kernel, so a later level that may run in lockstep keeps the tables."""
+    need = _lockstep_need(m)
+    if need <= 0:
+        return m if need else (*m[:5], None)
+    if len(chunk_ptr) == 2:  # one chunk (a small batch): scalars, no array operations
+        b0, n_e = int(entries[chunk_ptr[0]]), int(chunk_ptr[1] - chunk_ptr[0])
+        return m if int(in_ptr[b0 + n_e] - in_ptr[b0]) >= need * n_e else (*m[:5], None)
+    sizes = np.diff(chunk_ptr)
+    starts = entries[chunk_ptr[:-1]]
+    events = in_ptr[starts + sizes] - in_ptr[starts]
+    return m if bool((events >= need * sizes).any()) else (*m[:5], None)
+
+
+#: per kernel model (by identity: they are cached on the engine model): see :func:`_lockstep_need`
+_NEED: dict[int, tuple[tuple, int]] = {}
+
+
+def _lockstep_need(m: tuple) -> int:
+    """0: no level of kernel model ``m`` can run in lockstep; -1: the lockstep tables are always needed (a later
+    level may run in lockstep, or the first one does whatever its events); else the input events per entry from
+    which the first level runs in lockstep."""
+    got = _NEED.get(id(m))
+    if got is not None and got[0] is m:
+        return got[1]
+    on, min_events = m[5][0], m[5][1]
+    need = 0 if not on.any() else (-1 if on[1:].any() or min_events <= 0 else int(min_events))
+    if len(_NEED) > 256:
+        _NEED.clear()
+    _NEED[id(m)] = (m, need)
+    return need
+
+
+#: the threads :func:`_call_threads` runs chunks on besides the caller's (created on first use, again after a fork)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``workers`` threads, for this process (a forked child makes its own)."""
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or os.getpid() != _POOL_PID or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="firstspike-sim")
+            _POOL_PID = os.getpid()
+        return _POOL
+
+
+def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> None:
+    """:func:`_run_batch` over the chunks of ``chunk_ptr`` on up to numba's thread count of threads (the caller's
+    and pool threads; ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply), each taking the next chunk not
+    yet taken: a thread the OS leaves waiting on a busy machine delays only the chunk it holds (a static split
+    waits for its whole share). Chunks write disjoint entries, so the order does not change any result."""
+    n_chunks = len(chunk_ptr) - 1
+    threads = min(get_num_threads(), n_chunks) if n_chunks > 1 else 1
+    if threads <= 1:
+        _run_batch(chunk_ptr, entries, *args)
+        return
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        while (c := next(taken)) < n_chunks:
+            _run_batch(chunk_ptr[c : c + 2], entries, *args)
+
+    futures: list[Future] = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for f in futures:
+            f.result()
 
 
 @dataclass(frozen=True, eq=False)
@@ -1304,8 +1404,7 @@ def run_engine(
               out_n, out_cnt, stats, mem)
 
     def call(chunk_ptr: np.ndarray, entries: np.ndarray, run: Run) -> None:
-        kernel = _run_batch if len(chunk_ptr) > 2 else _run_batch_serial
-        kernel(chunk_ptr, entries, tuple(run), *m)
+        _call_threads(chunk_ptr, entries, (tuple(run), *_without_lockstep(m, run.in_ptr, chunk_ptr, entries)))
 
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)

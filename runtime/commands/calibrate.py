@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
     device = open_device(args.uri)
     try:
         progress = None
-        if not args.no_progress:
+        if not (args.no_progress or args.json):
             from tqdm import tqdm
 
             bar = tqdm(total=1000, desc="calibrate", unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
-                       file=sys.stderr, dynamic_ncols=True)
+                       file=sys.stderr, dynamic_ncols=True, disable=None)  # None: no bar in a log
 
             def progress(message: str, fraction: float) -> None:
                 assert bar is not None

@@ -130,7 +130,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         stats = DeviceStats()
         t0 = time.perf_counter()
         ev = evaluate(None, data, session, seed=args.seed, batch_size=args.batch_size, stats=stats, on_batch=record,
-                      progress=not args.no_progress)
+                      progress=not (args.no_progress or args.json))
         wall = time.perf_counter() - t0
         first = ev.decision_times
         fin = first[np.isfinite(first)]

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     device = open_device(args.device) if args.device is not None else None  # before the progress bar starts
     try:
         ev = evaluate(net, data, device, seed=args.seed, calibration=args.calibration,
-                      progress=not args.no_progress and device is not None)
+                      progress=not (args.no_progress or args.json) and device is not None)
     except (ValueError, OSError, HalError, CompileError) as exc:
         print(f"firstspike eval: {exc}", file=sys.stderr)
         return 2

@@ -196,7 +196,8 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_batches(spike_data, batch_size), desc="evaluate", unit="batch", leave=False)
+        bar = tqdm(total=n_batches(spike_data, batch_size), desc="evaluate", unit="batch", leave=False,
+                   disable=None)  # None: no bar when stderr is not a terminal (a log)
     with runner as run:
         for x, y in batches(spike_data, int(batch_size)):
             out, n_spikes, res = run(x, n)
