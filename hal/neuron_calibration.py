@@ -61,6 +61,7 @@ CALIBRATION_VERSION_SYNAPSES = 2
 SYNAPSE_SHAPE = (chip.N_HALVES, chip.ROWS_PER_HALF, chip.COLUMNS_PER_HALF)
 #: a synapse factor is stored as ``round(factor * SYNAPSE_SCALE)`` in a uint16
 SYNAPSE_SCALE = 1 << 14
+SYNAPSE_MAX_CODE = (1 << 16) - 1  # the largest factor is 65535 / 2^14 (just under 4)
 _FORMATS = {1: "firstspike.neuron_calibration.v1", 2: "firstspike.neuron_calibration.v2"}
 
 #: factor fields: effective = factor x nominal(code); name -> the NeuronParams code it corrects
@@ -106,11 +107,11 @@ def _synapse_array(a: Any) -> np.ndarray | None:
         raise ValueError(f"calibration field synapse: shape {np.shape(a)}; expected {SYNAPSE_SHAPE}")
     if not np.isfinite(arr).all():
         raise ValueError("calibration field synapse: contains NaN or inf")
-    lo, hi = FACTOR_RANGE
-    if arr.min() < lo or arr.max() > hi:
-        raise ValueError(f"calibration field synapse: factors must lie in [{lo}, {hi}], "
-                         f"got [{arr.min():.4g}, {arr.max():.4g}]")
     arr = np.rint(arr * SYNAPSE_SCALE) / SYNAPSE_SCALE  # the stored grid
+    lo, hi = FACTOR_RANGE[0], SYNAPSE_MAX_CODE / SYNAPSE_SCALE
+    if arr.min() < lo or arr.max() > hi:
+        raise ValueError(f"calibration field synapse: factors must lie in [{lo}, {hi:.6g}], "
+                         f"got [{arr.min():.4g}, {arr.max():.4g}]")
     arr.setflags(write=False)
     return arr
 
