@@ -24,9 +24,10 @@ code can correct it, the compiler divides each weight by it before rounding to t
 
 Encoding: :mod:`firstspike.hal.encoding`'s checksummed container, magic ``FSNC``; header = canonical JSON of the
 identity; one float64 array of shape (512,) per field. Version 1: the neuron fields only (files written before
-synapse factors existed still load, as "no synapse correction"); version 2: plus ``synapse`` as uint16 codes
-(2, 256, 256), factor = code / 2^14 (resolution 6e-5; factors are kept on that grid in memory too, so a
-calibration round-trips exactly). A calibration without synapse factors is written as version 1 (same bytes, same SHA-256 as before).
+synapse factors existed still load, as "no synapse correction"); version 2: plus ``synapse`` as uint16 codes (2,
+256, 256), factor = code / 2^14 (resolution 6e-5; factors are kept on that grid in memory too, so a calibration
+round-trips exactly). A calibration without synapse factors is written as version 1 (same bytes, same SHA-256 as
+before).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """``calibrate(device)``: measure every neuron of a chip and choose the codes that make it hit the targets.
 
-Round 1 measures the chip with the nominal codes (the "before"); its transfer estimate gives calibrated codes;
-each further round measures with the codes the estimate so far gives and refines it (the rounds' estimates are
-averaged: the transfer is linear in the code, so each round is an independent measurement of the same slope or
-offset); then every synapse is measured with the final neuron codes (:mod:`.synapses`: its factor relative to
-its neuron's gain, which the compiler divides out of each weight); a last verification round measures the final
-codes (the "after"). Only the hal ``Backend`` interface is used, so the same code calibrates ``sim://``, a ``grpc://`` device server or hardware.
+Round 1 measures the chip with the nominal codes (the "before"); its transfer estimate gives calibrated codes; each
+further round measures with the codes the estimate so far gives and refines it (the rounds' estimates are averaged:
+the transfer is linear in the code, so each round is an independent measurement of the same slope or offset); then
+every synapse is measured with the final neuron codes (:mod:`.synapses`: its factor relative to its neuron's gain,
+which the compiler divides out of each weight); a last verification round measures the final codes (the "after").
+Only the hal ``Backend`` interface is used, so the same code calibrates ``sim://``, a ``grpc://`` device server or
+hardware.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def calibrate(device: Backend | str, *, rounds: int = DEFAULT_ROUNDS, verify: bo
         measured_ok = np.isfinite(syn.gain)
         cal = cal.with_synapses(np.where(measured_ok, syn.gain, 1.0))
         synapse_meta = {"measured": True, "residual_rel": syn.residual_rel, "dropped_entries": syn.dropped,
-                        "unmeasured": int((~measured_ok).sum()), "reference_rows": int(len(reference)),
+                        "unmeasured": int((~measured_ok).sum()), "reference_rows": len(reference),
                         "spread_rel": float(np.std(syn.gain[measured_ok]))}
     if verify:
         k = int(rounds) + int(bool(synapses))

@@ -173,7 +173,7 @@ def test_a_file_whose_version_contradicts_its_calibration_is_refused():
     from firstspike.hal.encoding import decode_arrays, encode_arrays
 
     r = _with_synapses(_result(4), 4)
-    version, header, arrays = decode_arrays(r.to_bytes(), b"FSCR", (2,))
+    _version, header, arrays = decode_arrays(r.to_bytes(), b"FSCR", (2,))
     forged = encode_arrays(b"FSCR", 1, arrays, header=header.replace(b"calibration.v2", b"calibration.v1"))
     with pytest.raises(CalibrationFileError, match="version 1 file with a calibration of version 2"):
         CalibrationResult.from_bytes(forged)
