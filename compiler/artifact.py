@@ -8,7 +8,10 @@ File layout: hal's checksummed array container (see :mod:`firstspike.hal.encodin
   weight step q and all neuron codes), the stage list and the quantisation report (and, for a network with
   delays, the delay quantisation report; the delays themselves are the stage configurations' route delays);
 * arrays: each stage's ChipConfig as its own ``to_bytes()`` (uint8), each stage's input channels, per
-  layer the neuron ids, source kinds/ids and source rows, and optionally the source network's IR bytes.
+  layer the neuron ids, source kinds/ids and source rows, and optionally the source network's IR bytes;
+  for a network calibrated with per-synapse factors (layer meta ``"synapse_corrected": true``) per layer
+  ``layer{k}.synapse_gain``, uint16 (2, n_sources, n_out): the factor x 2^14 of each weight's excitatory and
+  inhibitory synapse (the calibration's own grid).
 
 Same compiled network -> same bytes. :meth:`CompiledNetwork.from_bytes` raises
 :class:`~firstspike.compiler.errors.ArtifactDecodeError` on any truncated, corrupted or foreign input.
@@ -43,6 +46,8 @@ from firstspike.hal.config import ChipConfig, NeuronParams, Routing, SynapseArra
 from firstspike.hal.encoding import decode_arrays, encode_arrays
 from firstspike.hal.errors import ConfigDecodeError
 
+#: per-synapse factors are stored as ``round(factor * 2^14)`` (uint16), the calibration file's grid
+_SYNAPSE_SCALE = 1 << 14
 ARTIFACT_MAGIC = b"FSNW"
 ARTIFACT_VERSION = 1
 ARTIFACT_FORMAT = "firstspike.compiled.v1"
@@ -66,6 +71,9 @@ class LayerMap:
     channel or NEURON id). ``source_rows[i, half, 0/1]``: excitatory/inhibitory row of source i in that
     half (-1: not routed there). ``q``: the exact model weight of one digital step, so the chip's weight
     is ``sign * d * q``. ``codes``: the digital neuron parameters of every neuron of the layer.
+    ``synapse_gain``: None, or (on a chip calibrated per synapse) float64 (2, n_sources, n_out), the measured
+    factor of each weight's excitatory [0] and inhibitory [1] synapse: a weight then becomes
+    ``d = round(|w| / (q * factor))`` on the synapse of its sign, and the chip's weight is ``sign * d * q * factor``.
     """
 
     index: int
@@ -85,8 +93,17 @@ class LayerMap:
     codes: NeuronCodes
     tau_ratio: float
     fixed_scale: bool
+    synapse_gain: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.synapse_gain is not None:
+            g = np.array(self.synapse_gain, dtype=np.float64, copy=True)
+            if g.shape != (2, *self.weight_shape) or not np.isfinite(g).all() or g.min() <= 0 or g.max() >= 4:
+                raise CompileError(f"layer {self.index}: synapse_gain must be finite factors in (0, 4) of shape "
+                                   f"{(2, *self.weight_shape)}, got shape {g.shape}")
+            g = np.rint(g * _SYNAPSE_SCALE) / _SYNAPSE_SCALE  # the file's grid
+            g.setflags(write=False)
+            object.__setattr__(self, "synapse_gain", g)
         object.__setattr__(self, "neuron_ids", _frozen(self.neuron_ids, "<i8"))
         object.__setattr__(self, "source_kind", _frozen(self.source_kind, "|u1"))
         object.__setattr__(self, "source_id", _frozen(self.source_id, "<i8"))
@@ -121,7 +138,27 @@ class LayerMap:
             "codes": self.codes.to_dict(),
             "tau_ratio": self.tau_ratio,
             "fixed_scale": self.fixed_scale,
+            **({"synapse_corrected": True} if self.synapse_gain is not None else {}),
         }
+
+    def digitize(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model weights -> (magnitudes 0..63, negative mask) with this layer's step q and, if present, each
+        synapse's factor divided out before rounding."""
+        if self.synapse_gain is None:
+            return digitize(weights, self.q)
+        w = np.asarray(weights, dtype=np.float64)
+        neg = w < 0
+        factor = np.where(neg, self.synapse_gain[1], self.synapse_gain[0])
+        d = np.minimum(np.rint(np.abs(w) / (self.q * factor)), chip.WEIGHT_MAX).astype(np.uint8)
+        return d, neg
+
+    def realised(self, d: np.ndarray, negative: np.ndarray) -> np.ndarray:
+        """The model weights the chip realises for magnitudes ``d`` (``sign * d * q``, times the synapse's
+        factor where the layer is synapse-corrected), float64."""
+        w = signed_steps(d, negative) * self.q
+        if self.synapse_gain is None:
+            return w
+        return w * np.where(negative, self.synapse_gain[1], self.synapse_gain[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,12 +283,13 @@ class CompiledNetwork:
                 raise ValueError(f"layer {L.index}: weights shape {w.shape}; expected {L.weight_shape}")
             if not np.isfinite(w).all():
                 raise ValueError(f"layer {L.index}: weights contain NaN or inf")
-            out.append(digitize(w, L.q))
+            out.append(L.digitize(w))
         return out
 
     def quantize(self, weights: Sequence[Any]) -> list[np.ndarray]:
-        """The weights the chip realises for these float weights (``sign * d * q`` per layer, float64)."""
-        return [signed_steps(d, n) * L.q for L, (d, n) in zip(self.layers, self._digitize(weights), strict=True)]
+        """The weights the chip realises for these float weights (``sign * d * q`` per layer, float64; on a chip
+        calibrated per synapse times each synapse's measured factor)."""
+        return [L.realised(d, n) for L, (d, n) in zip(self.layers, self._digitize(weights), strict=True)]
 
     def delay_codes(self, delays: Sequence[Any]) -> list[np.ndarray | None]:
         """Per layer the delay code of each weight row for these axonal delays (model units, tau_s): an array of
@@ -338,7 +376,8 @@ class CompiledNetwork:
 
     def update_stage_weights(self, weights: Sequence[Any]) -> list[ChipConfig]:
         """New configs (one per stage) holding these float weights, re-quantised with the artifact's FIXED
-        per-layer steps q. Only synapse weights differ from the compiled configs."""
+        per-layer steps q (and per-synapse factors, if calibrated so). Only synapse weights differ from the
+        compiled configs."""
         return self.update_stage_parameters(weights)
 
     def update_weights(self, weights: Sequence[Any]) -> ChipConfig:
@@ -379,6 +418,8 @@ class CompiledNetwork:
             arrays[f"layer{L.index}.source_kind"] = L.source_kind
             arrays[f"layer{L.index}.source_id"] = L.source_id.astype("<i4")
             arrays[f"layer{L.index}.source_rows"] = L.source_rows.astype("<i4")
+            if L.synapse_gain is not None:
+                arrays[f"layer{L.index}.synapse_gain"] = np.rint(L.synapse_gain * _SYNAPSE_SCALE).astype("<u2")
         if self.source is not None:
             arrays["source"] = np.frombuffer(self.source.to_bytes(), dtype=np.uint8)
         return encode_arrays(ARTIFACT_MAGIC, ARTIFACT_VERSION, arrays, header=header.encode("utf-8"))
@@ -484,10 +525,16 @@ def _decode(h: dict[str, Any], arrays: dict[str, np.ndarray]) -> CompiledNetwork
         _check(np.isfinite(q) and q > 0, f"layer {k} q={q}")
         codes = NeuronCodes(**{f: _int(v, 0, chip.PARAM_MAX, f"layer {k} {f}") for f, v in m["codes"].items()})
         bias_channel = m["bias_channel"]
+        gain = None
+        if m.get("synapse_corrected", False):
+            _check(m["synapse_corrected"] is True, f"layer {k} synapse_corrected")
+            codes_u2 = arrays[f"layer{k}.synapse_gain"]
+            _check(codes_u2.dtype == np.dtype("<u2"), f"layer {k} synapse_gain dtype {codes_u2.dtype}")
+            gain = codes_u2.astype(np.float64) / _SYNAPSE_SCALE
         lm = LayerMap(k, str(m["name"]), stage, n_in, n_out, None if bias_time is None else float(bias_time),
                       None if bias_channel is None else _int(bias_channel, 0, chip.N_INPUT_CHANNELS - 1, "bias"),
                       _int(m["address"], 0, chip.N_LABELS - 1, "address"), bool(m["merged"]), ids, kind, src, rows,
-                      q, codes, float(m["tau_ratio"]), bool(m["fixed_scale"]))
+                      q, codes, float(m["tau_ratio"]), bool(m["fixed_scale"]), gain)
         lm.synapse_indices  # noqa: B018  # validates the rows against the neurons now, not at first use
         layer_maps.append(lm)
     for st in stages:

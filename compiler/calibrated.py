@@ -6,11 +6,19 @@ The compiler chooses codes against the *nominal* curves (:mod:`firstspike.hal.ca
 neuron codes change: weights, rows, routes, the per-layer weight steps ``q`` and the run-time conversions stay,
 so :meth:`CompiledNetwork.update_stage_weights` (and a runtime session's weight diffs) work on top unchanged.
 The result records the calibration's identity; a session refuses to load it on another chip.
+
+A calibration with per-synapse factors also changes the weights: every layer records the factor of each weight's
+excitatory and inhibitory synapse (``LayerMap.synapse_gain``), and each weight is rounded as
+``d = round(|w| / (q * factor))``, so that the chip's weight ``d * q * factor`` is ``w`` to within the 6-bit
+resolution despite the synapse's own mismatch. The float weights come from the artifact's source network if it
+kept one, else from the compiled digital weights (``sign * d * q``: rounded twice, up to one step off).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+
+import numpy as np
 
 from firstspike.compiler.artifact import CompiledNetwork
 from firstspike.compiler.errors import CompileError
@@ -32,4 +40,23 @@ def apply_calibration(compiled: CompiledNetwork, calibration: NeuronCalibration)
         raise CompileError(f"the network already carries the calibration of {c['device_model']} serial "
                            f"{c['serial']}; apply a calibration to the uncalibrated artifact")
     stages = tuple(replace(s, config=calibration.apply_to_config(s.config)) for s in compiled.stages)
-    return replace(compiled, stages=stages, calibration=calibration.identity)
+    out = replace(compiled, stages=stages, calibration=calibration.identity)
+    if calibration.synapse is None:
+        return out
+    weights = compiled.source.weights if compiled.source is not None else _digital_weights(compiled)
+    flat = calibration.synapse.reshape(-1)
+    layers = tuple(replace(L, synapse_gain=np.stack([flat[L.synapse_indices[0]], flat[L.synapse_indices[1]]]))
+                   for L in out.layers)
+    out = replace(out, layers=layers)
+    configs = out.update_stage_weights(weights)
+    return replace(out, stages=tuple(replace(s, config=c) for s, c in zip(out.stages, configs, strict=True)))
+
+
+def _digital_weights(compiled: CompiledNetwork) -> list[np.ndarray]:
+    """The weights the uncalibrated artifact's configs hold, per layer (``sign * d * q``)."""
+    out = []
+    for L in compiled.layers:
+        w = compiled.stages[L.stage].config.synapses.weights.reshape(-1)
+        exc, inh = L.synapse_indices
+        out.append((w[exc].astype(np.float64) - w[inh]) * L.q)
+    return out

@@ -17,8 +17,17 @@ model weight of one digital step (``gain / 64 / span``, :func:`firstspike.hal.ca
 what the compiler assumed. The identity (device model, serial, spec version) travels with the data: a
 calibration is refused on another chip (:meth:`NeuronCalibration.check_device`).
 
-Encoding: :mod:`firstspike.hal.encoding`'s checksummed container, magic ``FSNC``, version 1; header = canonical
-JSON of the identity; one float64 array of shape (512,) per field.
+Optionally, per synapse (``synapse``, shape (2 halves, 256 rows, 256 columns)): each synapse's weight-to-current
+factor relative to its neuron's gain (effective jump = ``w gain / 64 x gain factor x synapse factor``); no neuron
+code can correct it, the compiler divides each weight by it before rounding to the 6-bit grid
+(:func:`firstspike.compiler.apply_calibration`). None: no synapse correction.
+
+Encoding: :mod:`firstspike.hal.encoding`'s checksummed container, magic ``FSNC``; header = canonical JSON of the
+identity; one float64 array of shape (512,) per field. Version 1: the neuron fields only (files written before
+synapse factors existed still load, as "no synapse correction"); version 2: plus ``synapse`` as uint16 codes (2,
+256, 256), factor = code / 2^14 (resolution 6e-5; factors are kept on that grid in memory too, so a calibration
+round-trips exactly). A calibration without synapse factors is written as version 1 (same bytes, same SHA-256 as
+before).
 """
 
 from __future__ import annotations
@@ -40,12 +49,21 @@ __all__ = [
     "CALIBRATION_MAGIC",
     "FACTOR_FIELDS",
     "OFFSET_FIELDS",
+    "SYNAPSE_SCALE",
+    "SYNAPSE_SHAPE",
     "CalibrationMismatchError",
     "NeuronCalibration",
 ]
 
 CALIBRATION_MAGIC = b"FSNC"
 CALIBRATION_VERSION = 1
+#: the version with per-synapse factors
+CALIBRATION_VERSION_SYNAPSES = 2
+SYNAPSE_SHAPE = (chip.N_HALVES, chip.ROWS_PER_HALF, chip.COLUMNS_PER_HALF)
+#: a synapse factor is stored as ``round(factor * SYNAPSE_SCALE)`` in a uint16
+SYNAPSE_SCALE = 1 << 14
+SYNAPSE_MAX_CODE = (1 << 16) - 1  # the largest factor is 65535 / 2^14 (just under 4)
+_FORMATS = {1: "firstspike.neuron_calibration.v1", 2: "firstspike.neuron_calibration.v2"}
 
 #: factor fields: effective = factor x nominal(code); name -> the NeuronParams code it corrects
 FACTOR_FIELDS: dict[str, str] = {
@@ -82,6 +100,23 @@ def _field_array(name: str, a: Any) -> np.ndarray:
     return arr
 
 
+def _synapse_array(a: Any) -> np.ndarray | None:
+    if a is None:
+        return None
+    arr = np.array(a, dtype=np.float64, copy=True)
+    if arr.shape != SYNAPSE_SHAPE:
+        raise ValueError(f"calibration field synapse: shape {np.shape(a)}; expected {SYNAPSE_SHAPE}")
+    if not np.isfinite(arr).all():
+        raise ValueError("calibration field synapse: contains NaN or inf")
+    arr = np.rint(arr * SYNAPSE_SCALE) / SYNAPSE_SCALE  # the stored grid
+    lo, hi = FACTOR_RANGE[0], SYNAPSE_MAX_CODE / SYNAPSE_SCALE
+    if arr.min() < lo or arr.max() > hi:
+        raise ValueError(f"calibration field synapse: factors must lie in [{lo}, {hi:.6g}], "
+                         f"got [{arr.min():.4g}, {arr.max():.4g}]")
+    arr.setflags(write=False)
+    return arr
+
+
 def _round_clip(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(np.rint(x), lo, hi).astype(np.int64)
 
@@ -93,7 +128,8 @@ class NeuronCalibration:
     ``tau_mem``, ``tau_syn_exc``, ``tau_syn_inh``, ``gain_exc``, ``gain_inh``: factors (effective / nominal).
     ``leak``: absolute leak offset (LSB); ``threshold``, ``reset``: offsets relative to the leak's (LSB).
     ``device_model``, ``serial``, ``spec_version``: the chip it was measured on (``DeviceInfo`` model, serial,
-    version).
+    version). ``synapse``: optional (2, 256, 256) factor of every synapse relative to its neuron's gain, kept
+    on the grid of 1/2^14 (None: no synapse correction).
     """
 
     device_model: str
@@ -107,6 +143,7 @@ class NeuronCalibration:
     leak: np.ndarray
     threshold: np.ndarray
     reset: np.ndarray
+    synapse: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.device_model, str) or not self.device_model:
@@ -119,6 +156,7 @@ class NeuronCalibration:
         object.__setattr__(self, "serial", int(self.serial))
         for name in _FIELDS:
             object.__setattr__(self, name, _field_array(name, getattr(self, name)))
+        object.__setattr__(self, "synapse", _synapse_array(self.synapse))
 
     # ---- construction -----------------------------------------------------------------------------
     @classmethod
@@ -131,6 +169,14 @@ class NeuronCalibration:
     def fields(self) -> dict[str, np.ndarray]:
         """The per-neuron arrays by name (read-only views)."""
         return {name: getattr(self, name) for name in _FIELDS}
+
+    def with_synapses(self, synapse: np.ndarray | None) -> NeuronCalibration:
+        """The same neuron calibration with these per-synapse factors (None: without synapse correction)."""
+        return NeuronCalibration(self.device_model, self.serial, self.spec_version, **self.fields(), synapse=synapse)
+
+    def without_synapses(self) -> NeuronCalibration:
+        """The same neuron calibration without per-synapse factors."""
+        return self if self.synapse is None else self.with_synapses(None)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -191,14 +237,22 @@ class NeuronCalibration:
         return out.validate()
 
     # ---- encoding ---------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The encoding version: 2 with per-synapse factors, else 1."""
+        return CALIBRATION_VERSION if self.synapse is None else CALIBRATION_VERSION_SYNAPSES
+
     def _header(self) -> bytes:
-        h = {"format": "firstspike.neuron_calibration.v1", "device_model": self.device_model,
+        h = {"format": _FORMATS[self.version], "device_model": self.device_model,
              "serial": self.serial, "spec_version": self.spec_version}
         return json.dumps(h, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def to_bytes(self) -> bytes:
         """Canonical, versioned, CRC-checked bytes (equal calibrations give equal bytes)."""
-        return encode_arrays(CALIBRATION_MAGIC, CALIBRATION_VERSION, self.fields(), header=self._header())
+        arrays = self.fields()
+        if self.synapse is not None:
+            arrays = {**arrays, "synapse": np.rint(self.synapse * SYNAPSE_SCALE).astype("<u2")}
+        return encode_arrays(CALIBRATION_MAGIC, self.version, arrays, header=self._header())
 
     def sha256(self) -> str:
         """Hex SHA-256 of :meth:`to_bytes`: names this exact calibration."""
@@ -208,16 +262,21 @@ class NeuronCalibration:
     def from_bytes(cls, data: bytes) -> NeuronCalibration:
         """Decode :meth:`to_bytes`; any truncated, corrupted, foreign or out-of-range input raises
         :class:`~firstspike.hal.errors.ConfigDecodeError`."""
-        _, header, arrays = decode_arrays(data, CALIBRATION_MAGIC, (CALIBRATION_VERSION,))
+        version, header, arrays = decode_arrays(data, CALIBRATION_MAGIC,
+                                                (CALIBRATION_VERSION, CALIBRATION_VERSION_SYNAPSES))
         try:
             h = json.loads(header.decode("utf-8"))
-            if not isinstance(h, dict) or h.get("format") != "firstspike.neuron_calibration.v1":
-                raise ValueError("header format is not firstspike.neuron_calibration.v1")
-            if sorted(arrays) != sorted(_FIELDS):
-                raise ValueError(f"arrays {sorted(arrays)}; expected {sorted(_FIELDS)}")
+            if not isinstance(h, dict) or h.get("format") != _FORMATS[version]:
+                raise ValueError(f"header format is not {_FORMATS[version]}")
+            names = [*_FIELDS, "synapse"] if version == CALIBRATION_VERSION_SYNAPSES else list(_FIELDS)
+            if sorted(arrays) != sorted(names):
+                raise ValueError(f"arrays {sorted(arrays)}; expected {sorted(names)}")
             for name, a in arrays.items():
-                if a.dtype != np.float64:
-                    raise ValueError(f"array {name} has dtype {a.dtype}; expected float64")
+                want = np.dtype("<u2") if name == "synapse" else np.dtype(np.float64)
+                if a.dtype != want:
+                    raise ValueError(f"array {name} has dtype {a.dtype}; expected {want}")
+            if "synapse" in arrays:
+                arrays["synapse"] = arrays["synapse"].astype(np.float64) / SYNAPSE_SCALE
             out = cls(h["device_model"], h["serial"], h["spec_version"], **arrays)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise ConfigDecodeError(f"not a valid neuron calibration: {e}") from None

@@ -6,7 +6,9 @@ For each calibration file: all 512 neurons configured with the nominal target co
 threshold 600, reset 300, every tau code 188, gains 64), the file's calibration applied, and the effective
 parameters computed by the simulator's own model for that chip (``sim_device.model.build_model`` with the chip's
 ``Mismatch``): tau errors (%), threshold - leak, reset - leak and leak errors (LSB), and the model weight of one
-step (gain x factor x the synapses' mean factor over all 256 rows / 64 / span) against the nominal one (%).
+step (gain x factor x the synapses' mean factor over all 256 rows / 64 / span) against the nominal one (%), and per
+synapse (131 072 per chip) the excitatory weight per step through that synapse divided by the synapse factor the
+calibration measured (1 without factors: what the compiler divides out) against the nominal one (%).
 Prints one JSON line per file (largest |error| and std, calibrated and uncalibrated) and one over all files.
 """
 
@@ -19,7 +21,7 @@ import sys
 import numpy as np
 
 PARAMS = ("tau_mem_pct", "tau_syn_exc_pct", "tau_syn_inh_pct", "span_lsb", "reset_lsb", "leak_lsb", "gain_exc_pct",
-          "gain_inh_pct")
+          "gain_inh_pct", "synapse_exc_pct")
 
 
 def effective_errors(cal, serial: int, codes: dict[str, int]) -> dict[str, np.ndarray]:
@@ -39,6 +41,8 @@ def effective_errors(cal, serial: int, codes: dict[str, int]) -> dict[str, np.nd
     span = m.theta / 4096
     f_syn = (mm.synapse[n // 256, :, n % 256] / 65536).mean(axis=1)
     q_nominal = c["gain"] / 64 / (c["threshold"] - c["leak"])
+    per_step = (v["gain_exc"] * mm.gain_e / 65536 / 64 / span / q_nominal).reshape(2, 1, 256)  # (half, 1, column)
+    measured = 1.0 if cal.synapse is None else cal.synapse
     return {
         "tau_mem_pct": (m.tau_q[0] / 256 / (4 * c["tau"]) - 1) * 100,
         "tau_syn_exc_pct": (m.tau_q[1] / 256 / (4 * c["tau"]) - 1) * 100,
@@ -48,6 +52,7 @@ def effective_errors(cal, serial: int, codes: dict[str, int]) -> dict[str, np.nd
         "leak_lsb": m.leak / 4096 - c["leak"],
         "gain_exc_pct": (v["gain_exc"] * mm.gain_e / 65536 * f_syn / 64 / span / q_nominal - 1) * 100,
         "gain_inh_pct": (v["gain_inh"] * mm.gain_i / 65536 * f_syn / 64 / span / q_nominal - 1) * 100,
+        "synapse_exc_pct": ((per_step * (mm.synapse / 65536) / measured).ravel() - 1) * 100,
     }
 
 

@@ -3,11 +3,12 @@
     python scripts/calibration_results.py runs/yinyang-seed0/model.pt --serials 0-9 [--calibrations DIR]
     python scripts/calibration_results.py runs/mnist16-h246-e30/model.pt --serials 0 --dataset mnist16
 
-For each serial: calibrate ``sim://?serial=S`` (or load ``DIR/serialS.fscal`` if present; new calibrations are
-saved there), deploy the model (compiled once, then the chip's calibrated codes applied) on the test split with the
-deployment noise seed, and deploy it uncalibrated. Prints one JSON line per serial and a summary line; with
-``--ground-truth`` also the largest tau / span errors of the calibrated codes against the simulator's mismatch
-tables (this script may read them; the calibration never does).
+For each serial: calibrate ``sim://?serial=S`` (or load ``DIR/serialS.fscal`` if present; new calibrations are saved
+there), deploy the model (compiled once, then the chip's calibrated codes applied) on the test split with the
+deployment noise seed, and deploy it uncalibrated; a calibration with per-synapse factors is also deployed without
+them (``calibrated_neurons_only``: what the per-neuron calibration alone gives). Prints one JSON line per serial and
+a summary line; with ``--ground-truth`` also the largest tau / span errors of the calibrated codes against the
+simulator's mismatch tables (this script may read them; the calibration never does).
 """
 
 from __future__ import annotations
@@ -125,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             acc_raw = accuracy(dev, compiled, data, args.seed)
             chip_net = calibrated(compiled, result)
             acc_cal = accuracy(dev, chip_net, data, args.seed)
+            acc_neurons = None
+            if result.calibration.synapse is not None:
+                acc_neurons = accuracy(dev, calibrated(compiled, result.calibration.without_synapses()), data,
+                                       args.seed)
         finally:
             dev.close()
-        row = {"serial": serial, "uncalibrated": acc_raw, "calibrated": acc_cal, "calibration_s": cal_s,
+        row = {"serial": serial, "uncalibrated": acc_raw, "calibrated": acc_cal,
+               "calibrated_neurons_only": acc_neurons, "calibration_s": cal_s,
                "calibration_sha256": result.calibration.sha256()[:16]}
         if args.ground_truth:
             row["ground_truth_max"] = ground_truth(serial, chip_net)
@@ -146,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         refs["synapse_mismatch_only_std"] = syn.std(ddof=1) if len(syn) > 1 else 0.0
     raw = np.array([r["uncalibrated"] for r in rows]) * 100
     cal = np.array([r["calibrated"] for r in rows]) * 100
+    only = [r["calibrated_neurons_only"] for r in rows if r["calibrated_neurons_only"] is not None]
+    if len(only) == len(rows):
+        arr = np.array(only) * 100
+        refs["calibrated_neurons_only_mean"] = arr.mean()
+        refs["calibrated_neurons_only_std"] = arr.std(ddof=1) if len(arr) > 1 else 0.0
     print(json.dumps({"model": args.model, "dataset": dataset, "samples": len(data), "seed": args.seed,
                       "serials": [r["serial"] for r in rows],
                       "uncalibrated_mean": raw.mean(), "uncalibrated_std": raw.std(ddof=1) if len(raw) > 1 else 0.0,

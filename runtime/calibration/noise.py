@@ -1,8 +1,11 @@
 """Reading a device's published noise model (:mod:`firstspike.hal.noise_model`), and what remains of it on a
 calibrated chip: the per-neuron fixed pattern shrinks to the calibration's measured residual, the per-synapse
-pattern and the trial-to-trial noise stay."""
+pattern to the measurement error of the synapse factors when the calibration corrects the synapses (else it stays),
+the trial-to-trial noise stays."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,11 +33,14 @@ def _std(a: np.ndarray) -> float:
 def calibrated_noise_model(model: DeviceNoiseModel, result: CalibrationResult) -> DeviceNoiseModel:
     """``model`` on the chip ``result`` calibrated: the neurons' time constants, gains and voltage offsets spread
     only as much as the calibration's verification measured (its ``after``; measurement noise included, so an
-    upper bound); the synapses' own mismatch, the weight resolution and the per-run noise as published.
-    Without a verification round the published fixed pattern is kept."""
+    upper bound); the synapses' own mismatch as published, or, when the calibration carries per-synapse factors
+    (which the compiler divides out of every weight), their measured standard error; the weight resolution and the
+    per-run noise as published. Without a verification round the published neuron fixed pattern is kept."""
+    residual = result.synapse_residual_rel
+    synapse = model.synapse_fixed_rel if residual is None else min(residual, model.synapse_fixed_rel)
     after = result.after
     if not after:
-        return model
+        return replace(model, synapse_fixed_rel=synapse)
     taus = [np.asarray(after[k]) / TARGETS[k] - 1 for k in ("tau_mem", "tau_syn_exc", "tau_syn_inh") if k in after]
     tau = _std(np.concatenate(taus)) if taus else model.tau_fixed_rel
     gains = [np.asarray(after[k]) - 1 for k in ("gain_exc", "gain_inh") if k in after]
@@ -49,7 +55,7 @@ def calibrated_noise_model(model: DeviceNoiseModel, result: CalibrationResult) -
         weight_bits=model.weight_bits,
         tau_fixed_rel=keep(tau, model.tau_fixed_rel),
         gain_fixed_rel=keep(gain, model.gain_fixed_rel),
-        synapse_fixed_rel=model.synapse_fixed_rel,
+        synapse_fixed_rel=synapse,
         # the spans are measured relative to the leak: their spread is the threshold's; the leak's own only
         # moves the rails
         leak_fixed_lsb=0.0,

@@ -42,10 +42,14 @@ __all__ = [
     "MAX_EVENTS",
     "MEMBRANE",
     "ROWS",
+    "SYNAPSES",
     "MembraneSetting",
+    "SynapseExperiment",
     "SynapticExperiment",
     "empty_inputs",
     "membrane_config",
+    "synapse_config",
+    "synapse_inputs",
     "synaptic_config",
     "synaptic_inputs",
 ]
@@ -157,6 +161,41 @@ EXCITATORY = SynapticExperiment(inhibitory=False, leak=300, level=400, reset=300
                                 gain=900, ks=(11, 13, 16), repeats=2, refractory=255, duration_ticks=1700)
 
 
+@dataclass(frozen=True)
+class SynapseExperiment:
+    """The per-synapse experiment (nominal codes): every row of both halves excitatory with weight ``weight``,
+    row ``r`` driven by input channels ``r * events .. r * events + events - 1`` (``events`` = 1024 / 256 = 4), so
+    one configuration reaches all 131 072 synapses. Entry ``b`` fires the ``events`` channels of one row at
+    ``INPUT_TICK``: every neuron of both halves then sees ``events`` jumps through its own synapse of that row and
+    crosses ``threshold = leak + level`` on a near-integrator membrane. ``repeats`` entries per row."""
+
+    leak: int
+    level: int
+    tau_mem: int
+    weight: int
+    gain: int
+    events: int
+    repeats: int
+    duration_ticks: int
+
+    @property
+    def jump_lsb(self) -> float:
+        """Nominal current jump of one event (LSB)."""
+        return self.weight * self.gain / 64.0
+
+    def entries(self) -> np.ndarray:
+        """The row of every batch entry: rows 0..255, each ``repeats`` times in a row (row-major)."""
+        return np.repeat(np.arange(chip.ROWS_PER_HALF, dtype=np.int64), self.repeats)
+
+
+#: 4 events x 63 x 850 / 64 LSB = 10.5 x the level on the slow membrane (kernel peak 1/7.24): a synapse 25 % below
+#: nominal still crosses (the synapses' mismatch is 5 %); the crossing (~0.8 tau_e after the input) is late enough
+#: that the input jitter costs ~0.1 % per entry; the 1-LSB threshold noise is 0.3 % of the level per entry. Gain
+#: 850 leaves room for the gain calibration up to 1022 (a neuron 17 % weak).
+SYNAPSES = SynapseExperiment(leak=300, level=320, tau_mem=SLOW_TAU_CODE, weight=chip.WEIGHT_MAX, gain=850,
+                             events=chip.N_INPUT_CHANNELS // chip.ROWS_PER_HALF, repeats=3, duration_ticks=1700)
+
+
 def _neuron_codes(cfg: ChipConfig, **codes: int) -> None:
     base = {"tau_mem": TAU_CODE, "tau_syn_exc": TAU_CODE, "tau_syn_inh": TAU_CODE, "refractory": 0,
             "gain_exc": 64, "gain_inh": 64, "enabled": 1}
@@ -191,6 +230,33 @@ def synaptic_config(exp: SynapticExperiment, calibration: NeuronCalibration, fir
                                      np.tile(first_row + ch // MAX_EVENTS, chip.N_HALVES),
                                      np.full(len(half), ADDRESS))
     return calibration.apply_to_config(cfg)
+
+
+def synapse_config(exp: SynapseExperiment, calibration: NeuronCalibration) -> ChipConfig:
+    """The per-synapse experiment's configuration (all 256 rows of both halves), mapped through ``calibration``'s
+    neuron codes (its synapse factors are not applied: the experiment measures the raw synapses)."""
+    cfg = ChipConfig()
+    _neuron_codes(cfg, leak=exp.leak, threshold=exp.leak + exp.level, reset=exp.leak, tau_mem=exp.tau_mem,
+                  refractory=chip.REFRACTORY_MAX, gain_exc=exp.gain)
+    cfg.row_modes[:, :] = RowMode.EXCITATORY
+    cfg.synapses.labels[:, :, :] = ADDRESS
+    cfg.synapses.weights[:, :, :] = exp.weight
+    ch = np.arange(chip.ROWS_PER_HALF * exp.events)
+    half = np.repeat(np.arange(chip.N_HALVES), len(ch))
+    cfg.routing = Routing.from_lists(np.zeros(len(half), dtype=np.int64), np.tile(ch, chip.N_HALVES), half,
+                                     np.tile(ch // exp.events, chip.N_HALVES), np.full(len(half), ADDRESS))
+    return calibration.apply_to_config(cfg)
+
+
+def synapse_inputs(exp: SynapseExperiment, rows: np.ndarray) -> InputSpikes:
+    """Entry b: one event on each of the ``exp.events`` channels of row ``rows[b]`` at ``INPUT_TICK``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    k = exp.events
+    ev = np.empty(len(rows) * k, dtype=SPIKE_DTYPE)
+    ev["batch"] = np.repeat(np.arange(len(rows)), k)
+    ev["time"] = INPUT_TICK
+    ev["label"] = (rows[:, None] * k + np.arange(k)[None, :]).reshape(-1)
+    return InputSpikes(ev, len(rows))
 
 
 def synaptic_inputs(rows: np.ndarray, ks: np.ndarray) -> InputSpikes:

@@ -1,7 +1,9 @@
 """The calibration result and its file: one chip's :class:`~firstspike.hal.neuron_calibration.NeuronCalibration`
 plus what was measured before and after (the evidence), in one exact, versioned, checksummed file.
 
-File: :mod:`firstspike.hal.encoding`'s container, magic ``FSCR``, version 1. Header: canonical JSON (format, the
+File: :mod:`firstspike.hal.encoding`'s container, magic ``FSCR``, version 1 (neuron calibration only) or 2 (the
+calibration carries per-synapse factors: hal NeuronCalibration version 2; the synapse measurement's summary is in
+the header's ``meta.synapses``). Version 1 files load as "no synapse correction". Header: canonical JSON (format, the
 chip's identity, targets and units, summary, metadata such as duration and device calls). Arrays: the
 NeuronCalibration's own bytes (``calibration``, uint8; its identity and CRC inside) and one float64 (512,) array
 per reported parameter, ``before.NAME`` and ``after.NAME`` (NaN where not measured). Any truncated, corrupted,
@@ -31,6 +33,10 @@ __all__ = ["RESULT_FORMAT", "CalibrationFileError", "CalibrationResult", "load_c
 RESULT_MAGIC = b"FSCR"
 RESULT_VERSION = 1
 RESULT_FORMAT = "firstspike.calibration.v1"
+#: version 2: the calibration carries per-synapse factors (hal NeuronCalibration version 2)
+RESULT_VERSION_SYNAPSES = 2
+RESULT_FORMAT_SYNAPSES = "firstspike.calibration.v2"
+_RESULT_FORMATS = {RESULT_VERSION: RESULT_FORMAT, RESULT_VERSION_SYNAPSES: RESULT_FORMAT_SYNAPSES}
 
 
 class CalibrationFileError(ValueError):
@@ -146,8 +152,23 @@ class CalibrationResult:
         }
 
     # ---- file ---------------------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The file version: 2 when the calibration carries per-synapse factors, else 1 (as before they existed)."""
+        return RESULT_VERSION if self.calibration.synapse is None else RESULT_VERSION_SYNAPSES
+
+    @property
+    def synapse_residual_rel(self) -> float | None:
+        """The relative standard error of the measured synapse factors (RMS over all synapses): the synapses'
+        mismatch that remains after correction. None without synapse factors."""
+        if self.calibration.synapse is None:
+            return None
+        syn = self.meta.get("synapses")
+        value = syn.get("residual_rel") if isinstance(syn, dict) else None
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) and value >= 0 else None
+
     def to_bytes(self) -> bytes:
-        header = {"format": RESULT_FORMAT, "device_model": self.device_model, "serial": self.serial,
+        header = {"format": _RESULT_FORMATS[self.version], "device_model": self.device_model, "serial": self.serial,
                   "spec_version": self.spec_version, "meta": _clean(self.meta),
                   "summary": _clean(self.summary())}
         arrays: dict[str, np.ndarray] = {"calibration": np.frombuffer(self.calibration.to_bytes(), dtype=np.uint8),
@@ -157,23 +178,25 @@ class CalibrationResult:
                 if name in getattr(self, part):
                     arrays[f"{part}.{name}"] = getattr(self, part)[name]
         text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return encode_arrays(RESULT_MAGIC, RESULT_VERSION, arrays, header=text.encode("utf-8"))
+        return encode_arrays(RESULT_MAGIC, self.version, arrays, header=text.encode("utf-8"))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CalibrationResult:
         """Decode :meth:`to_bytes`; raises :class:`CalibrationFileError` on any defect."""
         try:
-            _, header, arrays = decode_arrays(data, RESULT_MAGIC, (RESULT_VERSION,))
+            version, header, arrays = decode_arrays(data, RESULT_MAGIC, tuple(_RESULT_FORMATS))
         except ConfigDecodeError as e:
             raise CalibrationFileError(f"not a firstspike calibration file: {e}") from None
         try:
             h = json.loads(header.decode("utf-8"))
-            if not isinstance(h, dict) or h.get("format") != RESULT_FORMAT:
-                raise ValueError(f"format is not {RESULT_FORMAT!r}")
+            if not isinstance(h, dict) or h.get("format") != _RESULT_FORMATS[version]:
+                raise ValueError(f"format is not {_RESULT_FORMATS[version]!r}")
             cal_bytes = arrays.pop("calibration")
             if cal_bytes.dtype != np.uint8 or cal_bytes.ndim != 1:
                 raise ValueError("the calibration array must be uint8 bytes")
             cal = NeuronCalibration.from_bytes(cal_bytes.tobytes())
+            if (cal.synapse is not None) != (version == RESULT_VERSION_SYNAPSES):
+                raise ValueError(f"a version {version} file with a calibration of version {cal.version}")
             if (h.get("device_model"), h.get("serial"), h.get("spec_version")) != (
                     cal.device_model, cal.serial, cal.spec_version):
                 raise ValueError("header identity differs from the calibration's")

@@ -2,9 +2,10 @@
 
 :class:`CalibratedDevice` wraps any Backend and passes every call through; its ``info().extra["calibration"]``
 reports the calibration: the chip identity, the SHA-256 of the calibration data, the summary of its verification,
-and the data itself (base64 of the hal ``NeuronCalibration`` bytes, ~44 kB), so that a client of a device server can
-apply the server's calibration (:func:`calibration_from_info`) without holding the file. The device's configs are
-not rewritten: a client applies the calibration to what it compiles (``runtime.calibration.calibrated``), once.
+and the data itself (base64 of the hal ``NeuronCalibration`` bytes: ~44 kB, ~390 kB with per-synapse factors), so
+that a client of a device server can apply the server's calibration (:func:`calibration_from_info`) without holding
+the file. The device's configs are not rewritten: a client applies the calibration to what it compiles
+(``runtime.calibration.calibrated``), once.
 """
 
 from __future__ import annotations

@@ -63,6 +63,12 @@ def _print(result: Any, out: Path) -> None:
             return f"{x['std']:.4g}, {x['max_abs_error']:.4g}"
 
         print(f"  {name:<13} {unit:<9} {target:>7g}   {cell(b):>26}   {cell(a):>25}")
+    syn = m.get("synapses")
+    if isinstance(syn, dict) and syn.get("measured"):
+        residual = syn.get("residual_rel")
+        spread = syn.get("spread_rel")
+        print(f"  synapses: 131072 factors measured (spread {100 * (spread or float('nan')):.2f} %), standard error "
+              f"{100 * (residual or float('nan')):.3f} %; the compiler divides them out of every weight")
     if s["failed_neurons"]:
         print(f"  {s['failed_neurons']} neurons could not be measured fully; they keep nominal codes where unmeasured")
     print(f"wrote {out}  (sha256 {s['sha256'][:16]}...)")
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(max(int(fraction * 1000) - bar.n, 0))
 
         result = calibrate(device, rounds=args.rounds, verify=not args.no_verify, seed=args.seed,
-                           progress=progress)
+                           synapses=not args.neurons_only, progress=progress)
     except (HalError, ValueError, RuntimeError, OSError) as e:
         raise CommandError(str(e)) from None
     finally:
@@ -123,6 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS, metavar="N",
                    help=f"measurement rounds feeding the estimate (default {DEFAULT_ROUNDS})")
     p.add_argument("--no-verify", action="store_true", help="skip the verification round (no 'after' numbers)")
+    p.add_argument("--neurons-only", action="store_true",
+                   help="skip the per-synapse measurement (a version 1 file: no synapse correction)")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
                    help="the device's noise seed of the first round (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

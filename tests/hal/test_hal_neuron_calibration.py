@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from firstspike.hal import chip
 from firstspike.hal.config import NEURON_FIELDS, ChipConfig
 from firstspike.hal.errors import CalibrationMismatchError, ConfigDecodeError
-from firstspike.hal.neuron_calibration import FACTOR_FIELDS, OFFSET_FIELDS, NeuronCalibration
+from firstspike.hal.neuron_calibration import FACTOR_FIELDS, OFFSET_FIELDS, SYNAPSE_SCALE, NeuronCalibration
 
 N = chip.N_NEURONS
 
@@ -164,3 +164,57 @@ def test_the_simulator_says_which_earlier_specs_it_runs_alike():
 
     with SimBackend() as dev:
         assert same_bits_as(dev.info()) == tuple(SAME_BITS_AS) == ("1.1",)
+
+
+def _with_synapses(cal: NeuronCalibration, seed: int) -> NeuronCalibration:
+    rng = np.random.default_rng(seed)
+    return cal.with_synapses(np.exp(0.05 * rng.standard_normal((chip.N_HALVES, chip.ROWS_PER_HALF,
+                                                                 chip.COLUMNS_PER_HALF))))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), serial=st.integers(0, 2**63 - 1), spread=st.floats(0.0, 0.5))
+def test_synapse_factors_round_trip_exactly_on_their_grid(seed, serial, spread):
+    rng = np.random.default_rng(seed)
+    factors = np.clip(np.exp(spread * rng.standard_normal((2, 256, 256))), 0.25, 3.99)
+    cal = _random_calibration(seed % 1000, serial=serial % 2**62).with_synapses(factors)
+    assert cal.version == 2
+    assert np.abs(cal.synapse - factors).max() <= 0.5 / SYNAPSE_SCALE + 1e-15  # the stored grid, 3e-5
+    data = cal.to_bytes()
+    back = NeuronCalibration.from_bytes(data)
+    assert back == cal and back.to_bytes() == data and np.array_equal(back.synapse, cal.synapse)
+    assert back.sha256() == cal.sha256() != cal.without_synapses().sha256()
+    assert back.without_synapses() == cal.without_synapses() and back.without_synapses().synapse is None
+
+
+def test_a_calibration_without_synapse_factors_keeps_version_1_bytes():
+    cal = _random_calibration(6)
+    assert cal.synapse is None and cal.version == 1
+    assert cal.to_bytes()[4:6] == (1).to_bytes(2, "little")  # the container version: files of before still load
+    syn = _with_synapses(cal, 1)
+    assert syn.to_bytes()[4:6] == (2).to_bytes(2, "little")
+    assert syn.without_synapses().to_bytes() == cal.to_bytes()
+    # synapse factors do not change the neuron codes
+    v = _values()
+    out_a, out_b = cal.apply(v), syn.apply(v)
+    assert all(np.array_equal(out_a[k], out_b[k]) for k in out_a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pos=st.integers(0, 10**9), bit=st.integers(0, 7), cut=st.integers(0, 10**9))
+def test_corrupted_or_truncated_version_2_bytes_are_refused(pos, bit, cut):
+    data = bytearray(_with_synapses(_random_calibration(4), 2).to_bytes())
+    flipped = bytearray(data)
+    flipped[pos % len(data)] ^= 1 << bit
+    with pytest.raises(ConfigDecodeError):
+        NeuronCalibration.from_bytes(bytes(flipped))
+    with pytest.raises(ConfigDecodeError):
+        NeuronCalibration.from_bytes(bytes(data[: cut % len(data)]))
+
+
+def test_implausible_synapse_factors_are_refused_with_the_field_named():
+    cal = _random_calibration(7)
+    for bad, what in ((np.full((2, 256, 256), 5.0), "synapse: factors"), (np.ones((2, 256)), "synapse: shape"),
+                      (np.full((2, 256, 256), np.nan), "synapse: contains")):
+        with pytest.raises(ValueError, match=what):
+            cal.with_synapses(bad)

@@ -21,6 +21,7 @@ from firstspike.runtime.calibration import CalibrationFileError, CalibrationResu
 from firstspike.runtime.calibration.measure import measure_round
 from firstspike.runtime.calibration.noise import calibrated_noise_model, device_noise_model
 from firstspike.runtime.calibration.search import combine
+from firstspike.runtime.calibration.synapses import measure_synapses
 from firstspike.runtime.session import Session, SessionError
 from firstspike.sim_device.analog import Mismatch
 from firstspike.sim_device.model import build_model
@@ -120,7 +121,12 @@ def test_the_calibrated_noise_model_keeps_only_what_calibration_cannot_fix(resul
     left = calibrated_noise_model(published, result)
     assert left.tau_fixed_rel < 0.005 and left.gain_fixed_rel < 0.015
     assert left.threshold_fixed_lsb < 0.5 and left.leak_fixed_lsb == 0
-    assert left.synapse_fixed_rel == published.synapse_fixed_rel
+    # the synapses are corrected: what remains is the factors' measurement error (~0.2 %, against 5 %)
+    assert result.synapse_residual_rel is not None
+    assert left.synapse_fixed_rel == result.synapse_residual_rel < 0.005
+    plain = CalibrationResult(result.calibration.without_synapses(), result.before, result.after, result.failed,
+                              result.meta)
+    assert calibrated_noise_model(published, plain).synapse_fixed_rel == published.synapse_fixed_rel
     assert left.threshold_trial_lsb == published.threshold_trial_lsb
     assert left.input_jitter_ticks == published.input_jitter_ticks
 
@@ -155,8 +161,11 @@ def test_a_dead_neuron_and_a_device_without_readout():
     with dev:
         info = dev.info()
         r = measure_round(dev, NeuronCalibration.nominal(info.model, info.serial, info.version), seed=3)
+        syn = measure_synapses(dev, NeuronCalibration.nominal(info.model, info.serial, info.version), seed=3)
     assert np.isnan(r.leak).all()  # no readout: no absolute leak
     assert np.isnan(r.membrane.tau_m[:, 7]).all() and np.isnan(r.excitatory.fit.tau[7])
+    assert np.isnan(syn.gain[0, :, 7]).all() and np.isfinite(syn.gain[0, :, 8]).all()
+    assert np.isfinite(syn.gain).sum() == 511 * 256
     cal, failed = combine([r], info.model, info.serial, info.version)
     assert failed[7] and failed.sum() == 1
     assert cal.tau_mem[7] == 1.0 and cal.threshold[7] == 0.0 and (cal.leak == 0).all()
@@ -199,3 +208,47 @@ def test_fit_evaluate_and_deploy_take_the_chips_calibration(result, tmp_path, ca
                "--calibration", str(cal_file), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "serial" in err and len(err.strip().splitlines()) == 1
+
+
+def _true_synapse_factors(serial: int, reference_rows: np.ndarray) -> np.ndarray:
+    """Ground truth: each synapse's factor relative to its neuron's mean over the reference rows."""
+    t = Mismatch.for_serial(serial).synapse / 65536.0
+    return t / t[:, reference_rows, :].mean(axis=1, keepdims=True)
+
+
+def test_measured_synapse_factors_match_the_ground_truth(result):
+    meas = result.calibration.synapse
+    assert meas is not None and result.version == 2
+    syn = result.meta["synapses"]
+    assert syn["measured"] and syn["unmeasured"] == 0 and syn["reference_rows"] == 128
+    true = _true_synapse_factors(SERIAL, np.arange(128))  # the rows of the two rounds' gain estimate
+    before = np.log(true)
+    residual = np.log(meas / true)
+    assert before.std() > 0.045  # 5 % per synapse
+    assert residual.std() < 0.004 and np.abs(residual).max() < 0.025, (residual.std(), np.abs(residual).max())
+    assert abs(residual.mean()) < 0.001
+    # the published residual (the repeats' scatter) is the real one to within a third
+    assert 0.67 < result.synapse_residual_rel / residual.std() < 1.5
+
+
+def test_a_synapse_calibrated_network_realises_its_weights_on_the_ground_truth(result):
+    """End to end: compiled weights of 40..55 steps (rounding < 1.3 %), calibrated with and without the synapse
+    factors; the model weight each synapse realises on the chip (jump / threshold span, from the simulator's own
+    model) against the float weight."""
+    rng = np.random.default_rng(1)
+    w = rng.choice([-1.0, 1.0], (40, 60)) * rng.uniform(1.35, 1.8, (40, 60))
+    net = Network(n_inputs=40, layers=(Layer(w),))
+    compiled = compile(net, weight_scale=30.0)
+    mm = Mismatch.for_serial(SERIAL)
+    errors = {}
+    for name, cal in (("synapses", result.calibration), ("neurons", result.calibration.without_synapses())):
+        chip_net = calibrated(compiled, cal)
+        layer = chip_net.layers[0]
+        m = build_model(chip_net.config, mm)
+        exc, inh = layer.synapse_indices
+        jump = m.jump.reshape(-1).astype(np.float64)
+        realised = np.where(w < 0, -jump[inh], jump[exc]) / m.theta[layer.neuron_ids][None, :]
+        errors[name] = realised / w - 1
+    assert np.abs(errors["synapses"].mean()) < 0.005
+    assert errors["synapses"].std() < 0.012 and np.abs(errors["synapses"]).max() < 0.05, errors["synapses"].std()
+    assert errors["neurons"].std() > 0.045  # the synapses' 5 % remain without the factors

@@ -7,6 +7,7 @@ import pytest
 
 from firstspike.runtime.calibration.fit import fit_membrane, fit_synaptic, leak_from_trace
 from firstspike.runtime.calibration.kernels import log_kernel, relaxation_interval
+from firstspike.runtime.calibration.synapses import fit_synapses
 
 
 def _integrate(jump: float, tau_m: float, tau_x: float, t_end: float,
@@ -131,3 +132,41 @@ def test_leak_from_floored_relaxation():
     assert abs(est - leak) < 0.03
     assert np.isnan(leak_from_trace(samples, ticks, 1, np.nan, tau))
     assert relaxation_interval(tau, 30.0, 500.0) == pytest.approx(tau * np.log(500 / 30))
+
+
+def _rising_crossing(amplitude: np.ndarray, tau_m: np.ndarray, tau_e: np.ndarray) -> np.ndarray:
+    """Earliest t with amplitude x K(t) = 1 (bisection on the rising side of the kernel), ticks."""
+    peak = np.log(tau_m / tau_e) / (1 / tau_e - 1 / tau_m)
+    lo, hi = np.full(np.shape(amplitude), 1e-6), np.broadcast_to(peak, np.shape(amplitude)).copy()
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        above = np.log(amplitude) + log_kernel(mid, tau_m, tau_e) >= 0
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def test_fit_synapses_recovers_the_factors_and_drops_an_entry_with_a_lost_event():
+    rng = np.random.default_rng(5)
+    n, repeats, k, level = 512, 3, 4, 320.0
+    tau_m = 3600 * (1 + 0.03 * rng.standard_normal(n))
+    tau_e = 752 * (1 + 0.03 * rng.standard_normal(n))
+    neuron_gain = 1 + 0.03 * rng.standard_normal(n)
+    factor = np.exp(0.05 * rng.standard_normal((256, n)))  # (row, neuron)
+    rows = np.repeat(np.arange(256), repeats)
+    events = np.full(len(rows), k, dtype=float)
+    events[7] = k - 1  # one event of entry 7 lost: every neuron sees 3/4 of the jump
+    jump = 836.7 * neuron_gain[None, :] * factor[rows]
+    noisy_level = level + rng.standard_normal((len(rows), n))  # 1-LSB threshold noise per entry and neuron
+    t = np.round(_rising_crossing(events[:, None] * jump / noisy_level, tau_m[None, :], tau_e[None, :]))
+    ref = np.arange(128)
+    gain, stderr, dropped = fit_synapses(t, rows, np.full(n, level), k, tau_m, tau_e, ref)
+    assert dropped == 1
+    true = factor / factor[ref].mean(axis=0)
+    true = true.reshape(256, 2, 256).transpose(1, 0, 2)
+    resid = np.log(gain / true)
+    assert resid.std() < 0.0035 and np.abs(resid).max() < 0.02
+    # the standard error from the repeats' scatter is the real error (threshold noise 0.3 % / sqrt(3) + rounding)
+    assert 0.7 < np.sqrt(np.mean(stderr**2)) / resid.std() < 1.4
+    # the row with the lost event keeps its two sound entries
+    assert np.abs(resid[:, 7 // repeats, :]).max() < 0.03

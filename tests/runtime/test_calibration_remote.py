@@ -47,6 +47,7 @@ def cal_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = json.loads(p.stdout)
     assert summary["device"] == {"model": "firstspike-sim", "serial": SERIAL, "spec_version": SPEC_VERSION}
     assert summary["after"] == {} or all(v["std"] is None for v in summary["after"].values())
+    assert summary["meta"]["synapses"]["measured"] is True  # the per-synapse factors are part of the default
     assert plot.stat().st_size > 10_000
     return out
 

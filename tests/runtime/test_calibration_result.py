@@ -138,3 +138,54 @@ def test_a_device_pool_is_refused():
 
     with DevicePool([NullBackend(), NullBackend()]) as pool, pytest.raises(ValueError, match="each chip"):
         calibrate(pool)
+
+
+def _with_synapses(r: CalibrationResult, seed: int, residual: float | None = 0.002) -> CalibrationResult:
+    rng = np.random.default_rng(seed)
+    cal = r.calibration.with_synapses(np.exp(0.05 * rng.standard_normal((2, 256, 256))))
+    meta = dict(r.meta, synapses={"measured": True, "residual_rel": residual})
+    return CalibrationResult(cal, r.before, r.after, r.failed, meta)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_file_with_synapse_factors_is_version_2_and_round_trips_exactly(seed):
+    r = _with_synapses(_result(seed), seed)
+    data = r.to_bytes()
+    assert r.version == 2 and data[4:6] == (2).to_bytes(2, "little")
+    back = CalibrationResult.from_bytes(data)
+    assert back.to_bytes() == data and back.calibration == r.calibration
+    assert np.array_equal(back.calibration.synapse, r.calibration.synapse)
+    assert back.synapse_residual_rel == pytest.approx(0.002)
+
+
+def test_a_version_1_file_loads_as_no_synapse_correction(tmp_path):
+    r = _result(3)
+    data = r.to_bytes()
+    assert r.version == 1 and data[4:6] == (1).to_bytes(2, "little")  # the bytes files had before
+    back = CalibrationResult.from_bytes(data)
+    assert back.calibration.synapse is None and back.synapse_residual_rel is None
+    # no measured residual in a version 2 file: nothing is claimed
+    assert _with_synapses(r, 1, residual=None).synapse_residual_rel is None
+
+
+def test_a_file_whose_version_contradicts_its_calibration_is_refused():
+    from firstspike.hal.encoding import decode_arrays, encode_arrays
+
+    r = _with_synapses(_result(4), 4)
+    _version, header, arrays = decode_arrays(r.to_bytes(), b"FSCR", (2,))
+    forged = encode_arrays(b"FSCR", 1, arrays, header=header.replace(b"calibration.v2", b"calibration.v1"))
+    with pytest.raises(CalibrationFileError, match="version 1 file with a calibration of version 2"):
+        CalibrationResult.from_bytes(forged)
+
+
+@settings(max_examples=30, deadline=None)
+@given(pos=st.integers(0, 10**9), bit=st.integers(0, 7), cut=st.integers(0, 10**9))
+def test_corrupted_or_truncated_version_2_files_are_refused(pos, bit, cut):
+    data = bytearray(_with_synapses(_result(1), 1).to_bytes())
+    flipped = bytearray(data)
+    flipped[pos % len(data)] ^= 1 << bit
+    with pytest.raises(CalibrationFileError):
+        CalibrationResult.from_bytes(bytes(flipped))
+    with pytest.raises(CalibrationFileError):
+        CalibrationResult.from_bytes(bytes(data[: cut % len(data)]))
