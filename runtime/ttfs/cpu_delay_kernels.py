@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from firstspike.runtime.ttfs.cpu_kernels import _FACTOR_SPAN, _REANCHOR, _kernel_pair, njit
+from firstspike.runtime.ttfs.cpu_kernels import _FACTOR_SPAN, _REANCHOR, _coefficients, _kernel_pair, njit
 
 __all__ = ["FACTOR_MAX_DELAY", "arrival_grads", "arrival_prefix_sums"]
 
@@ -301,19 +301,8 @@ def _arrival_grads_kernel(
                 kpw[i, j] = w[i, j] * kp
                 slope[j] += kpw[i, j]
                 kmax[j] = max(kmax[j], k)
-        any_coef = False
-        for j in range(n_out):
-            sl = slope[j]
-            gj = g[b, j]
-            ok = t_out[b, j] < np.inf and sl > slope_eps and sl < np.inf and abs(gj) < np.inf
-            c = gj / sl if ok else 0.0
-            coef_t[j] = c
-            # as the reference: drop a (sample, neuron) weight-gradient column whose largest entry is too large;
-            # the arrival-time (and so the delay) gradient keeps it
-            coef_w[j] = 0.0 if kmax[j] * abs(c) > max_dw_norm else c
-            if c != 0.0:
-                any_coef = True
-        if not any_coef:
+        # the arrival-time (and so the delay) gradient keeps the columns the weight-gradient guard drops
+        if not _coefficients(g[b], t_out[b], slope, kmax, slope_eps, max_dw_norm, coef_t, coef_w):
             continue
         for i in range(n_in):
             if not t_in[b, i] < np.inf:

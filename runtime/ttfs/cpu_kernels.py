@@ -177,6 +177,25 @@ def _decay(s, ei, fo, half, direct):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _coefficients(g_b, t_out_b, slope, kmax, slope_eps, max_dw_norm, coef_t, coef_w):  # pragma: no cover
+    """Per output neuron of one sample: ``coef_t = (dL/dt_out) / slope`` where the threshold crossing is valid
+    (finite time, slope in ``(slope_eps, inf)``, finite gradient), else 0, and ``coef_w`` the same with the
+    columns the weight-gradient guard drops (as the reference: largest entry ``kmax * |c| > max_dw_norm``) set to 0;
+    the input-time gradient keeps them. Returns whether any ``coef_t`` is non-zero."""
+    any_coef = False
+    for j in range(slope.shape[0]):
+        sl = slope[j]
+        gj = g_b[j]
+        ok = t_out_b[j] < np.inf and sl > slope_eps and sl < np.inf and abs(gj) < np.inf
+        c = gj / sl if ok else 0.0
+        coef_t[j] = c
+        coef_w[j] = 0.0 if kmax[j] * abs(c) > max_dw_norm else c
+        if c != 0.0:
+            any_coef = True
+    return any_coef
+
+
+@njit(cache=True, nogil=True)
 def _grads_kernel(
     t_in, w, t_out, g, tau_ratio, max_dw_norm, slope_eps, need_t, need_w, grad_t, grad_w
 ):  # pragma: no cover - compiled
@@ -228,18 +247,7 @@ def _grads_kernel(
                 k, kp = _kernel_pair(s, e, tau_ratio)
                 slope[j] += w[i, j] * kp
                 kmax[j] = max(kmax[j], k)
-        any_coef = False
-        for j in range(n_out):
-            sl = slope[j]
-            gj = g[b, j]
-            ok = t_out[b, j] < np.inf and sl > slope_eps and sl < np.inf and abs(gj) < np.inf
-            c = gj / sl if ok else 0.0
-            coef_t[j] = c
-            # as the reference: drop a (sample, neuron) weight-gradient column whose largest entry is too large
-            coef_w[j] = 0.0 if kmax[j] * abs(c) > max_dw_norm else c
-            if c != 0.0:
-                any_coef = True
-        if not any_coef:
+        if not _coefficients(g[b], t_out[b], slope, kmax, slope_eps, max_dw_norm, coef_t, coef_w):
             continue
         for i in range(n_in):
             ti = t_in[b, i]

@@ -22,12 +22,7 @@ from firstspike.runtime.training.data import DataError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def moons(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

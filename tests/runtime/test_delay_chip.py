@@ -4,8 +4,6 @@ moves the delays and leaves the device holding exactly the quantised model delay
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -17,12 +15,7 @@ from firstspike.runtime.ttfs.layers import TTFSNetwork
 QUIET = {"progress": False, "log": lambda _: None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def delay_net(tau_ratio: int, seed: int = 1, scale: float = 2.0) -> TTFSNetwork:

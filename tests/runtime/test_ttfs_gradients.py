@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,13 +22,7 @@ from firstspike.runtime.ttfs.spiketime import (
 H = 1e-6  # finite-difference step
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """These tests run many tiny kernels: one thread avoids OpenMP hand-off costs on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fd_jacobians(t_in: torch.Tensor, w: torch.Tensor, tau_ratio: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,13 +14,7 @@ from firstspike.runtime.ttfs.lambertw import INV_E, lambertw0, lambertw0_branch
 mpmath = pytest.importorskip("mpmath")  # reference values (mpmath ships with torch's sympy dependency)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Small kernels: one thread avoids OpenMP hand-off costs on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference(z: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,13 +15,7 @@ from firstspike.runtime.ttfs.spiketime import first_spike_times, membrane_potent
 HORIZON = 30.0  # integrate until this long after the last input spike (units of tau_s)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """These tests run many tiny kernels: one thread avoids OpenMP hand-off costs on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def integrate_first_spikes(

@@ -6,7 +6,6 @@ import json
 import math
 import pickletools
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from firstspike.runtime.ttfs.layers import TTFSLinear, TTFSNetwork
 from firstspike.runtime.ttfs.loss import WeightBumper, accuracy, predict
 from firstspike.runtime.ttfs.spiketime import first_spike_times
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Small kernels: one thread avoids OpenMP hand-off costs on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_net(seed: int = 0) -> TTFSNetwork:
