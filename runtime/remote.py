@@ -477,6 +477,7 @@ class GrpcBackend(Backend):
 
     def _load_config(self, config: ChipConfig, digest: bytes) -> None:
         """Primitive: the lease takes ``config`` (LoadConfig, or nothing if it holds it)."""
+        self._deferred = None  # a whole configuration supersedes a diff still waiting for a run
         self._push((config, digest, None))
 
     def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:

@@ -162,6 +162,23 @@ def test_configure_diff_sends_only_changes(fake_servers):
     assert sent[-1]["changed_entries"] == int(np.count_nonzero(new.synapses.weights[0, 1, :3] != 2))
 
 
+def test_a_whole_configuration_supersedes_a_waiting_diff(fake_servers):
+    srv = fake_servers[0]
+    cfg, other = fake_config(31), fake_config(32)
+    inputs = fake_inputs(10, batch=3)
+    with GrpcBackend(srv.target, client_name="supersede") as dev:
+        dev.configure(cfg)
+        new = cfg.copy()
+        new.synapses.weights[0, 0, :4] = 2
+        dev.configure(cfg.diff(new))  # waits for a run ...
+        dev.configure(other)  # ... which never comes for it
+        assert dev.run(inputs, FAKE_OPTIONS).spikes == fake_result(other, inputs, FAKE_OPTIONS, noise=7).spikes
+        lease = dev.lease_id
+        assert lease is not None
+        got = dev._stub.GetConfig(pb.GetConfigRequest(lease_id=lease), timeout=10)
+        assert got.config_id == dev.config_id == other.digest().hex()
+
+
 def test_a_run_carrying_a_diff_survives_a_lost_lease_and_a_wrong_base(fake_servers):
     """The diff waiting for a run is applied on the base it was made from: after the server lost the lease the
     client re-uploads the base and sends the diff again; a Run whose diff does not fit the lease's configuration
