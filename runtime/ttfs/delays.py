@@ -38,6 +38,7 @@ from firstspike.runtime.ttfs.spiketime import (
     SLOPE_EPS,
     _check,
     _first_spike_times,
+    _given_output_times,
     _implicit_grads,
     _kernel_values,
     _sanitize_times,
@@ -295,11 +296,7 @@ class DelayedSpikeTimeFn(torch.autograd.Function):
             with torch.no_grad():
                 t_out = _forward(t_in, w, d, kind, tau_ratio, threshold)
         else:
-            t_out = _sanitize_times(output_times.detach())
-            if t_out.shape != (t_in.shape[0], weights.shape[1]):
-                raise ValueError(f"output_times must have shape {(t_in.shape[0], weights.shape[1])}, "
-                                 f"got {tuple(t_out.shape)}")
-            t_out = t_out.clone()
+            t_out = _given_output_times(output_times, t_in.shape[0], weights.shape[1])
         ctx.kind, ctx.tau_ratio, ctx.max_dw_norm = kind, tau_ratio, max_dw_norm
         ctx.dtypes = (weights.dtype, delays.dtype)
         ctx.save_for_backward(t_in, w, d, t_out)

@@ -117,6 +117,15 @@ def _sanitize_times(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t.abs() < math.inf, t, math.inf)
 
 
+def _given_output_times(output_times: torch.Tensor, n_batch: int, n_out: int) -> torch.Tensor:
+    """Given (e.g. measured) output times as a private float64 copy with NaN and -inf -> +inf, checked to be
+    (n_batch, n_out)."""
+    t_out = _sanitize_times(output_times.detach())
+    if t_out.shape != (n_batch, n_out):
+        raise ValueError(f"output_times must have shape {(n_batch, n_out)}, got {tuple(t_out.shape)}")
+    return t_out.clone()
+
+
 def _sorted_inputs(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Per sample: input indices sorted by time, the sorted times shifted so that the earliest is 0 (silent
     inputs stay ``+inf``, sorted last) and the shift (B, 1); cut to the most spiking inputs of any sample.
@@ -427,13 +436,7 @@ class SpikeTimeFn(torch.autograd.Function):
             with torch.no_grad():
                 t_out = _first_spike_times(t_in, w, tau_ratio, threshold)
         else:
-            t_out = _sanitize_times(output_times.detach())
-            if t_out.shape != (t_in.shape[0], weights.shape[1]):
-                raise ValueError(
-                    f"output_times must have shape {(t_in.shape[0], weights.shape[1])}, "
-                    f"got {tuple(t_out.shape)}"
-                )
-            t_out = t_out.clone()
+            t_out = _given_output_times(output_times, t_in.shape[0], weights.shape[1])
         ctx.tau_ratio = tau_ratio
         ctx.max_dw_norm = max_dw_norm
         ctx.weight_dtype = weights.dtype

@@ -5,6 +5,9 @@ an event arrives exactly ``delay code x 8`` ticks after it enters its route; a d
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,12 +19,13 @@ from firstspike.hal.config import ChipConfig, Routing, RowMode, SourceKind
 from firstspike.hal.events import InputSpikes
 from firstspike.sim_device import analog, engine
 from firstspike.sim_device.backend import SimBackend
-from firstspike.sim_device.batch import entry_thresholds, prepare_inputs
-from firstspike.sim_device.engine import compile_model, run_engine
+from firstspike.sim_device.engine import compile_model
 from firstspike.sim_device.examples import map_layered, mnist_like_inputs, random_config, random_inputs
 from firstspike.sim_device.model import build_model, only_weights_and_delays_differ, only_weights_differ
 
-FIELDS = ("counts", "time", "neuron", "spikes", "synaptic_from_neurons", "synaptic_from_inputs", "membrane")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_paths import assert_same, engine_paths
+
 STEP = chip.DELAY_STEP_TICKS
 
 
@@ -32,25 +36,6 @@ def _both(cfg: ChipConfig, inputs: InputSpikes, opts: RunOptions, **dev):
         d.configure(cfg)
         out.append(d.run(inputs, opts))
     return out
-
-
-def _engine_paths(dev: SimBackend, inputs: InputSpikes, opts: RunOptions, noise: bool) -> list:
-    """run_engine forced onto the lockstep path, the neuron-by-neuron path and the automatic choice."""
-    em = dev._model()
-    prep = prepare_inputs(inputs, opts.duration_ticks, noise=noise, seed=opts.seed, entry_offset=opts.entry_offset)
-    theta = entry_thresholds(em.model.theta, em.active, inputs.batch_size, noise=noise, seed=opts.seed,
-                             entry_offset=opts.entry_offset)
-    return [
-        run_engine(em, inputs.batch_size, prep.batch, prep.time, prep.channel, theta, opts.duration_ticks,
-                   opts.record == "first", tuple(opts.readout), opts.readout_period, lockstep=mode)
-        for mode in (True, False, None)
-    ]
-
-
-def _same(runs: list) -> None:
-    for other in runs[1:]:
-        for f in FIELDS:
-            assert np.array_equal(getattr(runs[0], f), getattr(other, f)), f
 
 
 # ---- engine == reference -----------------------------------------------------------------------------------------
@@ -119,9 +104,9 @@ def test_lockstep_and_neuron_by_neuron_agree_with_delays(seed, noisy, record) ->
                       readout_period=37)
     dev = SimBackend(serial=seed % 89, mismatch=noisy, noise=noisy)
     dev.configure(net.config)
-    runs = _engine_paths(dev, inputs, opts, noisy)
+    runs = engine_paths(dev, inputs, opts, noisy)
     assert runs[0].spikes.sum() > 0
-    _same(runs)
+    assert_same(runs)
     ref = SimBackend(serial=seed % 89, mismatch=noisy, noise=noisy, engine="reference")
     ref.configure(net.config)
     a, b = dev.run(inputs, opts), ref.run(inputs, opts)
@@ -138,7 +123,7 @@ def test_lockstep_paths_on_random_delayed_configs(seed, mismatch, noise) -> None
     opts = RunOptions(duration_ticks=dur, record="all", seed=seed % 1000)
     dev = SimBackend(serial=seed % 97, mismatch=mismatch, noise=noise)
     dev.configure(cfg)
-    _same(_engine_paths(dev, inputs, opts, noise))
+    assert_same(engine_paths(dev, inputs, opts, noise))
 
 
 # ---- what a delay does, literally --------------------------------------------------------------------------------

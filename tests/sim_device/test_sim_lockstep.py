@@ -3,6 +3,9 @@ the neuron-by-neuron kernel and as the reference, whichever path ``run_engine(lo
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,30 +14,11 @@ from firstspike.hal.backend import RunOptions
 from firstspike.hal.events import InputSpikes
 from firstspike.sim_device import engine
 from firstspike.sim_device.backend import SimBackend
-from firstspike.sim_device.batch import entry_thresholds, prepare_inputs
-from firstspike.sim_device.engine import run_engine
 from firstspike.sim_device.examples import map_layered, mnist16_network, mnist_like_inputs, random_config, random_inputs
 from firstspike.sim_device.spec import UPDATE_PERIOD_TICKS
 
-FIELDS = ("counts", "time", "neuron", "spikes", "synaptic_from_neurons", "membrane")
-
-
-def _engine_runs(dev: SimBackend, inputs: InputSpikes, opts: RunOptions, noise: bool) -> list:
-    em = dev._model()
-    prep = prepare_inputs(inputs, opts.duration_ticks, noise=noise, seed=opts.seed, entry_offset=0)
-    theta = entry_thresholds(em.model.theta, em.active, inputs.batch_size, noise=noise, seed=opts.seed,
-                             entry_offset=0)
-    return [
-        run_engine(em, inputs.batch_size, prep.batch, prep.time, prep.channel, theta, opts.duration_ticks,
-                   opts.record == "first", tuple(opts.readout), opts.readout_period, lockstep=mode)
-        for mode in (True, False, None)
-    ]
-
-
-def _same(runs: list) -> None:
-    for other in runs[1:]:
-        for f in FIELDS:
-            assert np.array_equal(getattr(runs[0], f), getattr(other, f)), f
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_paths import assert_same, engine_paths
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,7 +32,7 @@ def test_lockstep_matches_neuron_by_neuron_and_reference(seed, mismatch, noise, 
     opts = RunOptions(duration_ticks=dur, record=record, seed=seed % 1000)
     dev = SimBackend(serial=seed % 97, mismatch=mismatch, noise=noise)
     dev.configure(cfg)
-    _same(_engine_runs(dev, inputs, opts, noise))
+    assert_same(engine_paths(dev, inputs, opts, noise))
     ref = SimBackend(serial=seed % 97, mismatch=mismatch, noise=noise, engine="reference")
     ref.configure(cfg)
     assert dev.run(inputs, opts).spikes == ref.run(inputs, opts).spikes
@@ -63,9 +47,9 @@ def test_lockstep_on_mnist16_matches_neuron_by_neuron() -> None:
     for noisy in (False, True):
         dev = SimBackend(serial=3, mismatch=noisy, noise=noisy)
         dev.configure(net.config)
-        runs = _engine_runs(dev, inputs, opts, noisy)
+        runs = engine_paths(dev, inputs, opts, noisy)
         assert runs[0].spikes.sum() > 1000
-        _same(runs)
+        assert_same(runs)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,8 +70,8 @@ def test_lockstep_on_sparse_layered_networks(seed, noisy, sparsity) -> None:
     opts = RunOptions(duration_ticks=3000, record="all", seed=seed % 1000)
     dev = SimBackend(serial=seed % 89, mismatch=noisy, noise=noisy)
     dev.configure(net.config)
-    runs = _engine_runs(dev, inputs, opts, noisy)
-    _same(runs)
+    runs = engine_paths(dev, inputs, opts, noisy)
+    assert_same(runs)
     ref = SimBackend(serial=seed % 89, mismatch=noisy, noise=noisy, engine="reference")
     ref.configure(net.config)
     assert dev.run(inputs, opts).spikes == ref.run(inputs, opts).spikes
@@ -106,9 +90,9 @@ def test_lockstep_with_input_events_on_the_update_grid(seed, noisy) -> None:
     opts = RunOptions(duration_ticks=3000, record="all", seed=seed % 1000)
     dev = SimBackend(serial=seed % 83, mismatch=noisy, noise=False)
     dev.configure(net.config)
-    runs = _engine_runs(dev, inputs, opts, False)
+    runs = engine_paths(dev, inputs, opts, False)
     assert runs[0].spikes.sum() > 0
-    _same(runs)
+    assert_same(runs)
     ref = SimBackend(serial=seed % 83, mismatch=noisy, noise=False, engine="reference")
     ref.configure(net.config)
     assert dev.run(inputs, opts).spikes == ref.run(inputs, opts).spikes
