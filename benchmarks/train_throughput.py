@@ -118,6 +118,8 @@ def run_case(case: str, threads: int | None, seconds: float, kernels: str = "aut
     elif kind:
         cfg = replace(cfg, delays=kind[0], delay_lr=cfg.lr / 4)
     n_threads = configure_threads(cfg.threads if threads is None else threads)
+    if kernels == "torch":
+        configure_threads(n_threads, torch_threads=n_threads)
     times, labels = _data(task_name, 5000)
     n = times.shape[0]
     batch = cfg.batch_size if mode == "train" else 1000
@@ -202,7 +204,8 @@ def _ms_per_full_step(bumps: list[float]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: per task, 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of the TTFS kernels (default: per task)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per case")
     parser.add_argument("--kernels", default="auto", choices=("auto", "torch", "numba", "all"),
                         help="TTFS implementation (default auto = numba on CPU); all = numba and torch per case")

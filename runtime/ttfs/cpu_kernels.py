@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from firstspike.runtime.ttfs.row_split import blocks, run_blocks
+
 try:  # numba is a declared dependency; the torch path is used where it is missing
     from numba import njit
 
@@ -42,18 +44,23 @@ _FACTOR_SPAN = 600.0
 # (tau_s) the sums are moved to a new anchor, so that exp(t - anchor) never overflows however late inputs come.
 _REANCHOR = 300.0
 
+# Relative padding of the screen's membrane bound: the exact test's rounding is a few ulp (~1e-16) of the same terms.
+_SCREEN_PAD = 1e-9
+
 
 @njit(cache=True, nogil=True)
-def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, anchor_out):  # pragma: no cover
+def _prefix_kernel(idx, ts, w, tau_ratio, threshold, screen, spikes, p_out, q_out, anchor_out):  # pragma: no cover
     n_batch, kmax = ts.shape
     n_out = w.shape[1]
     p = np.empty(n_out)
     q = np.empty(n_out)
-    done = np.empty(n_out, dtype=np.bool_)
+    # the threshold a neuron is tested against: +inf once its causal set is found (it is never tested again)
+    thr = np.empty(n_out)
+    cand = np.empty(n_out, dtype=np.bool_)
     for b in range(n_batch):
         p[:] = 0.0
         q[:] = 0.0
-        done[:] = False
+        thr[:] = threshold
         remaining = n_out
         anchor = 0.0
         for k in range(kmax):
@@ -95,12 +102,26 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, ancho
                 q[j] += wij * c1
             if not hi > lo:
                 continue  # tied inputs: empty interval, no crossing is attributed to this prefix
+            # Screen (branch-free, vectorised): an upper bound of the membrane on [lo, hi], padded by far more
+            # than the rounding of the exact test below, rules out most neurons without a division or an exp.
+            # A neuron it passes gets the exact test, so the result is the same with or without the screen.
+            n_cand = 0
             for j in range(n_out):
-                if done[j]:
-                    continue
                 pj = p[j]
-                if not pj > 0.0:
-                    continue  # P <= 0: the membrane has no maximum inside the interval and cannot rise to theta
+                qj = q[j]
+                if tau_ratio == 1:
+                    bound = (pj * hi + qj + _SCREEN_PAD * (pj * hi + abs(qj))) * e_lo
+                else:
+                    bound = max(qj * y_lo, qj * y_hi) - pj * y_hi * y_hi + _SCREEN_PAD * (abs(qj) + pj * y_lo) * y_lo
+                c = (pj > 0.0) & (thr[j] < np.inf) & ((bound >= thr[j]) | (not screen))
+                cand[j] = c
+                n_cand += c
+            if n_cand == 0:
+                continue
+            for j in range(n_out):
+                if not cand[j]:
+                    continue  # P <= 0 (no maximum inside the interval: cannot rise to theta), done or screened out
+                pj = p[j]
                 qj = q[j]
                 if tau_ratio == 1:
                     tp = 1.0 - qj / pj
@@ -118,7 +139,7 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, ancho
                         y = y_hi
                     u = (qj - pj * y) * y
                 if u >= threshold:
-                    done[j] = True
+                    thr[j] = np.inf
                     spikes[b, j] = True
                     p_out[b, j] = pj
                     q_out[b, j] = qj
@@ -129,7 +150,14 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, spikes, p_out, q_out, ancho
 
 
 def causal_prefix_sums(
-    idx: np.ndarray, ts: np.ndarray, w: np.ndarray, tau_ratio: int, threshold: float
+    idx: np.ndarray,
+    ts: np.ndarray,
+    w: np.ndarray,
+    tau_ratio: int,
+    threshold: float,
+    *,
+    threads: int | None = None,
+    screen: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Find every (sample, neuron)'s causal set; return its prefix sums ``(spikes, P, Q, anchor)``, each (B, n_out).
 
@@ -139,23 +167,27 @@ def causal_prefix_sums(
     the causal set (the spike time is then a Lambert W of them); for ``tau_ratio`` 2, ``P = sum w e^t_i``,
     ``Q = sum w e^(t_i/2)`` (a quadratic in ``exp(-t/2)``). Times inside the sums are relative to ``anchor``
     (0 unless the sample's inputs spread over more than a few hundred tau_s). All are 0 where ``spikes`` is False.
+
+    ``threads`` (default: torch's thread count) splits the batch into row blocks (:mod:`.row_split`); ``screen``
+    False turns off the cheap bound that spares most neurons the exact threshold test (for tests: the results are
+    the same bit for bit either way).
     """
     n_batch, n_out = ts.shape[0], w.shape[1]
     spikes = np.zeros((n_batch, n_out), dtype=np.bool_)
     p_out = np.zeros((n_batch, n_out))
     q_out = np.zeros((n_batch, n_out))
     anchor = np.zeros((n_batch, n_out))
-    _prefix_kernel(
-        np.ascontiguousarray(idx, dtype=np.int64),
-        np.ascontiguousarray(ts, dtype=np.float64),
-        np.ascontiguousarray(w, dtype=np.float64),
-        int(tau_ratio),
-        float(threshold),
-        spikes,
-        p_out,
-        q_out,
-        anchor,
-    )
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    ts = np.ascontiguousarray(ts, dtype=np.float64)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    tau_ratio, threshold = int(tau_ratio), float(threshold)
+
+    def rows(a: int, b: int) -> None:
+        _prefix_kernel(
+            idx[a:b], ts[a:b], w, tau_ratio, threshold, screen, spikes[a:b], p_out[a:b], q_out[a:b], anchor[a:b]
+        )
+
+    run_blocks(rows, blocks(n_batch, ts.shape[1] * n_out, threads))
     return spikes, p_out, q_out, anchor
 
 
@@ -196,19 +228,23 @@ def _coefficients(g_b, t_out_b, slope, kmax, slope_eps, max_dw_norm, coef_t, coe
 
 
 @njit(cache=True, nogil=True)
-def _grads_kernel(
-    t_in, w, t_out, g, tau_ratio, max_dw_norm, slope_eps, need_t, need_w, grad_t, grad_w
+def _sample_grads_kernel(
+    t_in, w, t_out, g, tau_ratio, max_dw_norm, slope_eps, need_t, grad_t, used, direct, ei, fo, to_safe, coef_w
 ):  # pragma: no cover - compiled
+    """Per sample (row): the coefficients of the weight gradient and the input-time gradient ``grad_t``.
+
+    Writes for each sample ``used`` (it contributes to the weight gradient), ``direct`` (exp(-s) computed
+    directly: the times spread too far to factorise), ``ei`` (B, n_in) = exp(half (t_i - base)), ``fo`` (B, n_out)
+    = exp(half (base - t_out)), ``to_safe`` (output times, silent ones replaced by a time no input precedes) and
+    ``coef_w`` (B, n_out), which :func:`_weight_grads_kernel` combines into the weight gradient."""
     n_batch, n_in = t_in.shape
     n_out = w.shape[1]
     half = 0.5 if tau_ratio == 2 else 1.0
     slope = np.empty(n_out)
     kmax = np.empty(n_out)
     coef_t = np.empty(n_out)
-    coef_w = np.empty(n_out)
-    fo = np.empty(n_out)
-    to_safe = np.empty(n_out)
     for b in range(n_batch):
+        used[b] = False
         base = np.inf
         top = -np.inf
         for i in range(n_in):
@@ -227,42 +263,68 @@ def _grads_kernel(
         if not any_out:
             continue
         # exp(-(t_out - t_i)) = exp(t_i - base) * exp(base - t_out) unless the spread could over/underflow
-        direct = top - base > _FACTOR_SPAN
+        dr = top - base > _FACTOR_SPAN
+        direct[b] = dr
         for j in range(n_out):
             to = t_out[b, j]
             silent = not to < np.inf
             # silent outputs: a finite stand-in time that no input precedes, so every pair with them is 0
-            to_safe[j] = base if silent else to
-            fo[j] = 0.0 if (silent or direct) else math.exp(half * (base - to))
+            to_safe[b, j] = base if silent else to
+            fo[b, j] = 0.0 if (silent or dr) else math.exp(half * (base - to))
             slope[j] = 0.0
             kmax[j] = 0.0
         for i in range(n_in):
             ti = t_in[b, i]
             if not ti < np.inf:
                 continue
-            ei = 0.0 if direct else math.exp(half * (ti - base))
+            e_i = 0.0 if dr else math.exp(half * (ti - base))
+            ei[b, i] = e_i
             for j in range(n_out):
-                s = to_safe[j] - ti
-                e = _decay(s, ei, fo[j], half, direct)
+                s = to_safe[b, j] - ti
+                e = _decay(s, e_i, fo[b, j], half, dr)
                 k, kp = _kernel_pair(s, e, tau_ratio)
                 slope[j] += w[i, j] * kp
                 kmax[j] = max(kmax[j], k)
-        if not _coefficients(g[b], t_out[b], slope, kmax, slope_eps, max_dw_norm, coef_t, coef_w):
+        if not _coefficients(g[b], t_out[b], slope, kmax, slope_eps, max_dw_norm, coef_t, coef_w[b]):
+            continue
+        used[b] = True
+        if not need_t:
             continue
         for i in range(n_in):
             ti = t_in[b, i]
             if not ti < np.inf:
                 continue
-            ei = 0.0 if direct else math.exp(half * (ti - base))
+            e_i = ei[b, i]
             acc = 0.0
             for j in range(n_out):
-                s = to_safe[j] - ti
-                e = _decay(s, ei, fo[j], half, direct)
-                k, kp = _kernel_pair(s, e, tau_ratio)
-                acc += w[i, j] * kp * coef_t[j]
-                grad_w[i, j] -= k * coef_w[j]
-            if need_t:
-                grad_t[b, i] = acc
+                s = to_safe[b, j] - ti
+                e = _decay(s, e_i, fo[b, j], half, dr)
+                acc += w[i, j] * _kernel_pair(s, e, tau_ratio)[1] * coef_t[j]
+            grad_t[b, i] = acc
+
+
+@njit(cache=True, nogil=True)
+def _weight_grads_kernel(
+    t_in, tau_ratio, used, direct, ei, fo, to_safe, coef_w, i0, i1, grad_w
+):  # pragma: no cover - compiled
+    """``grad_w[i] -= sum_b K(t_out - t_i) coef_w`` for the inputs ``i0 <= i < i1``, summed over the samples in
+    order (so the result is the same, bit for bit, however the inputs are split)."""
+    n_batch = t_in.shape[0]
+    n_out = grad_w.shape[1]
+    half = 0.5 if tau_ratio == 2 else 1.0
+    for b in range(n_batch):
+        if not used[b]:
+            continue
+        dr = direct[b]
+        for i in range(i0, i1):
+            ti = t_in[b, i]
+            if not ti < np.inf:
+                continue
+            e_i = ei[b, i]
+            for j in range(n_out):
+                s = to_safe[b, j] - ti
+                e = _decay(s, e_i, fo[b, j], half, dr)
+                grad_w[i, j] -= _kernel_pair(s, e, tau_ratio)[0] * coef_w[b, j]
 
 
 def implicit_grads(
@@ -275,28 +337,47 @@ def implicit_grads(
     slope_eps: float,
     need_t: bool,
     need_w: bool,
+    *,
+    threads: int | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Vector-Jacobian products ``(dL/dt_in (B, n_in), dL/dw (n_in, n_out))`` for ``g = dL/dt_out`` (B, n_out).
 
     Evaluated at the given output times ``t_out`` (computed or measured), float64, times in tau_s. Pairs with
     a silent or non-causal input, silent outputs and slopes ``du/dt`` not in ``(slope_eps, inf)`` contribute
     zero. ``max_dw_norm`` (None = off) drops a (sample, neuron) weight-gradient column whose largest entry
-    exceeds it in magnitude; the input-time gradient keeps it.
+    exceeds it in magnitude; the input-time gradient keeps it. ``threads`` (default: torch's thread count): the
+    samples, then the weight-gradient rows, are split into blocks run in parallel; the weight gradient is summed
+    over the samples in order either way, so the results do not depend on it.
     """
     n_batch, n_in = t_in.shape
+    n_out = w.shape[1]
+    t_in = np.ascontiguousarray(t_in, dtype=np.float64)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    t_out = np.ascontiguousarray(t_out, dtype=np.float64)
+    g = np.ascontiguousarray(g, dtype=np.float64)
     grad_t = np.zeros((n_batch, n_in)) if need_t else np.zeros((0, 0))
     grad_w = np.zeros(w.shape)
-    _grads_kernel(
-        np.ascontiguousarray(t_in, dtype=np.float64),
-        np.ascontiguousarray(w, dtype=np.float64),
-        np.ascontiguousarray(t_out, dtype=np.float64),
-        np.ascontiguousarray(g, dtype=np.float64),
-        int(tau_ratio),
-        math.inf if max_dw_norm is None else float(max_dw_norm),
-        float(slope_eps),
-        bool(need_t),
-        bool(need_w),
-        grad_t,
-        grad_w,
-    )
+    used = np.zeros(n_batch, dtype=np.bool_)
+    direct = np.zeros(n_batch, dtype=np.bool_)
+    ei = np.zeros((n_batch, n_in))
+    fo = np.zeros((n_batch, n_out))
+    to_safe = np.zeros((n_batch, n_out))
+    coef_w = np.zeros((n_batch, n_out))
+    tau_ratio = int(tau_ratio)
+    dw_norm = math.inf if max_dw_norm is None else float(max_dw_norm)
+
+    def samples(a: int, b: int) -> None:
+        _sample_grads_kernel(
+            t_in[a:b], w, t_out[a:b], g[a:b], tau_ratio, dw_norm, float(slope_eps), bool(need_t),
+            grad_t[a:b] if need_t else grad_t, used[a:b], direct[a:b], ei[a:b], fo[a:b], to_safe[a:b], coef_w[a:b],
+        )
+
+    # passes over (input, neuron) pairs: per sample once for the slopes, once more for the input-time gradient
+    run_blocks(samples, blocks(n_batch, n_in * n_out * (1 + need_t), threads))
+    if need_w and used.any():
+
+        def inputs(a: int, b: int) -> None:
+            _weight_grads_kernel(t_in, tau_ratio, used, direct, ei, fo, to_safe, coef_w, a, b, grad_w)
+
+        run_blocks(inputs, blocks(n_in, n_batch * n_out, threads))
     return (grad_t if need_t else None), (grad_w if need_w else None)

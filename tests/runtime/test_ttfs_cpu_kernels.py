@@ -15,7 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firstspike.runtime.ttfs import spiketime
+from firstspike.runtime.training.perf import configure_threads
+from firstspike.runtime.ttfs import cpu_kernels, row_split, spiketime
 from firstspike.runtime.ttfs.spiketime import first_spike_times, set_kernels, spike_times
 
 INF = math.inf
@@ -131,3 +132,62 @@ def test_default_uses_numba_on_cpu_and_choice_is_validated() -> None:
     with pytest.raises(ValueError, match="kernels must be one of"):
         set_kernels("cuda")
     assert first_spike_times(torch.full((2, 3), INF), torch.ones(3, 4)).isinf().all()
+
+
+@pytest.fixture
+def _split_small_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the kernels split even a tiny batch into row blocks (the default keeps small work on one thread)."""
+    monkeypatch.setattr(row_split, "MIN_WORK_PER_BLOCK", 1)
+
+
+@pytest.mark.usefixtures("_split_small_work")
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_batch=st.integers(1, 9),
+    n_in=st.integers(1, 30),
+    n_out=st.integers(1, 30),
+    tau_ratio=st.sampled_from([1, 2]),
+    sparsity=st.sampled_from([0.0, 0.5]),
+    grid=st.sampled_from([0.0, 0.25, 1e-9]),
+    spread=st.sampled_from([2.0, 700.0]),
+    threshold=st.floats(0.05, 3.0),
+    threads=st.integers(2, 4),
+)
+def test_screen_and_row_blocks_change_no_bit(
+    seed: int, n_batch: int, n_in: int, n_out: int, tau_ratio: int, sparsity: float, grid: float, spread: float,
+    threshold: float, threads: int,
+) -> None:
+    """The prefix kernel's membrane screen and the split of a batch (and of the weight gradient's rows) over
+    threads leave every output bit as the plain one-thread kernel gives it, near-ties and re-anchoring included."""
+    t, w = _layer(seed, n_batch, n_in, n_out, tau_ratio, sparsity, grid, spread)
+    sorted_inputs = spiketime._sorted_inputs(t.numpy())
+    if sorted_inputs is None:
+        return
+    idx, ts, _ = sorted_inputs
+    plain = cpu_kernels.causal_prefix_sums(idx, ts, w.numpy(), tau_ratio, threshold, threads=1, screen=False)
+    for screen, n in ((True, 1), (True, threads), (False, threads)):
+        got = cpu_kernels.causal_prefix_sums(idx, ts, w.numpy(), tau_ratio, threshold, threads=n, screen=screen)
+        for a, b in zip(plain, got, strict=True):
+            np.testing.assert_array_equal(a, b)
+    t_out = first_spike_times(t, w, tau_ratio, threshold).numpy()
+    g = np.random.default_rng(seed + 1).normal(size=t_out.shape)
+    one = cpu_kernels.implicit_grads(t.numpy(), w.numpy(), t_out, g, tau_ratio, 0.2, 1e-8, True, True, threads=1)
+    split = cpu_kernels.implicit_grads(t.numpy(), w.numpy(), t_out, g, tau_ratio, 0.2, 1e-8, True, True,
+                                       threads=threads)
+    for a, b in zip(one, split, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_configure_threads_sets_the_kernels_threads_and_keeps_torch_at_one() -> None:
+    before_torch, before = torch.get_num_threads(), row_split.set_threads(None)
+    try:
+        assert configure_threads(3) == 3
+        assert row_split.get_threads() == 3 and torch.get_num_threads() == 1
+        assert [b - a for a, b in row_split.blocks(10, 1e9)] == [3, 3, 4]
+        assert row_split.blocks(10, 1.0) == [(0, 10)]  # too little work to hand to another thread
+        with pytest.raises(ValueError, match="at least 1"):
+            row_split.set_threads(0)
+    finally:
+        row_split.set_threads(before)
+        torch.set_num_threads(before_torch)
