@@ -505,6 +505,19 @@ def _lim(ct, c, tn, u, ie, ii, th):  # pragma: no cover - compiled
     return -1 if s1 >= th else (g1 - 1 if s2 >= th else g1 + P - 1)
 
 
+@njit(cache=True, inline="always")
+def _decay_bound(emax, ie, d):  # pragma: no cover - compiled
+    """An upper bound of the excitatory current ``ie`` (>= 0) of any neuron of a level after ``d`` ticks without
+    events: :func:`_prop_i`'s two floor steps with the level's largest coefficients ``emax`` (``Lockstep.emax[g]``)
+    instead of the neuron's own. Sound because every coefficient is in ``[0, 2^30]`` and a floor step is monotone
+    in both the coefficient and the current (a step past a neuron's table gives it 0)."""
+    e1 = (emax[d & (P - 1)] * ie) >> B30
+    j = d >> SHIFT_P
+    if j > 0:
+        e1 = (emax[P + min(j, emax.shape[0] - P - 1)] * e1) >> B30
+    return e1
+
+
 @njit(cache=True)
 def _deliver_all(ct, jc, q0, n, tn, tp, st, slow):  # pragma: no cover - compiled
     """The vector pass of one event tick ``tn`` over the ``n`` level neurons (columns ``q0:q0+n`` of ``ct``).
@@ -739,10 +752,20 @@ def _level_entry(m, g, e, src, theta, dur, spk, nsp, ls):  # pragma: no cover - 
                 st[S_LIM + q] = rel - 1 if rel < dur else NEVER
             else:
                 st[S_LIM + q] = _lim(ct, q0 + q, tn, u, ie, ii, th)
+    emax = m.lock.emax[g]
     for q in range(n):
         if st[S_LIM + q] == NEVER:
             continue  # no release before the end and no crossing: the search would find nothing (see _lim)
         i = grp_nrn[q0 + q]
+        if st[S_REFR + q] != 0:
+            # released before the end (else lim is never): membrane at reset, the current decayed from the anchor.
+            # The search's first test (membrane+ plus kb times the current below threshold: nothing, ever) with an
+            # upper bound of that current from the level's largest decay coefficients (hot in cache) instead of
+            # the neuron's own tables: when it holds, _advance finds nothing (its exact current is not larger)
+            rs = par.reset[i]
+            e_ub = _decay_bound(emax, st[S_IE + q], st[S_REL + q] - st[S_TA + q])
+            if ((rs if rs > 0 else 0) << B30) + tab.kb[par.tid[i]] * e_ub < (st[S_TH + q] << B30):
+                continue
         nsp = _advance(
             tab, par.tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
             st[S_REL + q], st[S_NTH + q], st[S_TH + q], par.reset[i], par.refr[i], dur, dur, spk, nsp, e, i,
@@ -1241,6 +1264,18 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int
     return got
 
 
+def _decay_max(ct: np.ndarray, jc: int, ptr: np.ndarray) -> np.ndarray:
+    """Per level (engine neurons ``ptr[g]:ptr[g+1]``, the columns of the level table ``ct``), the largest ``I_e <-
+    I_e`` coefficient of its neurons at each tick ``r < P`` and each step ``j < jc`` (rows ``5 r + 3`` and ``5 P + 6 j
+    + 3`` of ``ct``; zero past every neuron's table): (G, P + jc) int64, for :func:`_decay_bound`."""
+    rows = np.r_[5 * np.arange(P) + 3, 5 * P + 6 * np.arange(jc) + 3]
+    out = np.zeros((len(ptr) - 1, len(rows)), dtype=np.int64)
+    for g in range(len(ptr) - 1):
+        if ptr[g + 1] > ptr[g]:
+            out[g] = ct[rows, ptr[g] : ptr[g + 1]].max(axis=1)
+    return out
+
+
 def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tuple:
     """The :class:`Model` the kernels read for a run of ``duration`` ticks (``lockstep`` as :func:`run_engine`
     takes it), as :func:`plain` tuples; cached on the model (building it takes longer than the dispatch of a
@@ -1250,9 +1285,11 @@ def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tupl
     if got is None:
         tables, ct, jc = _run_tables(em, duration)
         if lockstep is None:
-            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc)
+            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc,
+                            _decay_max(ct, jc, em.levels.ptr))
         else:
-            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc)
+            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc,
+                            _decay_max(ct, jc, em.levels.ptr))
         got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
 
