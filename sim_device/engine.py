@@ -841,7 +841,8 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
                 spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
             else:
                 spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
-            src = _with_spikes(src, spk, first, nsp, m.fanout, dur)
+            if g + 1 < lv.ptr.shape[0] - 1 or run.ro_idx.shape[0] > 0:  # the last level's are read by readout only
+                src = _with_spikes(src, spk, first, nsp, m.fanout, dur)
             continue
         # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
         # the group on the base events plus the events of the previous pass's spikes
