@@ -53,7 +53,7 @@ from firstspike.sim_device._kernel_args import (
     plain,
 )
 from firstspike.sim_device._noalias import load_state, load_table, store_state, trailing_zeros
-from firstspike.sim_device._sorting import sort_nearly
+from firstspike.sim_device._sorting import sort_nearly, sort_runs
 from firstspike.sim_device.model import DeviceModel
 from firstspike.sim_device.spec import (
     COEF_BITS,
@@ -834,8 +834,11 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
     src = Sources(src_ptr, run.in_t[lo:hi].copy(), run.in_k[lo:hi].copy())
     spk = np.empty((max(16, 2 * n_e * m.neurons.reset.shape[0]), 4), dtype=np.int64)
     nsp = np.int64(0)  # not the literal 0: numba would compile every level kernel once more for it
-    for g in range(lv.ptr.shape[0] - 1):
+    n_g = lv.ptr.shape[0] - 1
+    level_rows = np.empty(n_g + 1, dtype=np.int64)  # the spike rows of level g: level_rows[g]:level_rows[g+1]
+    for g in range(n_g):
         first = nsp
+        level_rows[g] = first
         if not lv.iterate[g]:
             if lock is not None and m.lock.on[g] and src.ptr[n_e] >= m.lock.min_events * n_e:
                 spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
@@ -864,6 +867,7 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
                 break
             prev = spk[first:nsp].copy()
             src = _with_spikes(base, spk, first, nsp, m.fanout, dur)
+    level_rows[n_g] = nsp
     # record (first spike per neuron, or all), sorted by (tick, neuron id) inside each entry, and count
     out_t, out_n, out_cnt, stats = run.out_t, run.out_n, run.out_cnt, run.stats
     record_first = run.record_first
@@ -883,17 +887,29 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
         rec[e + 1] += rec[e]
     keys = np.empty(max(rec[n_e], 1), dtype=np.int64)
     fill = rec[:n_e].copy()
-    for s in range(nsp):
-        if not (record_first and spk[s, 3] > 0):
-            e = spk[s, 0]
-            keys[fill[e]] = spk[s, 1] * 1024 + m.fanout.neuron_id[spk[s, 2]]
-            fill[e] += 1
+    # an entry's keys come level after level, each level's almost in time order: runs[e, g] is where level g's start
+    # among entry e's keys
+    runs = np.empty((n_e, n_g + 1), dtype=np.int64)
+    most = 1
+    for e in range(n_e):
+        most = max(most, rec[e + 1] - rec[e])
+    for g in range(n_g):
+        for e in range(n_e):
+            runs[e, g] = fill[e] - rec[e]
+        for s in range(level_rows[g], level_rows[g + 1]):
+            if not (record_first and spk[s, 3] > 0):
+                e = spk[s, 0]
+                keys[fill[e]] = spk[s, 1] * 1024 + m.fanout.neuron_id[spk[s, 2]]
+                fill[e] += 1
+    for e in range(n_e):
+        runs[e, n_g] = fill[e] - rec[e]
+    tmp = np.empty(most, dtype=np.int64)
     for e in range(n_e):
         b = b0 + e
         c0 = rec[e]
         c = rec[e + 1] - c0
         seg = keys[c0 : c0 + c]
-        sort_nearly(seg)
+        sort_runs(seg, runs[e], tmp)
         out_cnt[b] = c
         for q in range(min(c, cap)):
             out_t[b, q] = seg[q] >> 10
