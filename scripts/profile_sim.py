@@ -52,16 +52,19 @@ def _symbols(kept: list, tmp: Path) -> list[tuple[int, int, str]]:
         table = subprocess.run(["nm", "-S", "--defined-only", str(path)], capture_output=True, text=True).stdout
         syms = [(int(a, 16), int(s, 16), n, kind) for a, s, kind, n in
                 (ln.split() for ln in table.splitlines() if len(ln.split()) == 4) if kind in "tTW"]
-        base = None
-        for off, _, name, kind in syms:  # any global symbol the JIT can resolve gives the load address
+        # the load address: the most common (resolved address - offset) over the library's global symbols; a
+        # helper linked into several libraries (NRT_incref, sort_nearly) resolves to one copy only, so the first
+        # symbol alone can give another library's address (every engine sample was then "unknown")
+        bases: collections.Counter[int] = collections.Counter()
+        for off, _, name, kind in syms:
             if kind in "TW":
                 try:
                     addr = lib.get_pointer_to_function(name)
-                except Exception:  # not every symbol is exported; try the next
+                except Exception:  # not every symbol is exported
                     addr = 0
                 if addr:
-                    base = addr - off
-                    break
+                    bases[addr - off] += 1
+        base = bases.most_common(1)[0][0] if bases else None
         if base is not None:
             out += [(base + off, size, next((key for key in NAMES if key in name), name[:40]))
                     for off, size, name, _ in syms]

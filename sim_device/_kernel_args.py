@@ -84,6 +84,9 @@ class Lockstep(NamedTuple):
     min_events: int  # ... if its chunk has at least this many source events per entry
     coef: np.ndarray  # (rows, columns) int32: every neuron's coefficients as a column (``engine._level_tables``)
     jc: int  # step columns in ``coef``
+    #: (G, P + jc) int64: per level, the largest I_e <- I_e coefficient of its neurons for each tick r < P, then for
+    #: each step j < jc (an upper bound of every neuron's current decay, ``engine._decay_bound``)
+    emax: np.ndarray
 
 
 class Model(NamedTuple):

@@ -32,3 +32,37 @@ def sort_nearly(a):  # pragma: no cover - compiled
         if budget < 0:
             a.sort()
             return
+
+
+@njit(cache=True)
+def sort_runs(a, starts, tmp):  # pragma: no cover - compiled
+    """Sort the int64 array ``a`` in place, given as consecutive runs ``a[starts[k]:starts[k+1]]`` (``starts[0]``
+    = 0, the last = ``len(a)``) that are each almost in order: each run by :func:`sort_nearly`, then merged into the
+    sorted prefix one after the other through ``tmp`` (at least ``len(a)`` long). (Two almost sorted runs one after
+    the other are not almost sorted as one: the insertion sort would move each element of the second past all
+    later ones of the first, and fall back to a full sort.)"""
+    for k in range(starts.shape[0] - 1):
+        sort_nearly(a[starts[k] : starts[k + 1]])
+    for k in range(1, starts.shape[0] - 1):
+        mid, end = starts[k], starts[k + 1]
+        if mid == 0 or mid == end or a[mid - 1] <= a[mid]:
+            continue  # nothing to merge, or already in order
+        x, y, z = 0, mid, 0
+        while x < mid and y < end:
+            if a[y] < a[x]:  # ties: the earlier run first
+                tmp[z] = a[y]
+                y += 1
+            else:
+                tmp[z] = a[x]
+                x += 1
+            z += 1
+        while x < mid:
+            tmp[z] = a[x]
+            x += 1
+            z += 1
+        while y < end:
+            tmp[z] = a[y]
+            y += 1
+            z += 1
+        for w in range(end):
+            a[w] = tmp[w]

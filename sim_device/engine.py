@@ -53,7 +53,7 @@ from firstspike.sim_device._kernel_args import (
     plain,
 )
 from firstspike.sim_device._noalias import load_state, load_table, store_state, trailing_zeros
-from firstspike.sim_device._sorting import sort_nearly
+from firstspike.sim_device._sorting import sort_nearly, sort_runs
 from firstspike.sim_device.model import DeviceModel
 from firstspike.sim_device.spec import (
     COEF_BITS,
@@ -505,6 +505,19 @@ def _lim(ct, c, tn, u, ie, ii, th):  # pragma: no cover - compiled
     return -1 if s1 >= th else (g1 - 1 if s2 >= th else g1 + P - 1)
 
 
+@njit(cache=True, inline="always")
+def _decay_bound(emax, ie, d):  # pragma: no cover - compiled
+    """An upper bound of the excitatory current ``ie`` (>= 0) of any neuron of a level after ``d`` ticks without
+    events: :func:`_prop_i`'s two floor steps with the level's largest coefficients ``emax`` (``Lockstep.emax[g]``)
+    instead of the neuron's own. Sound because every coefficient is in ``[0, 2^30]`` and a floor step is monotone
+    in both the coefficient and the current (a step past a neuron's table gives it 0)."""
+    e1 = (emax[d & (P - 1)] * ie) >> B30
+    j = d >> SHIFT_P
+    if j > 0:
+        e1 = (emax[P + min(j, emax.shape[0] - P - 1)] * e1) >> B30
+    return e1
+
+
 @njit(cache=True)
 def _deliver_all(ct, jc, q0, n, tn, tp, st, slow):  # pragma: no cover - compiled
     """The vector pass of one event tick ``tn`` over the ``n`` level neurons (columns ``q0:q0+n`` of ``ct``).
@@ -739,10 +752,20 @@ def _level_entry(m, g, e, src, theta, dur, spk, nsp, ls):  # pragma: no cover - 
                 st[S_LIM + q] = rel - 1 if rel < dur else NEVER
             else:
                 st[S_LIM + q] = _lim(ct, q0 + q, tn, u, ie, ii, th)
+    emax = m.lock.emax[g]
     for q in range(n):
         if st[S_LIM + q] == NEVER:
             continue  # no release before the end and no crossing: the search would find nothing (see _lim)
         i = grp_nrn[q0 + q]
+        if st[S_REFR + q] != 0:
+            # released before the end (else lim is never): membrane at reset, the current decayed from the anchor.
+            # The search's first test (membrane+ plus kb times the current below threshold: nothing, ever) with an
+            # upper bound of that current from the level's largest decay coefficients (hot in cache) instead of
+            # the neuron's own tables: when it holds, _advance finds nothing (its exact current is not larger)
+            rs = par.reset[i]
+            e_ub = _decay_bound(emax, st[S_IE + q], st[S_REL + q] - st[S_TA + q])
+            if ((rs if rs > 0 else 0) << B30) + tab.kb[par.tid[i]] * e_ub < (st[S_TH + q] << B30):
+                continue
         nsp = _advance(
             tab, par.tid[i], st[S_TA + q], st[S_U + q], st[S_IE + q], st[S_II + q], st[S_REFR + q] != 0,
             st[S_REL + q], st[S_NTH + q], st[S_TH + q], par.reset[i], par.refr[i], dur, dur, spk, nsp, e, i,
@@ -811,14 +834,18 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
     src = Sources(src_ptr, run.in_t[lo:hi].copy(), run.in_k[lo:hi].copy())
     spk = np.empty((max(16, 2 * n_e * m.neurons.reset.shape[0]), 4), dtype=np.int64)
     nsp = np.int64(0)  # not the literal 0: numba would compile every level kernel once more for it
-    for g in range(lv.ptr.shape[0] - 1):
+    n_g = lv.ptr.shape[0] - 1
+    level_rows = np.empty(n_g + 1, dtype=np.int64)  # the spike rows of level g: level_rows[g]:level_rows[g+1]
+    for g in range(n_g):
         first = nsp
+        level_rows[g] = first
         if not lv.iterate[g]:
             if lock is not None and m.lock.on[g] and src.ptr[n_e] >= m.lock.min_events * n_e:
                 spk, nsp = _run_level(g, src, run.theta, b0, m, dur, spk, nsp)
             else:
                 spk, nsp = _run_group(g, src, run.theta, b0, m, dur, spk, nsp)
-            src = _with_spikes(src, spk, first, nsp, m.fanout, dur)
+            if g + 1 < lv.ptr.shape[0] - 1 or run.ro_idx.shape[0] > 0:  # the last level's are read by readout only
+                src = _with_spikes(src, spk, first, nsp, m.fanout, dur)
             continue
         # recurrent routing: iterate to the fixed point (unique, see the spec); each pass runs every neuron of
         # the group on the base events plus the events of the previous pass's spikes
@@ -840,6 +867,7 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
                 break
             prev = spk[first:nsp].copy()
             src = _with_spikes(base, spk, first, nsp, m.fanout, dur)
+    level_rows[n_g] = nsp
     # record (first spike per neuron, or all), sorted by (tick, neuron id) inside each entry, and count
     out_t, out_n, out_cnt, stats = run.out_t, run.out_n, run.out_cnt, run.stats
     record_first = run.record_first
@@ -859,17 +887,29 @@ def _run_chunk(entries, run_, tab, par, wiring, fanout, levels, lock):  # pragma
         rec[e + 1] += rec[e]
     keys = np.empty(max(rec[n_e], 1), dtype=np.int64)
     fill = rec[:n_e].copy()
-    for s in range(nsp):
-        if not (record_first and spk[s, 3] > 0):
-            e = spk[s, 0]
-            keys[fill[e]] = spk[s, 1] * 1024 + m.fanout.neuron_id[spk[s, 2]]
-            fill[e] += 1
+    # an entry's keys come level after level, each level's almost in time order: runs[e, g] is where level g's start
+    # among entry e's keys
+    runs = np.empty((n_e, n_g + 1), dtype=np.int64)
+    most = 1
+    for e in range(n_e):
+        most = max(most, rec[e + 1] - rec[e])
+    for g in range(n_g):
+        for e in range(n_e):
+            runs[e, g] = fill[e] - rec[e]
+        for s in range(level_rows[g], level_rows[g + 1]):
+            if not (record_first and spk[s, 3] > 0):
+                e = spk[s, 0]
+                keys[fill[e]] = spk[s, 1] * 1024 + m.fanout.neuron_id[spk[s, 2]]
+                fill[e] += 1
+    for e in range(n_e):
+        runs[e, n_g] = fill[e] - rec[e]
+    tmp = np.empty(most, dtype=np.int64)
     for e in range(n_e):
         b = b0 + e
         c0 = rec[e]
         c = rec[e + 1] - c0
         seg = keys[c0 : c0 + c]
-        sort_nearly(seg)
+        sort_runs(seg, runs[e], tmp)
         out_cnt[b] = c
         for q in range(min(c, cap)):
             out_t[b, q] = seg[q] >> 10
@@ -1241,6 +1281,18 @@ def _run_tables(em: EngineModel, duration: int) -> tuple[Tables, np.ndarray, int
     return got
 
 
+def _decay_max(ct: np.ndarray, jc: int, ptr: np.ndarray) -> np.ndarray:
+    """Per level (engine neurons ``ptr[g]:ptr[g+1]``, the columns of the level table ``ct``), the largest ``I_e <-
+    I_e`` coefficient of its neurons at each tick ``r < P`` and each step ``j < jc`` (rows ``5 r + 3`` and ``5 P + 6 j
+    + 3`` of ``ct``; zero past every neuron's table): (G, P + jc) int64, for :func:`_decay_bound`."""
+    rows = np.r_[5 * np.arange(P) + 3, 5 * P + 6 * np.arange(jc) + 3]
+    out = np.zeros((len(ptr) - 1, len(rows)), dtype=np.int64)
+    for g in range(len(ptr) - 1):
+        if ptr[g + 1] > ptr[g]:
+            out[g] = ct[rows, ptr[g] : ptr[g + 1]].max(axis=1)
+    return out
+
+
 def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tuple:
     """The :class:`Model` the kernels read for a run of ``duration`` ticks (``lockstep`` as :func:`run_engine`
     takes it), as :func:`plain` tuples; cached on the model (building it takes longer than the dispatch of a
@@ -1250,9 +1302,11 @@ def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tupl
     if got is None:
         tables, ct, jc = _run_tables(em, duration)
         if lockstep is None:
-            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc)
+            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc,
+                            _decay_max(ct, jc, em.levels.ptr))
         else:
-            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc)
+            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc,
+                            _decay_max(ct, jc, em.levels.ptr))
         got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
 
