@@ -61,7 +61,7 @@ def encode_arrays(magic: bytes, version: int, arrays: dict[str, np.ndarray], hea
                 _HEADERS[key] = head
         parts.append(head)
         # the array's own buffer (C order, little-endian now): join copies it once, tobytes would copy it twice
-        parts.append(memoryview(a).cast("B") if a.size else b"")
+        parts.append(a.data.cast("B") if a.size else b"")
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
