@@ -11,7 +11,8 @@ runs. The two cases alternate ``--rounds`` times (this VM's speed drifts over mi
 process (so ``peak_rss_mb`` is its own); one JSON line per case:
 ``train_samples_per_s`` (training samples per second of training time, median over rounds; the trainer's
 figure), ``wall_s`` (median whole run: start-up, training, validation and test on the device),
-``peak_rss_mb``; the gRPC line adds ``ratio_vs_inprocess`` (of the medians) and ``identical`` (the same
+``peak_rss_mb``, ``rounds_train_samples_per_s`` (every round); the gRPC line adds ``ratio_vs_inprocess`` (of the
+medians), ``rounds_ratio_vs_inprocess`` (each round's pair) and ``identical`` (the same
 per-epoch history and device spike counts as in-process: the runs are bit-identical by design).
 """
 
@@ -100,8 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": round(statistics.median(r["wall_s"] for r in runs[case]), 2),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs[case]), 1),
         }
+        out["rounds_train_samples_per_s"] = [round(r["train_samples_per_s"], 1) for r in runs[case]]
         if case == "yinyang_grpc":
             out["ratio_vs_inprocess"] = round(rate[case] / rate["yinyang_inprocess"], 3)
+            # each round's gRPC run against the in-process run just before it
+            out["rounds_ratio_vs_inprocess"] = [
+                round(g["train_samples_per_s"] / i["train_samples_per_s"], 3)
+                for g, i in zip(runs[case], runs["yinyang_inprocess"], strict=True)
+            ]
             out["identical"] = all(r["fingerprint"] == reference for c in CASES for r in runs[c])
         out["loadavg_1min"] = round(os.getloadavg()[0], 2)
         print(json.dumps(out), flush=True)

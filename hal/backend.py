@@ -186,16 +186,20 @@ class Backend(abc.ABC):
             raise TypeError(f"configure() takes a ChipConfig or ConfigDiff, not {type(config).__name__}")
 
     def sync(self, target: ChipConfig, *, digest: bytes | None = None, diff: ConfigDiff | None = None,
-             compute_diff: bool = True) -> ConfigPlan:
+             compute_diff: bool = True, owned: bool = False) -> ConfigPlan:
         """Bring the device to ``target`` with the least traffic, through :meth:`configure`.
 
         Nothing is sent if the device holds ``target``. Otherwise ``diff`` is sent if the device holds its base,
         or a diff computed from the held configuration (if ``compute_diff``), or else the whole configuration.
         ``digest``: ``target.digest()`` if the caller knows it (it is trusted). A computed diff that the device
         refuses (it held something else) is followed by the full configuration. Returns the plan carried out.
+        ``owned`` (with ``digest``): ``target`` was validated when it was built and nobody will modify it (e.g. a
+        server's decoded or diff-applied configuration), so the device keeps it as it is instead of a validated
+        copy; without ``digest`` it is ignored.
         """
         self._check_open()
-        return self._sync(target, digest, diff, compute_diff, only_if_smaller=False, via_configure=True)
+        return self._sync(target, digest, diff, compute_diff, only_if_smaller=False, via_configure=True,
+                          owned=owned)
 
     def _check_open(self) -> None:
         """Raise :class:`~firstspike.hal.errors.BackendError` if the device is closed (override; default: never)."""
@@ -217,13 +221,14 @@ class Backend(abc.ABC):
             f"{type(self).__name__} implements neither configure() nor the primitives _load_config()/_apply_diff()")
 
     def _sync(self, target: ChipConfig, digest: bytes | None, diff: ConfigDiff | None, compute_diff: bool, *,
-              only_if_smaller: bool, via_configure: bool) -> ConfigPlan:
+              only_if_smaller: bool, via_configure: bool, owned: bool = False) -> ConfigPlan:
         if not isinstance(target, ChipConfig):
             raise TypeError(f"expected a ChipConfig, not {type(target).__name__}")
         m = self.mirror
         if digest is not None and m.holds(digest):
             return ConfigPlan("none", m.config, digest, ConfigDiff(digest, digest, {}, {}))
-        own = target.copy()  # validates; the caller may go on modifying theirs
+        # a copy validates, and the caller may go on modifying theirs; an owned target was validated when built
+        own = target if owned and digest is not None else target.copy()
         plan = m.plan(own, digest or own.digest(validate=False), diff=diff, compute_diff=compute_diff,
                       only_if_smaller=only_if_smaller)
         try:

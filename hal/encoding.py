@@ -28,24 +28,40 @@ _ALLOWED_DTYPES = {"|u1", "<u2", "<u4", "<i8", "|b1", "<i4", "<f8"}
 _MAX_NDIM = 4
 
 
+def _array_header(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The bytes before an array's data: name, dtype, shape and byte count (validated here)."""
+    dstr = dtype.str
+    if dstr not in _ALLOWED_DTYPES:
+        raise ValueError(f"array {name!r}: dtype {dstr} is not encodable; allowed {sorted(_ALLOWED_DTYPES)}")
+    nb = name.encode("ascii")
+    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    return b"".join((struct.pack("<B", len(nb)), nb, struct.pack("<B", len(dstr)), dstr.encode("ascii"),
+                     struct.pack(f"<B{len(shape)}I", len(shape), *shape), struct.pack("<I", nbytes)))
+
+
+# (name, dtype, shape) -> header bytes; configurations have a few fixed-shape fields, encoded on every digest
+_HEADERS: dict[tuple[str, np.dtype, tuple[int, ...]], bytes] = {}
+
+
 def encode_arrays(magic: bytes, version: int, arrays: dict[str, np.ndarray], header: bytes = b"") -> bytes:
     """Encode named arrays (in the given order) into the container format."""
     if len(magic) != 4:
         raise ValueError("magic must be 4 bytes")
-    parts = [magic, struct.pack("<HHI", version, 0, len(header)), header, struct.pack("<I", len(arrays))]
+    parts: list[bytes | memoryview] = [magic, struct.pack("<HHI", version, 0, len(header)), header,
+                                       struct.pack("<I", len(arrays))]
     for name, arr in arrays.items():
         a = np.ascontiguousarray(arr)
-        dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
-        a = a.astype(dt, copy=False)
-        dstr = dt.str
-        if dstr not in _ALLOWED_DTYPES:
-            raise ValueError(f"array {name!r}: dtype {dstr} is not encodable; allowed {sorted(_ALLOWED_DTYPES)}")
-        nb = name.encode("ascii")
-        raw = a.tobytes(order="C")
-        parts.append(struct.pack("<B", len(nb)) + nb + struct.pack("<B", len(dstr)) + dstr.encode("ascii"))
-        parts.append(struct.pack(f"<B{a.ndim}I", a.ndim, *a.shape))
-        parts.append(struct.pack("<I", len(raw)))
-        parts.append(raw)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        key = (name, a.dtype, a.shape)
+        head = _HEADERS.get(key)
+        if head is None:
+            head = _array_header(name, a.dtype, a.shape)
+            if len(_HEADERS) < 4096:  # a bound: names and shapes come from callers
+                _HEADERS[key] = head
+        parts.append(head)
+        # the array's own buffer (C order, little-endian now): join copies it once, tobytes would copy it twice
+        parts.append(a.data.cast("B") if a.size else b"")
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 

@@ -240,10 +240,12 @@ class DeviceHost:
     # ---- configuration ---------------------------------------------------------------------------
     def _apply_locked(self, cfg: ChipConfig, digest: bytes, diff: ConfigDiff | None = None) -> None:
         """Make the backend hold ``cfg`` (device lock held). Its configuration mirror decides what travels:
-        nothing, the client's diff, a diff from what it holds, or the whole configuration."""
+        nothing, the client's diff, a diff from what it holds, or the whole configuration. Every configuration
+        a lease holds was validated when it was decoded or built and is never modified, so the backend keeps
+        it without another validated copy (``owned``)."""
         if self.backend.mirror.holds(digest):
             return  # every run after the first of the lease that configured last: no planning at all
-        self.backend.sync(cfg, digest=digest, diff=diff)
+        self.backend.sync(cfg, digest=digest, diff=diff, owned=True)
 
     def set_config(
         self,
@@ -253,8 +255,9 @@ class DeviceHost:
         diff: ConfigDiff | None = None,
         digest: bytes | None = None,
     ) -> tuple[Lease, bool]:
-        """Give the lease ``cfg`` and apply it to the device now (so the backend validates it). ``digest``:
-        ``cfg.digest()`` if the caller has just established it (a diff's checked target).
+        """Give the lease ``cfg`` and apply it to the device now. ``cfg`` becomes the lease's (the caller must not
+        modify it afterwards) and is validated here: by encoding it for its digest, or, when the caller passes
+        ``digest`` (``cfg.digest()`` it has just established: a diff's checked target), by whoever built it.
 
         Returns (lease, unchanged). Raises before changing the lease if the backend rejects the config.
         """

@@ -375,3 +375,22 @@ def test_a_backend_that_accepts_an_invalid_config_leaves_the_state_unknown():
 def test_plan_payload_needs_the_config_for_a_full_upload():
     with pytest.raises(ConfigError):
         _ = ConfigPlan("full", None, DIGESTS[0]).payload
+
+
+def test_an_owned_config_is_kept_as_given_and_any_other_as_a_validated_copy():
+    """``sync(owned=True)`` with a digest: the device and its mirror keep the caller's (validated, never modified)
+    object, the server's way to take a decoded or diff-applied configuration without copying it again. Without
+    ``owned``, or without a digest to trust, the mirror keeps its own copy."""
+    dev = RecordingDevice()
+    cfg = CONFIGS[1].copy()
+    assert dev.sync(cfg, digest=DIGESTS[1], owned=True).kind == "diff"
+    assert dev.mirror.config is cfg and dev.held == cfg
+    other = CONFIGS[2].copy()
+    diff = CONFIGS[1].diff(CONFIGS[2])
+    plan = dev.sync(other, digest=DIGESTS[2], diff=diff, owned=True)  # a forwarded diff: its target is kept
+    assert plan.offered and dev.mirror.config is other and dev.diffs[-1] is diff
+    for kw in ({"digest": DIGESTS[3]}, {"owned": True}):
+        mine = CONFIGS[3].copy()
+        dev.sync(mine, **kw)
+        assert dev.mirror.config is not mine and dev.mirror.config == mine
+        dev.sync(CONFIGS[0])

@@ -45,3 +45,6 @@ def test_itl_throughput_trains_both_ways_and_checks_they_agree():
     ratio = remote["train_samples_per_s"] / local["train_samples_per_s"]
     assert abs(remote["ratio_vs_inprocess"] - ratio) < 0.002
     assert remote["identical"] is True  # the same history and device spike counts through gRPC
+    # one round: its pair is the ratio of the medians
+    assert local["rounds_train_samples_per_s"] == [local["train_samples_per_s"]]
+    assert remote["rounds_ratio_vs_inprocess"] == [remote["ratio_vs_inprocess"]]
