@@ -164,15 +164,22 @@ class Session:
 
     @property
     def stage_configs(self) -> list[ChipConfig]:
-        """The current configuration of every stage (after weight updates)."""
-        return list(self._stage_configs)
+        """The current configuration of every stage (after weight updates), as copies: the device's mirror may
+        hold the session's own objects, which must not change under it."""
+        return [c.copy() for c in self._stage_configs]
 
-    def _send(self, target: ChipConfig) -> ConfigPlan:
+    def _send(self, target: ChipConfig, *, built: bool = False) -> ConfigPlan:
         """Bring the device to ``target`` through its configuration mirror and count what travelled.
 
         The session's first upload is the whole configuration (unless the device holds it already); later
-        ones are diffs against the configuration the device holds."""
-        plan = self.device.sync(target, compute_diff=self._loaded is not None)
+        ones are diffs against the configuration the device holds. ``built``: the session made ``target`` itself
+        (valid by construction, shared with nobody, never modified), so the device may keep it without a
+        validated copy; that copy was a third of a training step's upload."""
+        if built:
+            plan = self.device.sync(target, digest=target.digest(validate=False), owned=True,
+                                    compute_diff=self._loaded is not None)
+        else:
+            plan = self.device.sync(target, compute_diff=self._loaded is not None)
         if plan.kind == "full":
             self.uploads.full_configs += 1
         elif plan.kind == "diff":
@@ -211,7 +218,7 @@ class Session:
         self._stage_configs = new
         if self._loaded is None:
             return None
-        return self._send(new[self._loaded]).diff
+        return self._send(new[self._loaded], built=True).diff
 
     def _window_extra(self, configs: Sequence[ChipConfig]) -> float:
         """How much later (tau_s) the last spike can come because of the route delays: the sum over layers of

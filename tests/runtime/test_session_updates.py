@@ -104,3 +104,21 @@ def test_the_mirrors_diff_equals_the_generic_diff():
     assert fast.apply(base) == new
     held = mirror.plan(base, base.digest())
     assert held.kind == "none" and held.diff.empty
+
+
+def test_the_mirror_keeps_the_sessions_own_update_and_stage_configs_are_copies():
+    """An update's configuration goes to the device's mirror without another copy (the session built it and never
+    changes it), so what a caller gets from ``stage_configs`` must be a copy: changing it changes nothing held."""
+    compiled = compiled_small(seed=6)
+    device = SimBackend(mismatch=False, noise=False)
+    session = Session(device, compiled)
+    w = [np.array(a) * 1.1 for a in compiled.source.weights]
+    assert not session.update_weights(w).empty
+    held = device.mirror.config
+    assert held is session._stage_configs[0]  # no copy on the way
+    before = held.synapses.weights.copy()
+    mine = session.stage_configs[0]
+    assert mine is not held and mine == held
+    mine.synapses.weights[:] = 0
+    np.testing.assert_array_equal(device.mirror.config.synapses.weights, before)
+    assert device.mirror.holds(held.digest())
