@@ -23,7 +23,7 @@ compares those (the same work per step, whatever the bumping).
 machine's speed drifts; alternation spreads the drift).
 
     python benchmarks/train_throughput.py [--cases yinyang_train,...] [--threads N] [--seconds S] [--kernels K]
-        [--rounds R]
+        [--rounds R] [--hidden N]
 
 ``--kernels torch`` measures the batched torch formulation instead of the default (fused numba kernels on CPU,
 see ``firstspike.runtime.ttfs.spiketime.set_kernels``); ``--kernels all`` runs every case with both and adds
@@ -102,17 +102,18 @@ def _trainer(cfg: object, times: object, labels: object, kind: str | None) -> tu
     return step, net, bumps
 
 
-def run_case(case: str, threads: int | None, seconds: float, kernels: str = "auto") -> dict[str, object]:
+def run_case(case: str, threads: int | None, seconds: float, kernels: str = "auto",
+             hidden: int | None = None) -> dict[str, object]:
     import torch
 
     from firstspike.runtime.training.perf import configure_threads, tune_malloc
-    from firstspike.runtime.training.presets import build_network, get_task, with_delays, with_hidden
+    from firstspike.runtime.training.presets import build_network, with_delays, with_hidden
     from firstspike.runtime.ttfs.spiketime import set_kernels
 
     set_kernels(kernels)
     tune_malloc()
     task_name, mode, *kind = case.split("_")
-    cfg = get_task(task_name)
+    cfg = with_hidden(task_name, hidden)
     if mode == "delgrad":
         cfg, mode = with_hidden(with_delays(cfg, kind[0]), 30), "train"
     elif kind:
@@ -211,10 +212,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="TTFS implementation (default auto = numba on CPU); all = numba and torch per case")
     parser.add_argument("--rounds", type=int, default=1, help="run the list of cases this many times, alternating; "
                         "report the median round per case")
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="neurons in the hidden layer instead of the task's (e.g. 246: MNIST16 as on the chip)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case in-process
     args = parser.parse_args(argv)
     if args.case is not None:
-        print(json.dumps(run_case(args.case, args.threads, args.seconds, args.kernels)), flush=True)
+        print(json.dumps(run_case(args.case, args.threads, args.seconds, args.kernels, args.hidden)), flush=True)
         return 0
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                        kernels]
                 if args.threads is not None:
                     cmd += ["--threads", str(args.threads)]
+                if args.hidden is not None:
+                    cmd += ["--hidden", str(args.hidden)]
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     err = proc.stderr.strip()[-2000:]
