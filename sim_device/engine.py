@@ -29,9 +29,7 @@ lists: adding a table is a field there and the line here that fills it.
 from __future__ import annotations
 
 import itertools
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +37,7 @@ import numpy as np
 
 from firstspike.hal import chip
 from firstspike.hal.config import RowMode, SourceKind
+from firstspike.hal.threads import worker_pool
 from firstspike.sim_device._kernel_args import (
     Fanout,
     Levels,
@@ -1350,22 +1349,6 @@ def _lockstep_need(m: tuple) -> int:
     return need
 
 
-#: the threads :func:`_call_threads` runs chunks on besides the caller's (created on first use, again after a fork)
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A thread pool of at least ``workers`` threads, for this process (a forked child makes its own)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or os.getpid() != _POOL_PID or _POOL._max_workers < workers:
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="firstspike-sim")
-            _POOL_PID = os.getpid()
-        return _POOL
-
-
 def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> None:
     """:func:`_run_batch` over the chunks of ``chunk_ptr`` on up to numba's thread count of threads (the caller's
     and pool threads; ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply), each taking the next chunk not
@@ -1382,7 +1365,7 @@ def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> No
         while (c := next(taken)) < n_chunks:
             _run_batch(chunk_ptr[c : c + 2], entries, *args)
 
-    futures: list[Future] = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+    futures: list[Future] = [worker_pool(threads - 1).submit(work) for _ in range(threads - 1)]
     try:
         work()
     finally:

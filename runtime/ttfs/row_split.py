@@ -8,12 +8,11 @@ else torch's intra-op thread count.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from firstspike.hal.threads import worker_pool
 
 __all__ = ["blocks", "get_threads", "run_blocks", "set_threads"]
 
@@ -21,20 +20,6 @@ __all__ = ["blocks", "get_threads", "run_blocks", "set_threads"]
 MIN_WORK_PER_BLOCK = 200_000
 
 _THREADS: int | None = None
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of at least ``workers`` threads, for this process (a forked child makes its own)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or os.getpid() != _POOL_PID or _POOL._max_workers < workers:
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="firstspike-ttfs")
-            _POOL_PID = os.getpid()
-        return _POOL
 
 
 def set_threads(threads: int | None) -> int | None:
@@ -61,12 +46,12 @@ def blocks(n_rows: int, work_per_row: float, threads: int | None = None) -> list
 
 
 def run_blocks(call: Callable[[int, int], object], spans: list[tuple[int, int]]) -> None:
-    """``call(start, stop)`` for every span: the first on this thread, the others on the pool, all awaited
-    (an exception in any is raised here after every block has ended)."""
+    """``call(start, stop)`` for every span: the first on this thread, the others on the process's worker pool
+    (:mod:`firstspike.hal.threads`), all awaited (an exception in any is raised here after every block has ended)."""
     if len(spans) == 1:
         call(*spans[0])
         return
-    futures = [_pool(len(spans) - 1).submit(call, a, b) for a, b in spans[1:]]
+    futures = [worker_pool(len(spans) - 1).submit(call, a, b) for a, b in spans[1:]]
     try:
         call(*spans[0])
     finally:
