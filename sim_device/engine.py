@@ -85,6 +85,21 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
         return lambda f: f
 
 
+def _thread_count() -> int:
+    """numba's thread count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``), read without starting numba's
+    threading layer when nothing has started it yet. The engine runs no numba-parallel code, and with the OpenMP
+    layer that start resets the process's OpenMP thread count to all cores, and torch's intra-op threads with it
+    (a trainer's one torch thread became two beside the engine)."""
+    if not HAVE_NUMBA:
+        return 1
+    from numba import config
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", True):  # started (e.g. by set_num_threads), or a numba without the flag
+        return int(get_num_threads())
+    return int(getattr(config, "NUMBA_NUM_THREADS", 1))
+
+
 def _lockstep(lock: tuple | None) -> Lockstep | None:
     """The :class:`Lockstep` of a plain tuple, or None (see :func:`_without_lockstep`)."""
     return None if lock is None else Lockstep(*lock)
@@ -1355,7 +1370,7 @@ def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> No
     yet taken: a thread the OS leaves waiting on a busy machine delays only the chunk it holds (a static split
     waits for its whole share). Chunks write disjoint entries, so the order does not change any result."""
     n_chunks = len(chunk_ptr) - 1
-    threads = min(get_num_threads(), n_chunks) if n_chunks > 1 else 1
+    threads = min(_thread_count(), n_chunks) if n_chunks > 1 else 1
     if threads <= 1:
         _run_batch(chunk_ptr, entries, *args)
         return
