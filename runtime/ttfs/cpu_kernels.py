@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
         return wrap
 
 
-__all__ = ["AVAILABLE", "causal_prefix_sums", "implicit_grads"]
+__all__ = ["AVAILABLE", "causal_prefix_sums", "implicit_grads", "sorted_rows"]
 
 # Above this spread of times within one sample (tau_s), exp(t_i - t_out) is not factorised into
 # exp(t_i - base) * exp(base - t_out) (each factor alone could overflow or underflow).
@@ -189,6 +189,49 @@ def causal_prefix_sums(
 
     run_blocks(rows, blocks(n_batch, ts.shape[1] * n_out, threads))
     return spikes, p_out, q_out, anchor
+
+
+@njit(cache=True, nogil=True)
+def _count_spiking(t):  # pragma: no cover - compiled
+    """The largest number of finite entries in any row of ``t`` (B, n)."""
+    most = 0
+    for b in range(t.shape[0]):
+        n = 0
+        for i in range(t.shape[1]):
+            if t[b, i] < np.inf:
+                n += 1
+        most = max(most, n)
+    return most
+
+
+@njit(cache=True, nogil=True)
+def _gather_shifted(t, order, idx_out, ts_out, shift_out):  # pragma: no cover - compiled
+    """The first ``k`` columns of ``t`` in the per-row ``order``, minus the row's first (earliest) time if it is
+    finite, else minus 0: ``ts_out`` (B, k), the indices ``idx_out`` (B, k) and the shift (B, 1)."""
+    for b in range(t.shape[0]):
+        first = t[b, order[b, 0]]
+        sh = first if first < np.inf else 0.0
+        shift_out[b, 0] = sh
+        for c in range(idx_out.shape[1]):
+            i = order[b, c]
+            idx_out[b, c] = i
+            ts_out[b, c] = t[b, i] - sh
+
+
+def sorted_rows(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per row of ``t`` (B, n) float64 (``+inf`` = silent, no NaN): the indices in the order of ``np.argsort``, the
+    sorted times minus the row's earliest one, and that shift (B, 1), cut to the most spiking inputs of any row;
+    None when no row has a finite entry. The same arrays as sorting and ``np.take_along_axis`` give, C-contiguous."""
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        return None
+    k = _count_spiking(t)
+    if k == 0:
+        return None
+    order = np.argsort(t, axis=1)
+    idx, ts, shift = np.empty((t.shape[0], k), dtype=order.dtype), np.empty((t.shape[0], k)), np.empty((t.shape[0], 1))
+    _gather_shifted(t, order, idx, ts, shift)
+    return idx, ts, shift
 
 
 @njit(cache=True, nogil=True)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from firstspike.runtime.ttfs import cpu_kernels
+from firstspike.runtime.ttfs import cpu_kernels, cpu_times
 from firstspike.runtime.ttfs.lambertw import lambertw0_branch
 
 __all__ = [
@@ -130,6 +130,8 @@ def _sorted_inputs(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
     """Per sample: input indices sorted by time, the sorted times shifted so that the earliest is 0 (silent
     inputs stay ``+inf``, sorted last) and the shift (B, 1); cut to the most spiking inputs of any sample.
     None when no sample has any input spike."""
+    if cpu_kernels.AVAILABLE:
+        return cpu_kernels.sorted_rows(t)
     if t.shape[0] == 0 or t.shape[1] == 0:
         return None
     idx = np.argsort(t, axis=1)
@@ -255,6 +257,8 @@ def _forward_cpu_kernel(t_in: torch.Tensor, w: torch.Tensor, tau_ratio: int, thr
         return torch.full((n_batch, n_out), math.inf, dtype=torch.float64)
     idx, ts, shift = sorted_inputs
     spikes, p_k, q_k, anchor = cpu_kernels.causal_prefix_sums(idx, ts, w.numpy(), tau_ratio, threshold)
+    if tau_ratio == 1:
+        return cpu_times.times_from_sums_ratio1(spikes, p_k, q_k, anchor + shift, threshold)
     return _times_from_sums(
         torch.from_numpy(spikes), torch.from_numpy(p_k), torch.from_numpy(q_k), torch.from_numpy(anchor + shift),
         tau_ratio, threshold,
