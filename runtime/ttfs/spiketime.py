@@ -132,6 +132,11 @@ def _sorted_inputs(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
     None when no sample has any input spike."""
     if cpu_kernels.AVAILABLE:
         return cpu_kernels.sorted_rows(t)
+    return _sorted_inputs_numpy(t)
+
+
+def _sorted_inputs_numpy(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_sorted_inputs` in numpy alone (where numba is missing); the same arrays, bit for bit (tested)."""
     if t.shape[0] == 0 or t.shape[1] == 0:
         return None
     idx = np.argsort(t, axis=1)

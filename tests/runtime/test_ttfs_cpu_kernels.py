@@ -193,20 +193,6 @@ def test_configure_threads_sets_the_kernels_threads_and_keeps_torch_at_one() -> 
         torch.set_num_threads(before_torch)
 
 
-def _sorted_rows_numpy(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The numpy formulation :func:`cpu_kernels.sorted_rows` replaces (and that runs where numba is missing)."""
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        return None
-    idx = np.argsort(t, axis=1)
-    ts = np.take_along_axis(t, idx, axis=1)
-    kmax = int((ts < INF).sum(axis=1).max())
-    if kmax == 0:
-        return None
-    idx, ts = idx[:, :kmax], ts[:, :kmax]
-    shift = np.where(ts[:, :1] < INF, ts[:, :1], 0.0)
-    return idx, ts - shift, shift
-
-
 @settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -219,7 +205,8 @@ def _sorted_rows_numpy(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def test_sorted_rows_gives_the_numpy_sort(
     seed: int, n_batch: int, n_in: int, silent: float, grid: float, transposed: bool
 ) -> None:
-    """Same indices (ties included), times and shifts, bit for bit, as argsort + take_along_axis, for any layout."""
+    """Same indices (ties included), times and shifts, bit for bit, as the numpy formulation (argsort and
+    take_along_axis, what runs without numba), for any layout."""
     rng = np.random.default_rng(seed)
     t = rng.uniform(-5.0, 20.0, (n_in, n_batch) if transposed else (n_batch, n_in))
     if grid > 0:
@@ -227,7 +214,7 @@ def test_sorted_rows_gives_the_numpy_sort(
     t[rng.random(t.shape) < silent] = INF
     if transposed:
         t = t.T  # a strided view, as a transposed tensor's numpy() is
-    want, got = _sorted_rows_numpy(t), cpu_kernels.sorted_rows(t)
+    want, got = spiketime._sorted_inputs_numpy(t), cpu_kernels.sorted_rows(t)
     if want is None:
         assert got is None
         return

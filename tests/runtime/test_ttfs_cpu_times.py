@@ -45,7 +45,7 @@ def test_fused_formula_has_the_torch_formulas_bits(
     if specials:
         flat = rng.integers(0, p.size, 6)
         p.flat[flat[:3]] = [0.0, math.inf, math.nan]
-        # z = -theta e^(-Q/P) / P exactly at the branch point -1/e: Q/P = ln(P e / theta) - 1
+        # P = theta e, Q = 0: z = -theta / P = -1/e up to rounding, at the branch point or just beyond it
         p.flat[flat[3:]] = threshold * math.e
         q.flat[flat[3:]] = 0.0
     shift = rng.uniform(0.0, 50.0, (n_batch, n_out if per_neuron_shift else 1))
