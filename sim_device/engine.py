@@ -28,8 +28,6 @@ lists: adding a table is a field there and the line here that fills it.
 
 from __future__ import annotations
 
-import itertools
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +35,7 @@ import numpy as np
 
 from firstspike.hal import chip
 from firstspike.hal.config import RowMode, SourceKind
-from firstspike.hal.threads import worker_pool
+from firstspike.hal.threads import run_items
 from firstspike.sim_device._kernel_args import (
     Fanout,
     Levels,
@@ -1374,18 +1372,7 @@ def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> No
     if threads <= 1:
         _run_batch(chunk_ptr, entries, *args)
         return
-    taken = itertools.count()  # next() on it is atomic under the GIL
-
-    def work() -> None:
-        while (c := next(taken)) < n_chunks:
-            _run_batch(chunk_ptr[c : c + 2], entries, *args)
-
-    futures: list[Future] = [worker_pool(threads - 1).submit(work) for _ in range(threads - 1)]
-    try:
-        work()
-    finally:
-        for f in futures:
-            f.result()
+    run_items(lambda c: _run_batch(chunk_ptr[c : c + 2], entries, *args), n_chunks, threads)
 
 
 @dataclass(frozen=True, eq=False)

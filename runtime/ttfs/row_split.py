@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from firstspike.hal.threads import worker_pool
+from firstspike.hal.threads import run_items
 
 __all__ = ["blocks", "get_threads", "run_blocks", "set_threads"]
 
@@ -46,16 +46,6 @@ def blocks(n_rows: int, work_per_row: float, threads: int | None = None) -> list
 
 
 def run_blocks(call: Callable[[int, int], object], spans: list[tuple[int, int]]) -> None:
-    """``call(start, stop)`` for every span: the first on this thread, the others on the process's worker pool
-    (:mod:`firstspike.hal.threads`), all awaited (an exception in any is raised here after every block has ended)."""
-    if len(spans) == 1:
-        call(*spans[0])
-        return
-    futures = [worker_pool(len(spans) - 1).submit(call, a, b) for a, b in spans[1:]]
-    try:
-        call(*spans[0])
-    finally:
-        errors = [f.exception() for f in futures]
-    for e in errors:
-        if e is not None:
-            raise e
+    """``call(start, stop)`` for every span, on this thread and the process's worker pool, one thread per span
+    (:func:`firstspike.hal.threads.run_items`); an exception in any is raised here after every block has ended."""
+    run_items(lambda k: call(*spans[k]), len(spans), len(spans))
