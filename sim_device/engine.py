@@ -1313,12 +1313,12 @@ def _kernel_model(em: EngineModel, duration: int, lockstep: bool | None) -> tupl
     got = em.kernel_models.get(key)
     if got is None:
         tables, ct, jc = _run_tables(em, duration)
-        if lockstep is None:
-            lock = Lockstep(np.diff(em.levels.ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS, ct, jc,
-                            _decay_max(ct, jc, em.levels.ptr))
+        ptr = em.levels.ptr
+        if lockstep is None:  # levels wide enough, with enough events per entry
+            on, min_events = np.diff(ptr) >= LOCKSTEP_MIN_NEURONS, LOCKSTEP_MIN_EVENTS
         else:
-            lock = Lockstep(np.full(len(em.levels.ptr) - 1, bool(lockstep)), 0, ct, jc,
-                            _decay_max(ct, jc, em.levels.ptr))
+            on, min_events = np.full(len(ptr) - 1, bool(lockstep)), 0
+        lock = Lockstep(on, min_events, ct, jc, _decay_max(ct, jc, ptr))
         got = em.kernel_models[key] = plain(Model(tables, em.neurons, em.wiring, em.fanout, em.levels, lock))
     return got
 
