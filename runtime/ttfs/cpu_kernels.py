@@ -96,19 +96,17 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, screen, spikes, p_out, q_ou
                 c0 = c1 * c1
                 y_lo = 1.0 / c1
                 y_hi = math.exp(-0.5 * hi)
-            for j in range(n_out):
-                wij = w[i, j]
-                p[j] += wij * c0
-                q[j] += wij * c1
-            if not hi > lo:
-                continue  # tied inputs: empty interval, no crossing is attributed to this prefix
-            # Screen (branch-free, vectorised): an upper bound of the membrane on [lo, hi], padded by far more
-            # than the rounding of the exact test below, rules out most neurons without a division or an exp.
-            # A neuron it passes gets the exact test, so the result is the same with or without the screen.
+            # One pass per input adds its weights to the sums and screens every neuron (branch-free, vectorised):
+            # an upper bound of the membrane on [lo, hi], padded by far more than the rounding of the exact test
+            # below, rules out most neurons without a division or an exp. A neuron it passes gets the exact test,
+            # so the result is the same with or without the screen.
             n_cand = 0
             for j in range(n_out):
-                pj = p[j]
-                qj = q[j]
+                wij = w[i, j]
+                pj = p[j] + wij * c0
+                qj = q[j] + wij * c1
+                p[j] = pj
+                q[j] = qj
                 if tau_ratio == 1:
                     bound = (pj * hi + qj + _SCREEN_PAD * (pj * hi + abs(qj))) * e_lo
                 else:
@@ -116,8 +114,8 @@ def _prefix_kernel(idx, ts, w, tau_ratio, threshold, screen, spikes, p_out, q_ou
                 c = (pj > 0.0) & (thr[j] < np.inf) & ((bound >= thr[j]) | (not screen))
                 cand[j] = c
                 n_cand += c
-            if n_cand == 0:
-                continue
+            if n_cand == 0 or not hi > lo:
+                continue  # tied inputs: empty interval, no crossing is attributed to this prefix
             for j in range(n_out):
                 if not cand[j]:
                     continue  # P <= 0 (no maximum inside the interval: cannot rise to theta), done or screened out
