@@ -1227,16 +1227,22 @@ def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
     syn, route, tgt = syn[keep], route[keep], tgt[keep]
     col = em.line_src[rline[route]]  # a line wired to an active target is a used source
     we, wi = em.wiring.we.copy(), em.wiring.wi.copy()
-    for target, m in ((we, RowMode.EXCITATORY), (wi, RowMode.INHIBITORY)):
+    # the level-ordered copies (_level_jumps) change only where a summed jump did: patched, not rebuilt
+    lwe, lwi = em.levels.we.copy(), em.levels.wi.copy()
+    level_pos = np.empty_like(em.levels.nrn)
+    level_pos[em.levels.nrn] = np.arange(len(em.levels.nrn))
+    for target, level, m in ((we, lwe, RowMode.EXCITATORY), (wi, lwi, RowMode.INHIBITORY)):
         sel = rmode[route] == m
-        np.add.at(target, (tgt[sel], col[sel]), dj[syn[sel]])
+        t, s = tgt[sel], col[sel]
+        np.add.at(target, (t, s), dj[syn[sel]])
+        level[s, level_pos[t]] = np.minimum(target[t, s], I_MAX)
     return replace(
         em,
         model=model,
         line_count=count,
         wiring=em.wiring._replace(we=we, wi=wi),
         fanout=em.fanout._replace(synapses=np.ascontiguousarray(count[em.fan_line], dtype=np.int64)),
-        levels=em.levels._replace(we=_level_jumps(we, em.levels.nrn), wi=_level_jumps(wi, em.levels.nrn)),
+        levels=em.levels._replace(we=lwe, wi=lwi),
         kernel_models={},
     )
 
