@@ -1454,8 +1454,12 @@ def run_engine(
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)
         # chunks of at most CHUNK_ENTRIES, as equal as possible, so that a static split gives the threads equal
-        # shares (1000 entries: 32 chunks of 31 or 32, 500 entries per thread instead of 512 and 488)
+        # shares (1000 entries: 32 chunks of 31 or 32, 500 entries per thread instead of 512 and 488), and as many
+        # as a multiple of the threads (yin-yang's 150 entries: 6 chunks of 25, not 5 of 30 taken 3 + 2)
         n_chunks = -(-batch_size // CHUNK_ENTRIES)
+        threads = _thread_count()
+        if n_chunks > 1 and threads > 1:
+            n_chunks = min(batch_size, -(-n_chunks // threads) * threads)
         chunk_ptr = (np.arange(n_chunks + 1, dtype=np.int64) * batch_size) // n_chunks
         call(chunk_ptr, entries, run)
     over = np.flatnonzero(out_cnt > cap)
