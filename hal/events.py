@@ -43,18 +43,22 @@ def model_to_ticks(t: np.ndarray, tau_s_ticks: float) -> np.ndarray:
     return out
 
 
-def _is_sorted(events: np.ndarray) -> bool:
-    """True if events are already in (batch, time, label) order (O(n); devices return them sorted).
-
-    Compares one packed uint64 key per event, ``batch << 42 | time << 10 | label``, which orders exactly like
+def _sort_key(events: np.ndarray) -> np.ndarray:
+    """One packed uint64 key per event, ``batch << 42 | time << 10 | label``, which orders exactly like
     (batch, time, label) for the values :func:`_check_events` lets through (batch < 2**16 <= 2**22, time a u32,
-    label < 2**10) and costs about half of three strided field comparisons.
-    """
-    if len(events) < 2:
-        return True
+    label < 2**10)."""
     key = events["batch"].astype(np.uint64) << np.uint64(42)
     key |= events["time"].astype(np.uint64) << np.uint64(10)
     key |= events["label"]
+    return key
+
+
+def _is_sorted(events: np.ndarray) -> bool:
+    """True if events are already in (batch, time, label) order (O(n); devices return them sorted). Compares
+    :func:`_sort_key`, about half the cost of three strided field comparisons."""
+    if len(events) < 2:
+        return True
+    key = _sort_key(events)
     return not bool(np.any(key[1:] < key[:-1]))
 
 
@@ -62,10 +66,13 @@ def _sorted(events: np.ndarray) -> np.ndarray:
     """A sorted copy (skipping the O(n log n) sort when the input is already sorted)."""
     # Copy records as opaque bytes: ~100x faster than numpy's field-by-field structured copy.
     raw = events.view(np.dtype((np.void, events.dtype.itemsize)))
-    if _is_sorted(events):
+    if len(events) < 2:
         return raw.copy().view(events.dtype)
-    order = np.lexsort((events["label"], events["time"], events["batch"]))
-    return raw[order].view(events.dtype)
+    key = _sort_key(events)
+    if not np.any(key[1:] < key[:-1]):
+        return raw.copy().view(events.dtype)
+    # one stable sort of the packed key: the order of a lexsort over the three fields, 4-6x faster (5 000 events)
+    return raw[np.argsort(key, kind="stable")].view(events.dtype)
 
 
 def _check_events(events: np.ndarray, batch_size: int, label_max: int, what: str) -> np.ndarray:
