@@ -217,3 +217,16 @@ def test_rejects_bad_arguments() -> None:
         first_spike_times(torch.zeros(1, 2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64), 3)
     with pytest.raises(ValueError, match="rows"):
         first_spike_times(torch.zeros(1, 2, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64))
+
+
+def test_sanitized_times_are_float64_with_every_non_finite_time_a_silent_input() -> None:
+    from firstspike.runtime.ttfs.spiketime import _sanitize_times
+
+    t = torch.tensor([[0.5, -0.0, float("nan"), -math.inf, math.inf, -2.0, 1e308]], dtype=torch.float64)
+    got = _sanitize_times(t)
+    want = torch.tensor([[0.5, -0.0, math.inf, math.inf, math.inf, -2.0, 1e308]], dtype=torch.float64)
+    assert got.dtype == torch.float64 and torch.equal(got, want)
+    assert torch.signbit(got[0, 1])  # a finite time is kept as it is, -0.0 included
+    assert got.data_ptr() != t.data_ptr()  # a new tensor: the caller's is never changed
+    half = _sanitize_times(torch.tensor([[0.25, float("nan")]], dtype=torch.float32))
+    assert half.dtype == torch.float64 and half.tolist() == [[0.25, math.inf]]
