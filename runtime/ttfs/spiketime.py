@@ -113,7 +113,7 @@ def _check(input_times: torch.Tensor, weights: torch.Tensor, tau_ratio: int) -> 
 
 def _sanitize_times(t: torch.Tensor) -> torch.Tensor:
     """``t`` as float64 with NaN and -inf mapped to +inf (no spike): afterwards "spikes" == ``t < inf``."""
-    # one elementwise op (the abs, compare and where it replaces were three tensors): finite values stay as they are
+    # one elementwise pass; finite values, -0.0 included, are kept as they are
     return torch.nan_to_num(t.to(torch.float64), nan=math.inf, posinf=math.inf, neginf=math.inf)
 
 
