@@ -1368,13 +1368,13 @@ def _lockstep_need(m: tuple) -> int:
     return need
 
 
-def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple) -> None:
-    """:func:`_run_batch` over the chunks of ``chunk_ptr`` on up to numba's thread count of threads (the caller's
-    and pool threads; ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` apply), each taking the next chunk not
-    yet taken: a thread the OS leaves waiting on a busy machine delays only the chunk it holds (a static split
-    waits for its whole share). Chunks write disjoint entries, so the order does not change any result."""
+def _call_threads(chunk_ptr: np.ndarray, entries: np.ndarray, args: tuple, threads: int) -> None:
+    """:func:`_run_batch` over the chunks of ``chunk_ptr`` on up to ``threads`` threads (the caller's and pool
+    threads; the caller passes :func:`_thread_count`), each taking the next chunk not yet taken: a thread the OS
+    leaves waiting on a busy machine delays only the chunk it holds (a static split waits for its whole share).
+    Chunks write disjoint entries, so the order does not change any result."""
     n_chunks = len(chunk_ptr) - 1
-    threads = min(_thread_count(), n_chunks) if n_chunks > 1 else 1
+    threads = min(threads, n_chunks) if n_chunks > 1 else 1
     if threads <= 1:
         _run_batch(chunk_ptr, entries, *args)
         return
@@ -1448,8 +1448,12 @@ def run_engine(
     run = Run(in_ptr, in_t, in_k, theta_be, int(duration), bool(record_first), ro_idx, int(readout_period), out_t,
               out_n, out_cnt, stats, mem)
 
+    # numba.set_num_threads and NUMBA_NUM_THREADS apply; read once, for the chunking and the dispatch alike
+    threads = _thread_count()
+
     def call(chunk_ptr: np.ndarray, entries: np.ndarray, run: Run) -> None:
-        _call_threads(chunk_ptr, entries, (tuple(run), *_without_lockstep(m, run.in_ptr, chunk_ptr, entries)))
+        _call_threads(chunk_ptr, entries, (tuple(run), *_without_lockstep(m, run.in_ptr, chunk_ptr, entries)),
+                      threads)
 
     if a and batch_size:
         entries = np.arange(batch_size, dtype=np.int64)
@@ -1457,7 +1461,6 @@ def run_engine(
         # shares (1000 entries: 32 chunks of 31 or 32, 500 entries per thread instead of 512 and 488), and as many
         # as a multiple of the threads (yin-yang's 150 entries: 6 chunks of 25, not 5 of 30 taken 3 + 2)
         n_chunks = -(-batch_size // CHUNK_ENTRIES)
-        threads = _thread_count()
         if n_chunks > 1 and threads > 1:
             n_chunks = min(batch_size, -(-n_chunks // threads) * threads)
         chunk_ptr = (np.arange(n_chunks + 1, dtype=np.int64) * batch_size) // n_chunks
