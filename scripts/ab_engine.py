@@ -21,12 +21,13 @@ import hashlib
 import importlib
 import statistics
 import sys
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from ab_common import alternate, paired, work_dir, write_if_changed
 
 CASES = ("mnist16", "mnist16_noisy", "yinyang", "yinyang_noisy")
 
@@ -46,9 +47,7 @@ def _load_base(tree: Path, into: Path) -> ModuleType:
         text = src.read_text()
         for other in OWN:
             text = text.replace(f"firstspike.sim_device.{other} ", f"firstspike_ab_base_{other} ")
-        dst = into / f"firstspike_ab_base_{name}.py"
-        if not dst.is_file() or dst.read_text() != text:  # a rewrite would invalidate numba's cache of it
-            dst.write_text(text)
+        write_if_changed(into / f"firstspike_ab_base_{name}.py", text)
     sys.path.insert(0, str(into))
     return importlib.import_module("firstspike_ab_base_engine")
 
@@ -64,6 +63,13 @@ def _call(engine: tuple[ModuleType, object], run: tuple) -> object:
     """``run_engine`` of one version (module, its engine model) on the prepared run."""
     mod, em = engine
     return mod.run_engine(em, *run)
+
+
+def _cpu_time(engines: dict[str, tuple[ModuleType, object]], run: tuple, key: str) -> float:
+    """CPU seconds of one ``run_engine`` call of version ``key``."""
+    c0 = time.process_time()
+    _call(engines[key], run)
+    return time.process_time() - c0
 
 
 def main() -> None:
@@ -85,10 +91,7 @@ def main() -> None:
     from firstspike.sim_device.examples import mnist16_network, mnist_like_inputs, yinyang_inputs, yinyang_network
     from firstspike.sim_device.model import build_model
 
-    key = hashlib.sha1(str(args.base_tree.resolve()).encode()).hexdigest()[:10]
-    into = Path(tempfile.gettempdir()) / f"ab-engine-{key}"  # one per base tree: later runs load its kernels
-    into.mkdir(exist_ok=True)
-    base = _load_base(args.base_tree, into)
+    base = _load_base(args.base_tree, work_dir(args.base_tree, "ab-engine"))
     tune_malloc()
     numba.set_num_threads(args.threads)
     for case in args.case or ("mnist16", "mnist16_noisy"):
@@ -112,17 +115,11 @@ def main() -> None:
         digests = {key: _digest(_call(engines[key], run)) for key in engines}  # also compiles or loads both
         if digests["base"] != digests["new"]:
             sys.exit(f"ab_engine: {case}: the two engines give different events ({digests})")
-        cpu: dict[str, list[float]] = {key: [] for key in engines}
-        for r in range(args.rounds):
-            for key in ("base", "new") if r % 2 == 0 else ("new", "base"):
-                c0 = time.process_time()
-                _call(engines[key], run)
-                cpu[key].append(time.process_time() - c0)
-        ratios = [n / b for b, n in zip(cpu["base"], cpu["new"], strict=True)]
-        q1, q3 = np.percentile(ratios, [25, 75])
+        cpu = alternate(partial(_cpu_time, engines, run), args.rounds)
+        median, q1, q3 = paired(cpu)
         print(f"{case}: base {1000 * statistics.median(cpu['base']):.1f} ms, new "
               f"{1000 * statistics.median(cpu['new']):.1f} ms CPU per call; new/base paired median "
-              f"{statistics.median(ratios):.3f} (quartiles {q1:.3f}, {q3:.3f}), {args.rounds} rounds, same events "
+              f"{median:.3f} (quartiles {q1:.3f}, {q3:.3f}), {args.rounds} rounds, same events "
               f"({digests['new']})", flush=True)
 
 

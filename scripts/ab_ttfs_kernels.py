@@ -18,18 +18,18 @@ and quartiles of the paired ratios new / base.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from ab_common import alternate, paired, work_dir, write_if_changed
 
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -40,10 +40,7 @@ def _load_base(tree: Path, into: Path) -> ModuleType:
     src = tree / "runtime" / "ttfs" / "cpu_kernels.py"
     if not src.is_file():
         sys.exit(f"ab_ttfs_kernels: {src} is missing; --base-tree must be a firstspike checkout")
-    dst = into / "firstspike_ab_base_cpu_kernels.py"
-    text = src.read_text()
-    if not dst.is_file() or dst.read_text() != text:
-        dst.write_text(text)
+    write_if_changed(into / "firstspike_ab_base_cpu_kernels.py", src.read_text())
     sys.path.insert(0, str(into))
     return importlib.import_module("firstspike_ab_base_cpu_kernels")
 
@@ -101,6 +98,11 @@ def _run(fn: Callable[..., Any], calls: list[Call], threads: int) -> tuple[float
     return time.perf_counter() - t0, out
 
 
+def _wall_time(fns: dict[str, Callable[..., Any]], calls: list[Call], threads: int, key: str) -> float:
+    """Wall seconds of every call through version ``key``'s kernel."""
+    return _run(fns[key], calls, threads)[0]
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
@@ -126,10 +128,7 @@ def main() -> None:
     from firstspike.runtime.allocator import tune_malloc
     from firstspike.runtime.ttfs import cpu_kernels as new
 
-    key = hashlib.sha1(str(args.base_tree.resolve()).encode()).hexdigest()[:10]
-    into = args.work_dir or Path(tempfile.gettempdir()) / f"ab-ttfs-{key}"  # per base tree: later runs load its kernels
-    into.mkdir(parents=True, exist_ok=True)
-    base = _load_base(args.base_tree, into)
+    base = _load_base(args.base_tree, work_dir(args.base_tree, "ab-ttfs", args.work_dir))
     tune_malloc()
     forward, backward = _capture(args.hidden, args.steps, args.capture, args.threads)
     for label, name, calls in (("forward", "causal_prefix_sums", forward), ("backward", "implicit_grads", backward)):
@@ -137,16 +136,12 @@ def main() -> None:
         outs = {k: _run(fn, calls, args.threads)[1] for k, fn in fns.items()}  # also compiles or loads both
         if not all(_same(a, b) for a, b in zip(outs["base"], outs["new"], strict=True)):
             sys.exit(f"ab_ttfs_kernels: {label}: the two versions give different results")
-        wall: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(args.rounds):
-            for k in ("base", "new") if r % 2 == 0 else ("new", "base"):
-                wall[k].append(_run(fns[k], calls, args.threads)[0])
-        ratios = [n / b for b, n in zip(wall["base"], wall["new"], strict=True)]
-        q1, q3 = np.percentile(ratios, [25, 75])
+        wall = alternate(partial(_wall_time, fns, calls, args.threads), args.rounds)
+        median, q1, q3 = paired(wall)
         per_step = 1e6 / args.capture
         print(f"{label}: base {per_step * statistics.median(wall['base']):.0f} us, new "
               f"{per_step * statistics.median(wall['new']):.0f} us per training step ({len(calls)} calls over "
-              f"{args.capture} steps, {args.threads} thread(s)); new/base paired median {statistics.median(ratios):.3f}"
+              f"{args.capture} steps, {args.threads} thread(s)); new/base paired median {median:.3f}"
               f" (quartiles {q1:.3f}, {q3:.3f}), {args.rounds} rounds, same results", flush=True)
 
 
