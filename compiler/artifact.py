@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from firstspike.compiler._weight_writer import write_layer_weights
 from firstspike.compiler.errors import ArtifactDecodeError, CompileError
 from firstspike.compiler.ir import Network
 from firstspike.compiler.options import CompileOptions
@@ -271,7 +272,8 @@ class CompiledNetwork:
         return tuple(out)
 
     # ---- training fast path --------------------------------------------------------------------
-    def _digitize(self, weights: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _checked_weights(self, weights: Sequence[Any]) -> list[np.ndarray]:
+        """Each layer's float weights as float64 arrays, checked: one matrix per layer, of its shape, finite."""
         if len(weights) != len(self.layers):
             raise ValueError(f"{len(weights)} weight matrices given; the network has {len(self.layers)} layers")
         out = []
@@ -283,8 +285,11 @@ class CompiledNetwork:
                 raise ValueError(f"layer {L.index}: weights shape {w.shape}; expected {L.weight_shape}")
             if not np.isfinite(w).all():
                 raise ValueError(f"layer {L.index}: weights contain NaN or inf")
-            out.append(L.digitize(w))
+            out.append(w)
         return out
+
+    def _digitize(self, weights: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [L.digitize(w) for L, w in zip(self.layers, self._checked_weights(weights), strict=True)]
 
     def quantize(self, weights: Sequence[Any]) -> list[np.ndarray]:
         """The weights the chip realises for these float weights (``sign * d * q`` per layer, float64; on a chip
@@ -356,13 +361,10 @@ class CompiledNetwork:
             raise ValueError("base must be one configuration per stage with the compiled routes")
         new_w = [c.synapses.weights for c in cfgs]
         if weights is not None:
-            digital = self._digitize(weights)
+            checked = self._checked_weights(weights)
             new_w = [w.copy() for w in new_w]
-            for L, (d, neg) in zip(self.layers, digital, strict=True):
-                exc, inh = L.synapse_indices
-                flat = new_w[L.stage].reshape(-1)
-                flat[exc] = np.where(neg, 0, d)
-                flat[inh] = np.where(neg, d, 0)
+            for L, w in zip(self.layers, checked, strict=True):
+                write_layer_weights(new_w[L.stage].reshape(-1), w, L.q, L.synapse_gain, *L.synapse_indices)
         new_d: list[np.ndarray | None] = [None] * len(cfgs)
         if delays is not None:
             for L, c, (idx, row) in zip(self.layers, self.delay_codes(delays), self._layer_routes, strict=True):

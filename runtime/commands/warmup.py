@@ -9,10 +9,10 @@ import time
 SUMMARY = "compile the simulator's and the training kernels ahead (numba cache)"
 DESCRIPTION = """\
 Compile every numba kernel firstspike runs (the simulated chip's engine with and without its lockstep
-levels, its noise kernels, the exact TTFS forward and backward kernels) into numba's on-disk cache, so
-that the first deploy, eval, train or serve afterwards starts without compiling. Without it the first such
-command compiles what it needs (and says so). The cache is numba's: next to the installed sources, or in
-NUMBA_CACHE_DIR when set. 'make install' runs this; run it again after upgrading numba."""
+levels, its noise kernels, the exact TTFS forward and backward kernels, the in-the-loop weight writer) into
+numba's on-disk cache, so that the first deploy, eval, train or serve afterwards starts without compiling.
+Without it the first such command compiles what it needs (and says so). The cache is numba's: next to the
+installed sources, or in NUMBA_CACHE_DIR when set. 'make install' runs this; run it again after upgrading numba."""
 EXAMPLES = """\
 examples:
   firstspike warmup
@@ -45,10 +45,16 @@ def warm_simulator() -> None:
 
 
 def warm_training() -> None:
-    """One differentiable forward and backward pass of a small TTFS layer (tau_m = tau_s and 2 tau_s)."""
+    """One differentiable forward and backward pass of a small TTFS layer (tau_m = tau_s and 2 tau_s), and the
+    weight writer of every in-the-loop training step's upload."""
+    import numpy as np
     import torch
 
+    from firstspike.compiler._weight_writer import write_layer_weights
     from firstspike.runtime.ttfs.spiketime import spike_times
+
+    write_layer_weights(np.zeros(8, dtype=np.uint8), np.array([[0.5, -0.5]]), 0.1, None,
+                        np.array([[0, 1]]), np.array([[2, 3]]))
 
     g = torch.Generator().manual_seed(0)
     for tau_ratio in (1, 2):
