@@ -125,13 +125,17 @@ class SimBackend(Backend):
 
     def _apply_diff(self, diff: ConfigDiff, target: ChipConfig | None) -> None:
         self._check_open()
-        self._install(diff.apply(self._config) if target is None else target)
+        new = diff.apply(self._config) if target is None else target
+        self._install(new, _changed_weights(diff, self._config, new))
 
-    def _install(self, new: ChipConfig) -> None:
-        """Build the engine model for ``new`` (validated); swap only when that succeeded."""
-        if self._compiled is not None and only_weights_differ(self._config, new):
+    def _install(self, new: ChipConfig, changed_weights: np.ndarray | None = None) -> None:
+        """Build the engine model for ``new`` (validated); swap only when that succeeded. ``changed_weights``: the
+        flat indices of the synapse weights in which alone ``new`` differs from the configuration held (a diff
+        that patches nothing else says so), or None: then the configurations are compared here."""
+        if self._compiled is not None and (changed_weights is not None or only_weights_differ(self._config, new)):
             # the in-the-loop trainer's step: patch the routing matrices, keep the propagators (same arrays)
-            compiled = update_weights(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
+            model = with_weights(self._compiled.model, new, self._mismatch, changed_weights)
+            compiled = update_weights(self._compiled, model, changed_weights, in_place=True)
         elif self._compiled is not None and only_weights_and_delays_differ(self._config, new):
             # a step that trains delays too: new delay lines and routing matrices, the same propagators
             compiled = rewire(self._compiled, with_weights(self._compiled.model, new, self._mismatch))
@@ -181,6 +185,15 @@ class SimBackend(Backend):
 
     def close(self) -> None:
         self._closed = True
+
+
+def _changed_weights(diff: ConfigDiff, base: ChipConfig, target: ChipConfig) -> np.ndarray | None:
+    """The flat indices (unique, ascending) of the synapse weights that differ between ``base`` and ``target`` if
+    ``diff`` (from ``base`` to ``target``) patches synapse weights and nothing else, else None."""
+    if diff.replaced or set(diff.patches) != {"synapses.weights"}:
+        return None
+    idx = np.unique(np.asarray(diff.patches["synapses.weights"][0], dtype=np.int64))
+    return idx[base.synapses.weights.reshape(-1)[idx] != target.synapses.weights.reshape(-1)[idx]]
 
 
 def _run_reference(

@@ -29,7 +29,7 @@ lists: adding a table is a field there and the line here that fills it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -988,6 +988,9 @@ class EngineModel:
     #: per (step-table cut, lockstep choice): the kernels' :class:`Model` as plain tuples (:func:`_kernel_model`);
     #: it holds the weights, so :func:`update_weights` starts a new one
     kernel_models: dict = field(default_factory=dict, repr=False)
+    #: what each synapse feeds (:class:`SynapseHits`, built on the first :func:`update_weights`); it depends on the
+    #: routing, row modes, labels and delay lines but not on the weights, so :func:`update_weights` shares it
+    synapse_hits: dict = field(default_factory=dict, repr=False)
 
     @property
     def src_index(self) -> np.ndarray:
@@ -1184,58 +1187,113 @@ def rewire(em: EngineModel, model: DeviceModel) -> EngineModel:
     parts = _structure(model, em.active, em.index_of)
     lv, old = parts["levels"], em.levels
     same_order = np.array_equal(lv.ptr, old.ptr) and np.array_equal(lv.nrn, old.nrn)
-    return replace(em, model=model, run_tables=em.run_tables if same_order else {}, kernel_models={}, **parts)
+    return replace(em, model=model, run_tables=em.run_tables if same_order else {}, kernel_models={},
+                   synapse_hits={}, **parts)
 
 
-def update_weights(em: EngineModel, model: DeviceModel) -> EngineModel:
+class SynapseHits(NamedTuple):
+    """Per synapse (flat index into the (2, 256, 256) synapse arrays), the routes its events take: entries
+    ``ptr[s]:ptr[s+1]``, each the delay line it sits on, whether its row is inhibitory, the engine index of its
+    target (-1: inactive) and the line's compact source. Routes on OFF rows carry nothing and are left out."""
+
+    ptr: np.ndarray  # (2 * 256 * 256 + 1,) int64
+    line: np.ndarray  # (H,) int64
+    inhibitory: np.ndarray  # (H,) bool
+    target: np.ndarray  # (H,) int64
+    column: np.ndarray  # (H,) int64, the compact source (valid where target >= 0)
+    level_pos: np.ndarray  # (A,) position of each engine neuron in the level order (the level matrices' columns)
+
+
+def _synapse_hits(em: EngineModel) -> SynapseHits:
+    """:class:`SynapseHits` of ``em`` (cached in ``em.synapse_hits``): the route lookup :func:`update_weights`
+    needs, done once for every synapse instead of once per changed synapse and step."""
+    hits = em.synapse_hits.get("hits")
+    if hits is not None:
+        return hits
+    cfg = em.model.config
+    rt = cfg.routing.routes
+    rh, rr = rt["half"].astype(np.int64), rt["row"].astype(np.int64)
+    mode = np.asarray(cfg.row_modes, dtype=np.int64)[rh, rr]
+    on = mode != RowMode.OFF
+    # routes keyed by (half, row, address), sorted for a range lookup per synapse (half, row, label)
+    rkey = ((rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + rt["address"].astype(np.int64))[on]
+    rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
+    rline = np.searchsorted(em.line_key, rsid * DELAY_KEYS + rt["delay"].astype(np.int64)[on])
+    order = np.argsort(rkey, kind="stable")
+    rkey, rline, rmode = rkey[order], rline[order], mode[on][order]
+    h, r, c = np.unravel_index(np.arange(cfg.synapses.labels.size), cfg.synapses.labels.shape)
+    skey = (h * chip.ROWS_PER_HALF + r) * chip.N_LABELS + cfg.synapses.labels.reshape(-1).astype(np.int64)
+    lo = np.searchsorted(rkey, skey, side="left")
+    n = np.searchsorted(rkey, skey, side="right") - lo
+    syn = np.repeat(np.arange(len(skey)), n)
+    route = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+    line = rline[route]
+    target = em.index_of[em.model.logical.reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[h, c]][syn]
+    level_pos = np.empty_like(em.levels.nrn)
+    level_pos[em.levels.nrn] = np.arange(len(em.levels.nrn))
+    hits = SynapseHits(
+        ptr=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
+        line=np.ascontiguousarray(line, dtype=np.int64),
+        inhibitory=np.ascontiguousarray(rmode[route] == RowMode.INHIBITORY),
+        target=np.ascontiguousarray(target, dtype=np.int64),
+        column=np.ascontiguousarray(em.line_src[line], dtype=np.int64),
+        level_pos=level_pos,
+    )
+    em.synapse_hits["hits"] = hits
+    return hits
+
+
+@njit(cache=True, nogil=True)
+def _patch_jumps(changed, dj, dc, ptr, line, inhibitory, target, column, level_pos, count, we, wi, lwe, lwi
+                 ):  # pragma: no cover - compiled
+    """Add each changed synapse's jump change ``dj`` to the summed jumps of every (line, active target) it sits on
+    (and the clipped level-ordered copy), and its activated-synapse change ``dc`` to each of its lines' counts."""
+    for k in range(changed.shape[0]):
+        s = changed[k]
+        for p in range(ptr[s], ptr[s + 1]):
+            count[line[p]] += dc[k]
+            t = target[p]
+            if t < 0:
+                continue
+            col = column[p]
+            if inhibitory[p]:
+                wi[t, col] += dj[k]
+                lwi[col, level_pos[t]] = np.int32(min(wi[t, col], I_MAX))
+            else:
+                we[t, col] += dj[k]
+                lwe[col, level_pos[t]] = np.int32(min(we[t, col], I_MAX))
+
+
+def update_weights(em: EngineModel, model: DeviceModel, changed: np.ndarray | None = None, *,
+                   in_place: bool = False) -> EngineModel:
     """The engine model of ``model``, which MUST differ from ``em.model`` in synapse weights only (the caller checks
     :func:`firstspike.sim_device.model.only_weights_differ`; ``model.jump`` as
-    :func:`firstspike.sim_device.model.with_weights` makes it).
+    :func:`firstspike.sim_device.model.with_weights` makes it). ``changed``: the flat indices of the synapses whose
+    weight changed, if the caller knows them (unique; an unchanged one among them changes nothing), else found here.
+    ``in_place``: patch ``em``'s routing matrices and counts themselves instead of copies (3 MB for MNIST16, most
+    of a warm in-the-loop step's patch), for a caller that owns ``em`` and drops it for the result (a backend
+    swapping its model); ``em`` is then stale. Everything that can fail happens before the first write.
     The wiring, and so the structure (delay lines, used sources, neuron graph, propagator tables, processing order),
     stays; instead of rebuilding the routing matrices (:func:`_routing_matrices`), every changed synapse adds its
     jump change to the summed jumps of each (routed line, active target) it sits on and its hit change to the
     line's activated-synapse count: integer sums, so the arrays equal those of ``compile_model(model)``
     (tested)."""
     old = em.model
-    changed = np.flatnonzero(old.config.synapses.weights.reshape(-1) != model.config.synapses.weights.reshape(-1))
+    w_old, w_new = old.config.synapses.weights.reshape(-1), model.config.synapses.weights.reshape(-1)
+    if changed is None:
+        changed = np.flatnonzero(w_old != w_new)
     if not len(changed):
         return replace(em, model=model)
-    cfg = model.config
-    h, r, c = np.unravel_index(changed, model.jump.shape)
+    changed = np.ascontiguousarray(changed, dtype=np.int64)
     dj = model.jump.reshape(-1)[changed] - old.jump.reshape(-1)[changed]
-    dc = (cfg.synapses.weights.reshape(-1)[changed] > 0).astype(np.int64)
-    dc -= old.config.synapses.weights.reshape(-1)[changed] > 0
-    # routes on rows that are not OFF, keyed by (half, row, address), sorted for a range lookup per synapse
-    rt = cfg.routing.routes
-    rh, rr = rt["half"].astype(np.int64), rt["row"].astype(np.int64)
-    mode = np.asarray(cfg.row_modes, dtype=np.int64)[rh, rr]
-    on = mode != RowMode.OFF
-    rkey = ((rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + rt["address"].astype(np.int64))[on]
-    rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
-    rline = np.searchsorted(em.line_key, rsid * DELAY_KEYS + rt["delay"].astype(np.int64)[on])
-    order = np.argsort(rkey, kind="stable")
-    rkey, rline, rmode = rkey[order], rline[order], mode[on][order]
-    skey = (h * chip.ROWS_PER_HALF + r) * chip.N_LABELS + cfg.synapses.labels[h, r, c].astype(np.int64)
-    lo = np.searchsorted(rkey, skey, side="left")
-    n = np.searchsorted(rkey, skey, side="right") - lo
-    syn = np.repeat(np.arange(len(changed)), n)  # one (synapse, route) pair per hit of a changed synapse
-    route = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
-    count = em.line_count.copy()
-    np.add.at(count, rline[route], dc[syn])
-    tgt = em.index_of[model.logical.reshape(chip.N_HALVES, chip.COLUMNS_PER_HALF)[h, c]][syn]
-    keep = tgt >= 0
-    syn, route, tgt = syn[keep], route[keep], tgt[keep]
-    col = em.line_src[rline[route]]  # a line wired to an active target is a used source
-    we, wi = em.wiring.we.copy(), em.wiring.wi.copy()
+    dc = (w_new[changed] > 0).astype(np.int64) - (w_old[changed] > 0)
+    hits = _synapse_hits(em)
     # the level-ordered copies (_level_jumps) change only where a summed jump did: patched, not rebuilt
-    lwe, lwi = em.levels.we.copy(), em.levels.wi.copy()
-    level_pos = np.empty_like(em.levels.nrn)
-    level_pos[em.levels.nrn] = np.arange(len(em.levels.nrn))
-    for target, level, m in ((we, lwe, RowMode.EXCITATORY), (wi, lwi, RowMode.INHIBITORY)):
-        sel = rmode[route] == m
-        t, s = tgt[sel], col[sel]
-        np.add.at(target, (t, s), dj[syn[sel]])
-        level[s, level_pos[t]] = np.minimum(target[t, s], I_MAX)
+    count, we, wi, lwe, lwi = em.line_count, em.wiring.we, em.wiring.wi, em.levels.we, em.levels.wi
+    if not in_place:
+        count, we, wi, lwe, lwi = count.copy(), we.copy(), wi.copy(), lwe.copy(), lwi.copy()
+    _patch_jumps(changed, dj, dc, hits.ptr, hits.line, hits.inhibitory, hits.target, hits.column, hits.level_pos,
+                 count, we, wi, lwe, lwi)
     return replace(
         em,
         model=model,

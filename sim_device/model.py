@@ -102,13 +102,16 @@ def only_weights_and_delays_differ(a: ChipConfig, b: ChipConfig) -> bool:
     )
 
 
-def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch) -> DeviceModel:
+def with_weights(model: DeviceModel, config: ChipConfig, mismatch: Mismatch,
+                 changed: np.ndarray | None = None) -> DeviceModel:
     """``build_model(config, mismatch)`` for a ``config`` that differs from ``model.config`` only in synapse
     weights and route delays (see :func:`only_weights_and_delays_differ`; the model does not depend on the routing):
     every per-neuron integer and propagator is reused, and only the jumps of the synapses whose weight changed are
-    recomputed. Same arrays as a full build (tested)."""
+    recomputed. ``changed``: the flat indices of those synapses if the caller knows them (an unchanged one among
+    them gets its own jump again), else found here. Same arrays as a full build (tested)."""
     # Only the synapses whose weight changed get a new jump (a training step changes a few hundred of 131 072).
-    changed = np.flatnonzero(model.config.synapses.weights.reshape(-1) != config.synapses.weights.reshape(-1))
+    if changed is None:
+        changed = np.flatnonzero(model.config.synapses.weights.reshape(-1) != config.synapses.weights.reshape(-1))
     jump = model.jump.copy()
     if len(changed):
         h, r, c = np.unravel_index(changed, model.jump.shape)

@@ -157,5 +157,35 @@ def test_weight_patch_equals_a_rebuild_with_shared_rows_and_inhibitory_rows(seed
     for _ in range(3):
         target = _perturb(em.model.config, rng, zero_some=True)
         assert only_weights_differ(em.model.config, target)
+        full = compile_model(build_model(target, mm))
+        # the changed synapses as a caller that knows them passes them, with unchanged ones among them
+        changed = np.flatnonzero(em.model.config.synapses.weights != target.synapses.weights)
+        known = np.union1d(changed, rng.choice(target.synapses.weights.size, size=50, replace=False))
+        patched = update_weights(em, with_weights(em.model, target, mm, known), known)
+        _same_engine_model(patched, full)
         em = update_weights(em, with_weights(em.model, target, mm))
-        _same_engine_model(em, compile_model(build_model(target, mm)))
+        _same_engine_model(em, full)
+
+
+def test_a_weight_diff_with_repeated_and_unchanged_entries_patches_exactly() -> None:
+    """A diff from elsewhere (a gRPC client's) may carry a weight twice or one that does not change; the device
+    takes the changed synapses from it and must still equal a fresh device."""
+    from firstspike.hal.config import ConfigDiff
+
+    rng = np.random.default_rng(8)
+    net = mnist16_network(rng)
+    dev = SimBackend(serial=3)
+    dev.configure(net.config)
+    dev._model()
+    target = _perturb(net.config, rng, zero_some=True)
+    diff = dev.config.diff(target)
+    idx = diff.patches["synapses.weights"][0]
+    same = rng.choice(target.synapses.weights.size, size=40, replace=False).astype(idx.dtype)
+    idx = np.r_[idx, idx[:7], same]
+    flat = target.synapses.weights.reshape(-1)
+    dev.configure(ConfigDiff(diff.base_digest, diff.target_digest,
+                             {"synapses.weights": (idx, flat[idx].copy())}, {}))
+    assert dev.config == target
+    fresh = SimBackend(serial=3)
+    fresh.configure(target)
+    _same_engine_model(dev._model(), fresh._model())
