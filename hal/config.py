@@ -159,6 +159,22 @@ ROUTE_DTYPE = np.dtype(
 ROUTE_KEY = ("kind", "source", "half", "row", "address")
 
 
+def _sorted_unique_routes(routes: np.ndarray) -> np.ndarray:
+    """``np.unique(routes)`` for a 1-d array of ``ROUTE_DTYPE``: sorted by the fields in order, exact duplicates
+    dropped, a new array. The six fields fill exactly 64 bits, so each route packs into one uint64 whose order is
+    the fields' lexicographic order: numpy's structured comparison sort took ~0.7 ms for 1 000 routes, this
+    ~20 us, and an already sorted, duplicate-free table (every decoded or diff-applied one) is only copied."""
+    key = np.zeros(len(routes), dtype=np.uint64)
+    shift = 64
+    for name in ROUTE_DTYPE.names or ():
+        shift -= 8 * ROUTE_DTYPE[name].itemsize
+        key |= routes[name].astype(np.uint64) << np.uint64(shift)
+    if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
+        return routes.copy()
+    _, first = np.unique(key, return_index=True)
+    return routes[first]
+
+
 def _duplicate_route(routes: np.ndarray) -> int:
     """Index of the first route of a sorted table whose key equals the next one's (two delays for one route), or
     -1."""
@@ -187,7 +203,7 @@ class Routing:
     def __post_init__(self) -> None:
         if not isinstance(self.routes, np.ndarray) or self.routes.dtype != ROUTE_DTYPE:
             raise ConfigError(f"routing: routes must be a numpy array of dtype {ROUTE_DTYPE.descr}")
-        self.routes = np.unique(self.routes.reshape(-1))
+        self.routes = _sorted_unique_routes(self.routes.reshape(-1))
         self._check_unique()
 
     def _check_unique(self) -> None:
@@ -228,7 +244,7 @@ class Routing:
         """Add one route (range-checked); ``delay`` is its delay code (steps of 8 ticks). Adding a route that
         exists with another delay raises :class:`ConfigError` (use :meth:`with_delays` to change delays)."""
         extra = Routing.from_lists([kind], [source], [half], [row], [address], [delay])
-        routes = np.unique(np.concatenate([self.routes, extra.routes]))
+        routes = _sorted_unique_routes(np.concatenate([self.routes, extra.routes]))
         Routing(routes)  # checks: one delay per route
         self.routes = routes
 
