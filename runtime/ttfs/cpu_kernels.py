@@ -44,6 +44,10 @@ _FACTOR_SPAN = 600.0
 # (tau_s) the sums are moved to a new anchor, so that exp(t - anchor) never overflows however late inputs come.
 _REANCHOR = 300.0
 
+# The cost of one input's per-sample set-up in the backward's sample kernel (an exp, loop entry), in units of one
+# (input, neuron) pair: it decides how many row blocks a layer with few neurons is worth (row_split.blocks)
+_INPUT_COST = 32
+
 # Relative padding of the screen's membrane bound: the exact test's rounding is a few ulp (~1e-16) of the same terms.
 _SCREEN_PAD = 1e-9
 
@@ -413,8 +417,9 @@ def implicit_grads(
             grad_t[a:b] if need_t else grad_t, used[a:b], direct[a:b], ei[a:b], fo[a:b], to_safe[a:b], coef_w[a:b],
         )
 
-    # passes over (input, neuron) pairs: per sample once for the slopes, once more for the input-time gradient
-    run_blocks(samples, blocks(n_batch, n_in * n_out * (1 + need_t), threads))
+    # passes over (input, neuron) pairs: per sample once for the slopes, once more for the input-time gradient;
+    # each input also costs an exp and its loop set-up, worth about _INPUT_COST pairs (few outputs: most of it)
+    run_blocks(samples, blocks(n_batch, n_in * (n_out * (1 + need_t) + _INPUT_COST), threads))
     if need_w and used.any():
 
         def inputs(a: int, b: int) -> None:
