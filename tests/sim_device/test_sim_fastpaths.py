@@ -81,9 +81,9 @@ def test_results_do_not_depend_on_thread_count_or_chunking() -> None:
     order=st.sampled_from(["random", "sorted", "reversed", "nearly sorted", "few values"]),
 )
 def test_adaptive_sort_equals_numpy_sort(n: int, seed: int, order: str) -> None:
-    """``sort_nearly`` (insertion sort handing over to a full sort past its move budget) sorts any input: sorted,
-    reversed and random (the hand-over), sorted with a few elements moved (the spike lists it is meant for), and
-    many equal keys."""
+    """``sort_nearly`` (insertion sort handing over to a full sort past its move budget, or at once when many
+    neighbours are out of order) sorts any input: sorted, reversed and random (the hand-over), sorted with a few
+    elements moved (the spike lists it is meant for), and many equal keys."""
     rng = np.random.default_rng(seed)
     a = rng.integers(-(2**62), 2**62, size=n, dtype=np.int64)
     if order == "sorted":
