@@ -316,11 +316,12 @@ class SpikeEvents:
         lut[nrn] = np.arange(len(nrn))
         out = np.full((self.batch_size, len(nrn)), -1, dtype=np.int64)
         counts, times, labels = self.to_columns()
-        col = lut[labels]
-        keep = col >= 0
-        b = np.repeat(np.arange(self.batch_size, dtype=np.int64), counts)[keep]
-        c = col[keep]
-        t = times[keep].astype(np.int64)
+        c = lut[labels]
+        b = np.repeat(np.arange(self.batch_size, dtype=np.int64), counts)
+        t = times
+        keep = c >= 0
+        if not keep.all():  # spikes of other neurons
+            b, c, t = b[keep], c[keep], t[keep]
         key = b * len(nrn) + c
         hit = np.zeros(out.size, dtype=np.bool_)
         hit[key] = True
@@ -328,8 +329,8 @@ class SpikeEvents:
             # All spikes recorded: events are time-sorted within an entry, so the first occurrence of each
             # (entry, neuron) is its first spike.
             _, first = np.unique(key, return_index=True)
-            b, c, t = b[first], c[first], t[first]
-        out[b, c] = t
+            key, t = key[first], t[first]
+        out.reshape(-1)[key] = t  # one flat index per spike: each (entry, neuron) once
         return out
 
     def first_spike_model_times(self, neurons: np.ndarray, tau_s_ticks: float) -> np.ndarray:

@@ -323,9 +323,12 @@ class Session:
                 stats[k] = stats.get(k, 0) + int(v)
             if st.index == 0:
                 membrane = res.membrane
-            for layer in st.layers:
-                ids = self.compiled.layers[layer].neuron_ids
-                layer_times[layer] = res.spikes.first_spike_model_times(ids, self.tau_s_ticks)
+            # every layer of the stage in one pass over the recorded spikes, then split by layer
+            ids = [self.compiled.layers[layer].neuron_ids for layer in st.layers]
+            stage_times = res.spikes.first_spike_model_times(np.concatenate(ids), self.tau_s_ticks)
+            ends = np.cumsum([len(i) for i in ids])
+            for layer, end, n in zip(st.layers, ends, (len(i) for i in ids), strict=True):
+                layer_times[layer] = np.ascontiguousarray(stage_times[:, end - n : end])
             # next stage replays the recorded spikes of this stage's last layer
             stage_in = layer_times[st.layers[-1]]  # type: ignore[assignment]
         if n_batch == 0:
