@@ -36,9 +36,10 @@ def test_grpc_call_order_runs_against_its_own_server():
 
 def test_itl_throughput_trains_both_ways_and_checks_they_agree():
     rows = _json_lines(
-        "benchmarks/itl_throughput.py", "--epochs", "1", "--train-size", "300", "--eval-size", "100", "--rounds", "1"
+        "benchmarks/itl_throughput.py", "--epochs", "2", "--train-size", "300", "--eval-size", "100", "--rounds", "1"
     )
     assert [r["case"] for r in rows] == ["yinyang_inprocess", "yinyang_grpc"]
+    assert all(r["warm_train_samples_per_s"] > 0 for r in rows)  # the second epoch's rate
     local, remote = rows
     assert local["train_samples_per_s"] > 0 and remote["train_samples_per_s"] > 0
     # the ratio comes from the unrounded medians; the printed rates are rounded to 0.1
@@ -48,3 +49,11 @@ def test_itl_throughput_trains_both_ways_and_checks_they_agree():
     # one round: its pair is the ratio of the medians
     assert local["rounds_train_samples_per_s"] == [local["train_samples_per_s"]]
     assert remote["rounds_ratio_vs_inprocess"] == [remote["ratio_vs_inprocess"]]
+
+
+def test_itl_throughput_measures_mnist16_in_the_loop():
+    rows = _json_lines("benchmarks/itl_throughput.py", "--task", "mnist16", "--epochs", "1", "--train-size", "100",
+                       "--eval-size", "50", "--rounds", "1")
+    assert [r["case"] for r in rows] == ["mnist16_inprocess", "mnist16_grpc"]
+    assert rows[1]["identical"] is True and all(r["train_samples_per_s"] > 0 for r in rows)
+    assert all(r["warm_train_samples_per_s"] != r["warm_train_samples_per_s"] for r in rows)  # NaN: one epoch
