@@ -21,7 +21,8 @@ examples:
 
 def warm_simulator() -> None:
     """Run the simulated chip on a small yin-yang network (one sample) and an MNIST16-sized one (a batch whose
-    first level runs in lockstep): every kernel and specialisation a run can use is compiled or loaded."""
+    first level runs in lockstep), then change its weights as a training step does: every kernel and
+    specialisation a run or an in-the-loop weight update can use is compiled or loaded."""
     import numpy as np
 
     from firstspike.hal.backend import RunOptions
@@ -41,6 +42,9 @@ def warm_simulator() -> None:
     dev.configure(mn.config)
     dev.run(InputSpikes.from_times(mnist_like_inputs(rng, 40) * 752, mn.input_channels),
             RunOptions(duration_ticks=6000, record="first", seed=0))
+    step = mn.config.copy()  # an in-the-loop training step: a weight-only change patches the engine model
+    step.synapses.weights[step.synapses.weights > 0] -= 1
+    dev.configure(dev.config.diff(step))
     dev.close()
 
 
