@@ -1285,6 +1285,8 @@ def update_weights(em: EngineModel, model: DeviceModel, changed: np.ndarray | No
     if not len(changed):
         return replace(em, model=model)
     changed = np.ascontiguousarray(changed, dtype=np.int64)
+    if changed.min() < 0 or changed.max() >= w_new.size:  # the compiled patch does not check bounds
+        raise IndexError(f"changed synapse indices must be in [0, {w_new.size}); got {changed.min()}..{changed.max()}")
     dj = model.jump.reshape(-1)[changed] - old.jump.reshape(-1)[changed]
     dc = (w_new[changed] > 0).astype(np.int64) - (w_old[changed] > 0)
     hits = _synapse_hits(em)

@@ -70,3 +70,14 @@ def test_a_weight_on_a_half_step_rounds_to_even_and_large_ones_clip() -> None:
     write_layer_weights(flat, w, 0.25, None, exc, inh)
     assert list(flat[exc[0]]) == [2, 4, 0, 63, 0]
     assert list(flat[inh[0]]) == [0, 0, 2, 0, 63]
+
+
+def test_indices_outside_the_array_raise_instead_of_writing_there() -> None:
+    import pytest
+
+    flat = np.zeros(16, dtype=np.uint8)
+    with pytest.raises(IndexError, match="1 synapse indices are outside"):
+        write_layer_weights(flat, np.array([[0.5, 0.5]]), 0.1, None, np.array([[0, 16]]), np.array([[2, 3]]))
+    assert flat[0] == 5  # the valid write happened, nothing past the end
+    with pytest.raises(ValueError, match="do not match"):
+        write_layer_weights(flat, np.array([[0.5]]), 0.1, None, np.array([[0, 1]]), np.array([[2, 3]]))

@@ -189,3 +189,19 @@ def test_a_weight_diff_with_repeated_and_unchanged_entries_patches_exactly() -> 
     fresh = SimBackend(serial=3)
     fresh.configure(target)
     _same_engine_model(dev._model(), fresh._model())
+
+
+def test_changed_indices_outside_the_synapse_array_are_refused() -> None:
+    from firstspike.sim_device.engine import update_weights
+    from firstspike.sim_device.model import with_weights
+
+    rng = np.random.default_rng(4)
+    cfg = yinyang_network(rng).config
+    mm = analog.Mismatch.ideal()
+    em = compile_model(build_model(cfg, mm))
+    target = _perturb(cfg, rng, zero_some=False)
+    model = with_weights(em.model, target, mm)
+    for bad in (np.array([-1]), np.array([cfg.synapses.weights.size])):
+        with pytest.raises(IndexError, match="changed synapse indices"):
+            update_weights(em, model, bad, in_place=True)
+    _same_engine_model(em, compile_model(build_model(cfg, mm)))  # nothing was patched
