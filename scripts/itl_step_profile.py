@@ -1,15 +1,16 @@
 """Where one in-the-loop training step spends its time, in process and through gRPC (both ends).
 
-    python scripts/itl_step_profile.py [--epochs 10]
+    python scripts/itl_step_profile.py [--task yinyang|mnist16] [--epochs 10] [--train-size N]
 
-Trains the yin-yang in-the-loop task (as ``benchmarks/itl_throughput.py`` does) once on ``sim://`` and once
-through ``grpc://`` to a server subprocess started here (on a free loopback port, stopped at the end). Wall-clock
-timers wrap the functions a step goes through: in the trainer (``step.*``: the device forward, the backward pass
-and optimizer step, the weight upload), in the session and the Backend (``client.*``), and in the server
-(``server.*``: the Run handler, its diff decoding and application, the device run, input decoding, result
-encoding). Prints one JSON line per side and timer: ``{"side", "timer", "calls", "ms_per_call", "total_s"}``,
-then one line per side with the training rate. The timers add a few microseconds per call; compare sides of
-one invocation, not against the benchmarks.
+Trains an in-the-loop task (yin-yang by default, as ``benchmarks/itl_throughput.py`` does; ``--train-size``
+defaults to 5000, or 10 000 for MNIST16) once on ``sim://`` and once through ``grpc://`` to a server subprocess
+started here (on a free loopback port, stopped at the end). Wall-clock timers wrap the functions a step goes
+through: in the trainer (``step.*``: the device forward, the backward pass and optimizer step, the weight upload),
+in the session and the Backend (``client.*``, among them the re-quantisation, the configuration digest and diff,
+and in process the engine run and its weight patch), and in the server (``server.*``: the Run handler, its diff
+decoding and application, the device run, input decoding, result encoding). Prints one JSON line per side and
+timer: ``{"side", "timer", "calls", "ms_per_call", "total_s"}``, then one line per side with the training rate.
+The timers add a few microseconds per call; compare sides of one invocation, not against the benchmarks.
 """
 
 from __future__ import annotations
@@ -79,14 +80,17 @@ def serve(out: str, argv: list[str]) -> int:
     return int(main(argv))
 
 
-def train(device: str, epochs: int) -> list[dict[str, Any]]:
-    """The trainer's side: one training run on ``device`` with timers."""
+def train(device: str, task: str, epochs: int, train_size: int) -> list[dict[str, Any]]:
+    """The trainer's side: one training run of ``task`` on ``device`` with timers."""
+    from firstspike.compiler.artifact import CompiledNetwork
     from firstspike.hal import backend as hal_backend
+    from firstspike.hal.config import ChipConfig
     from firstspike.runtime import remote, session, wire
     from firstspike.runtime.allocator import tune_malloc
     from firstspike.runtime.devices import open as open_device
     from firstspike.runtime.training import forward, loop
     from firstspike.runtime.training.tasks import train_task
+    from firstspike.sim_device import backend as sim_backend
 
     tune_malloc()
     _timed(forward.DeviceForward, "train_forward", "step.device_forward")
@@ -96,10 +100,15 @@ def train(device: str, epochs: int) -> list[dict[str, Any]]:
     _timed(hal_backend.Backend, "sync", "client.backend_sync")
     _timed(remote.GrpcBackend, "_call", "client.grpc_call")
     _timed(wire, "result_from_pb", "client.decode_result")
+    _timed(CompiledNetwork, "update_stage_parameters", "client.requantise")
+    _timed(ChipConfig, "digest", "client.config_digest")
+    _timed(ChipConfig, "diff", "client.config_diff")
+    _timed(sim_backend, "run_engine", "client.engine_run")  # in process only
+    _timed(sim_backend, "update_weights", "client.engine_weight_patch")  # in process only
     dev = open_device(device)
     _timed(type(dev), "run", "client.backend_run")
     try:
-        m = train_task("yinyang", device=dev, epochs=epochs, seed=0, train_size=5000, eval_size=1000, threads=1,
+        m = train_task(task, device=dev, epochs=epochs, seed=0, train_size=train_size, eval_size=1000, threads=1,
                        progress=False, log=lambda _: None)
     finally:
         dev.close()
@@ -135,22 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--serve"]:
         return serve(argv[1], argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=("yinyang", "mnist16"), default="yinyang", help="the in-the-loop task")
     p.add_argument("--epochs", type=int, default=10, help="training epochs per side (default 10)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="training samples (default: yin-yang 5000, MNIST16 10000)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.train_size is None:
+        args.train_size = 10000 if args.task == "mnist16" else 5000
     if args.worker:
-        for row in train(args.worker, args.epochs):
+        for row in train(args.worker, args.task, args.epochs, args.train_size):
             print(json.dumps(row), flush=True)
         return 0
+    child = ["--task", args.task, "--epochs", str(args.epochs), "--train-size", str(args.train_size)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     out: Callable[[dict[str, Any]], None] = lambda row: print(json.dumps(row), flush=True)  # noqa: E731
-    for row in _child(["--worker", "sim://", "--epochs", str(args.epochs)], env):
+    for row in _child(["--worker", "sim://", *child], env):
         out(row)
     timers = ROOT / f".itl_step_profile_{os.getpid()}.json"
     proc, port = _server(timers, env)
     try:
-        rows = _child(["--worker", f"grpc://127.0.0.1:{port}", "--epochs", str(args.epochs)], env)
+        rows = _child(["--worker", f"grpc://127.0.0.1:{port}", *child], env)
     finally:
         proc.terminate()
         proc.wait(30)
