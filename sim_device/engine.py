@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from firstspike.hal import chip
-from firstspike.hal.config import RowMode, SourceKind
+from firstspike.hal.config import ChipConfig, RowMode, SourceKind
 from firstspike.hal.threads import run_items
 from firstspike.sim_device._kernel_args import (
     Fanout,
@@ -1005,6 +1005,19 @@ class EngineModel:
 DELAY_KEYS = chip.DELAY_CODE_MAX + 1
 
 
+def _routes_on(cfg: ChipConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The routes of ``cfg`` on rows that are not OFF, in table order: their half, row, row mode,
+    delay-line key (``source id * DELAY_KEYS + delay code``) and address, int64 each."""
+    r = cfg.routing.routes
+    half = r["half"].astype(np.int64)
+    row = r["row"].astype(np.int64)
+    mode = np.asarray(cfg.row_modes, dtype=np.int64)[half, row]
+    on = mode != RowMode.OFF
+    sid = r["source"].astype(np.int64)[on] + np.where(r["kind"][on] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0)
+    return half[on], row[on], mode[on], sid * DELAY_KEYS + r["delay"].astype(np.int64)[on], \
+        r["address"].astype(np.int64)[on]
+
+
 def _routing_matrices(
     model: DeviceModel, index_of: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1017,14 +1030,8 @@ def _routing_matrices(
     columns) hit mask, then one histogram per sign over the hits (integer sums, so the order does not matter)."""
     cfg = model.config
     a = int((index_of >= 0).sum())
-    r = cfg.routing.routes
-    half = r["half"].astype(np.int64)
-    row = r["row"].astype(np.int64)
-    mode = np.asarray(cfg.row_modes, dtype=np.int64)[half, row]
-    on = mode != RowMode.OFF
-    half, row, mode = half[on], row[on], mode[on]
-    sid = r["source"].astype(np.int64)[on] + np.where(r["kind"][on] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0)
-    key, line = np.unique(sid * DELAY_KEYS + r["delay"].astype(np.int64)[on], return_inverse=True)
+    half, row, mode, line_of_route, addr = _routes_on(cfg)
+    key, line = np.unique(line_of_route, return_inverse=True)
     line = line.reshape(-1)
     v = len(key)
     we = np.zeros((v, a), dtype=np.int64)
@@ -1033,7 +1040,6 @@ def _routing_matrices(
     linked = np.zeros((v, a), dtype=bool)
     if v == 0:
         return key.astype(np.int64), we, wi, count, linked
-    addr = r["address"].astype(np.int64)[on]
     wired = cfg.synapses.labels[half, row] == addr[:, None]
     hit = wired & (cfg.synapses.weights[half, row] > 0)
     np.add.at(count, line, hit.sum(axis=1))
@@ -1211,16 +1217,12 @@ def _synapse_hits(em: EngineModel) -> SynapseHits:
     if hits is not None:
         return hits
     cfg = em.model.config
-    rt = cfg.routing.routes
-    rh, rr = rt["half"].astype(np.int64), rt["row"].astype(np.int64)
-    mode = np.asarray(cfg.row_modes, dtype=np.int64)[rh, rr]
-    on = mode != RowMode.OFF
+    rh, rr, rmode, line_of_route, addr = _routes_on(cfg)
     # routes keyed by (half, row, address), sorted for a range lookup per synapse (half, row, label)
-    rkey = ((rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + rt["address"].astype(np.int64))[on]
-    rsid = (rt["source"].astype(np.int64) + np.where(rt["kind"] == SourceKind.NEURON, chip.N_INPUT_CHANNELS, 0))[on]
-    rline = np.searchsorted(em.line_key, rsid * DELAY_KEYS + rt["delay"].astype(np.int64)[on])
+    rkey = (rh * chip.ROWS_PER_HALF + rr) * chip.N_LABELS + addr
+    rline = np.searchsorted(em.line_key, line_of_route)
     order = np.argsort(rkey, kind="stable")
-    rkey, rline, rmode = rkey[order], rline[order], mode[on][order]
+    rkey, rline, rmode = rkey[order], rline[order], rmode[order]
     h, r, c = np.unravel_index(np.arange(cfg.synapses.labels.size), cfg.synapses.labels.shape)
     skey = (h * chip.ROWS_PER_HALF + r) * chip.N_LABELS + cfg.synapses.labels.reshape(-1).astype(np.int64)
     lo = np.searchsorted(rkey, skey, side="left")
