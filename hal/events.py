@@ -46,7 +46,7 @@ def model_to_ticks(t: np.ndarray, tau_s_ticks: float) -> np.ndarray:
 def _sort_key(events: np.ndarray) -> np.ndarray:
     """One packed uint64 key per event, ``batch << 42 | time << 10 | label``, which orders exactly like
     (batch, time, label) for the values :func:`_check_events` lets through (batch < 2**16 <= 2**22, time a u32,
-    label < 2**10)."""
+    label < 2**10); checking the order on it costs about half of three strided field comparisons."""
     key = events["batch"].astype(np.uint64) << np.uint64(42)
     key |= events["time"].astype(np.uint64) << np.uint64(10)
     key |= events["label"]
@@ -58,14 +58,8 @@ def _ascending(key: np.ndarray) -> bool:
     return not bool(np.any(key[1:] < key[:-1]))
 
 
-def _is_sorted(events: np.ndarray) -> bool:
-    """True if events are already in (batch, time, label) order (O(n); devices return them sorted). Compares
-    :func:`_sort_key`, about half the cost of three strided field comparisons."""
-    return len(events) < 2 or _ascending(_sort_key(events))
-
-
 def _sorted(events: np.ndarray) -> np.ndarray:
-    """A sorted copy (skipping the O(n log n) sort when the input is already sorted)."""
+    """A sorted copy (skipping the O(n log n) sort when the input is already sorted, as devices return it)."""
     # Copy records as opaque bytes: ~100x faster than numpy's field-by-field structured copy.
     raw = events.view(np.dtype((np.void, events.dtype.itemsize)))
     key = _sort_key(events)
