@@ -36,8 +36,10 @@ def alternate(measure: Callable[[str], float], rounds: int) -> dict[str, list[fl
     return out
 
 
-def paired(times: dict[str, list[float]]) -> tuple[float, float, float]:
-    """The median and quartiles of the per-round ratios new / base."""
+def paired(times: dict[str, list[float]]) -> str:
+    """The median and quartiles of the per-round ratios new / base and the number of rounds, as the scripts print
+    them."""
     ratios = [n / b for b, n in zip(times["base"], times["new"], strict=True)]
     q1, q3 = np.percentile(ratios, [25, 75])
-    return statistics.median(ratios), float(q1), float(q3)
+    return (f"new/base paired median {statistics.median(ratios):.3f} (quartiles {float(q1):.3f}, {float(q3):.3f}), "
+            f"{len(ratios)} rounds")

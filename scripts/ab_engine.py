@@ -116,10 +116,8 @@ def main() -> None:
         if digests["base"] != digests["new"]:
             sys.exit(f"ab_engine: {case}: the two engines give different events ({digests})")
         cpu = alternate(partial(_cpu_time, engines, run), args.rounds)
-        median, q1, q3 = paired(cpu)
         print(f"{case}: base {1000 * statistics.median(cpu['base']):.1f} ms, new "
-              f"{1000 * statistics.median(cpu['new']):.1f} ms CPU per call; new/base paired median "
-              f"{median:.3f} (quartiles {q1:.3f}, {q3:.3f}), {args.rounds} rounds, same events "
+              f"{1000 * statistics.median(cpu['new']):.1f} ms CPU per call; {paired(cpu)}, same events "
               f"({digests['new']})", flush=True)
 
 

@@ -137,12 +137,10 @@ def main() -> None:
         if not all(_same(a, b) for a, b in zip(outs["base"], outs["new"], strict=True)):
             sys.exit(f"ab_ttfs_kernels: {label}: the two versions give different results")
         wall = alternate(partial(_wall_time, fns, calls, args.threads), args.rounds)
-        median, q1, q3 = paired(wall)
         per_step = 1e6 / args.capture
         print(f"{label}: base {per_step * statistics.median(wall['base']):.0f} us, new "
               f"{per_step * statistics.median(wall['new']):.0f} us per training step ({len(calls)} calls over "
-              f"{args.capture} steps, {args.threads} thread(s)); new/base paired median {median:.3f}"
-              f" (quartiles {q1:.3f}, {q3:.3f}), {args.rounds} rounds, same results", flush=True)
+              f"{args.capture} steps, {args.threads} thread(s)); {paired(wall)}, same results", flush=True)
 
 
 if __name__ == "__main__":
